@@ -1,0 +1,62 @@
+#include <cstdio>
+
+#include "commands.h"
+#include "common.h"
+#include "nfk/data.h"
+#include "nfk/fisher.h"
+
+namespace nfk::cli {
+
+void add_fisher_command(CLI::App& app) {
+  struct Flags {
+    ModelFlags model;
+    std::string data, out, mean_out, estimator = "auto";
+    int64_t reference_samples = 0, batch_size = 256;
+    double fisher_floor = 1e-8;
+    bool quiet = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* cmd = app.add_subcommand("fisher", "Diagonal Fisher information I = E_ref[(grad s - z)^2] "
+                                           "of a model");
+  f->model.add_to(cmd);
+  cmd->add_option("--data", f->data, "Data (the reference for --estimator empirical)")->required();
+  cmd->add_option("--estimator", f->estimator,
+                  "true (model samples), empirical (the data) or auto")
+      ->check(CLI::IsMember({"auto", "true", "empirical"}))
+      ->capture_default_str();
+  cmd->add_option("--reference-samples", f->reference_samples,
+                  "Reference examples (0: as many as the data)")
+      ->capture_default_str();
+  cmd->add_option("--fisher-floor", f->fisher_floor, "Floor of I relative to its mean")
+      ->capture_default_str();
+  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_option("--out", f->out, "Fisher diagonal I [P] as .npy")->required();
+  cmd->add_option("--mean-out", f->mean_out, "Also write the mean score z [P] as .npy");
+  cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
+  cmd->callback([f] {
+    auto ds = load_dataset(f->data);
+    auto model = load_score_model(parse_model_kind(f->model.kind), f->model.to_options(),
+                                  ds.inputs);
+    FisherOptions o;
+    o.estimator = parse_estimator(f->estimator);
+    o.reference_samples = f->reference_samples;
+    o.floor = f->fisher_floor;
+    o.batch_size = f->batch_size;
+    o.seed = f->model.seed;
+    ProgressLine progress("fisher", f->quiet);
+    auto stats = compute_fisher_stats(model, ds.inputs, o, progress.fn());
+    progress.finish();
+    write_npy(f->out, stats.fisher_diag);
+    if (!f->mean_out.empty()) write_npy(f->mean_out, stats.mean_score);
+    if (f->quiet) return;
+    std::printf("nfk fisher: %lld parameters, reference %s (%s, %lld samples)\n",
+                static_cast<long long>(stats.fisher_diag.numel()), stats.reference.c_str(),
+                to_string(stats.estimator).c_str(), static_cast<long long>(stats.n_reference));
+    std::printf("  I: mean %.4g, min %.4g, max %.4g; %lld zero-variance entries floored at %.3g\n",
+                stats.fisher_diag.mean().item<double>(), stats.fisher_diag.min().item<double>(),
+                stats.fisher_diag.max().item<double>(), static_cast<long long>(stats.n_floored),
+                stats.floor_value);
+  });
+}
+
+}  // namespace nfk::cli

@@ -1,0 +1,117 @@
+#include <cstdio>
+
+#include "commands.h"
+#include "common.h"
+#include "nfk/data.h"
+#include "nfk/embed.h"
+
+namespace nfk::cli {
+namespace {
+
+struct FitFlags {
+  ModelFlags model;
+  std::string data, out, embedding_out, estimator = "auto", method = "auto";
+  int64_t rank = 32, oversample = 10, power_iters = 10, batch_size = 256;
+  int64_t reference_samples = 0, memory_budget_mib = 4096;
+  double fisher_floor = 1e-8;
+  bool quiet = false;
+};
+
+// Smallest number of leading components whose explained-variance ratios sum to `target`.
+int64_t components_for(const torch::Tensor& ratio, double target) {
+  auto cum = ratio.cumsum(0);
+  for (int64_t i = 0; i < cum.numel(); ++i) {
+    if (cum[i].item<double>() >= target) return i + 1;
+  }
+  return -1;
+}
+
+void run_fit(const FitFlags& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ds = load_dataset(f.data);
+  auto options = f.model.to_options();
+  auto model = load_score_model(parse_model_kind(f.model.kind), options, ds.inputs);
+  FitOptions o;
+  o.method = parse_fit_method(f.method);
+  o.svd = {f.rank, f.oversample, f.power_iters, f.model.seed};
+  o.fisher.estimator = parse_estimator(f.estimator);
+  o.fisher.reference_samples = f.reference_samples;
+  o.fisher.floor = f.fisher_floor;
+  o.fisher.batch_size = f.batch_size;
+  o.fisher.seed = f.model.seed;
+  o.batch_size = f.batch_size;
+  o.memory_budget = f.memory_budget_mib << 20;
+
+  ProgressLine progress("fit", f.quiet);
+  torch::Tensor embedding;
+  auto proj = fit(model, ds.inputs, o, f.data, progress.fn(),
+                  f.embedding_out.empty() ? nullptr : &embedding);
+  progress.finish();
+  save_projector(f.out, proj);
+  if (!f.embedding_out.empty()) write_npy(f.embedding_out, embedding);
+
+  if (f.quiet) return;
+  auto ratio = proj.explained_variance_ratio();
+  std::printf("nfk fit: %s model, %lld examples, %lld parameters, rank %lld, method %s, %s\n",
+              to_string(proj.kind).c_str(), static_cast<long long>(proj.n_examples),
+              static_cast<long long>(proj.n_params()), static_cast<long long>(proj.rank()),
+              to_string(proj.method).c_str(), dtype_name(proj.model.dtype).c_str());
+  std::printf("  Fisher reference: %s (%s estimator, %lld samples), %lld entries floored at %.3g\n",
+              proj.fisher.reference.c_str(), to_string(proj.fisher.estimator).c_str(),
+              static_cast<long long>(proj.fisher.n_reference),
+              static_cast<long long>(proj.fisher.n_floored), proj.fisher.floor_value);
+  std::printf("  top-%lld components explain %.2f%% of the NFK variance%s\n",
+              static_cast<long long>(proj.rank()), 100 * ratio.sum().item<double>(),
+              proj.total_variance_exact ? "" : " (total estimated from the probes)");
+  for (double target : {0.5, 0.9, 0.99}) {
+    const int64_t c = components_for(ratio, target);
+    if (c > 0) std::printf("  %.0f%% of the variance in the top %lld\n", 100 * target,
+                           static_cast<long long>(c));
+  }
+  std::printf("  wrote %s in %.1f s\n", f.out.c_str(), seconds_since(t0));
+}
+
+}  // namespace
+
+void add_fit_command(CLI::App& app) {
+  auto f = std::make_shared<FitFlags>();
+  auto* cmd = app.add_subcommand("fit", "Fit a rank-k NFK projector (truncated SVD of the Fisher "
+                                        "vectors V) on a data set");
+  f->model.add_to(cmd);
+  cmd->add_option("--data", f->data,
+                  "Data: mnist:train|test, fashion-mnist:train|test, X.npy or IDX file; "
+                  "append [:n] to keep the first n examples")
+      ->required();
+  cmd->add_option("--rank", f->rank, "k: number of NFK components")->capture_default_str();
+  cmd->add_option("--estimator", f->estimator,
+                  "Reference for the mean score z and Fisher diagonal I: true (model samples), "
+                  "empirical (the data), auto (true where the model can sample)")
+      ->check(CLI::IsMember({"auto", "true", "empirical"}))
+      ->capture_default_str();
+  cmd->add_option("--reference-samples", f->reference_samples,
+                  "Reference examples for z and I (0: as many as the data)")
+      ->capture_default_str();
+  cmd->add_option("--fisher-floor", f->fisher_floor,
+                  "Floor of I relative to its mean (zero-variance parameters are raised to it)")
+      ->capture_default_str();
+  cmd->add_option("--oversample", f->oversample, "Extra random probes beyond k")
+      ->capture_default_str();
+  cmd->add_option("--power-iters", f->power_iters, "Power (subspace) iterations")
+      ->capture_default_str();
+  cmd->add_option("--method", f->method,
+                  "auto | exact (Gram eigendecomposition) | per-example (V resident, GEMMs) | "
+                  "matrix-free (streaming JVP/VJP)")
+      ->check(CLI::IsMember({"auto", "exact", "per-example", "matrix-free"}))
+      ->capture_default_str();
+  cmd->add_option("--memory-budget", f->memory_budget_mib,
+                  "MiB that a materialised V may take (auto picks matrix-free beyond it)")
+      ->capture_default_str();
+  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_option("--out", f->out, "Projector file to write (P.nfk)")->required();
+  cmd->add_option("--embedding-out", f->embedding_out,
+                  "Also write the training embedding e(X) = Phi diag(sigma) as .npy");
+  cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
+  cmd->callback([f] { run_fit(*f); });
+}
+
+}  // namespace nfk::cli

@@ -1,0 +1,47 @@
+#include <cstdio>
+
+#include "commands.h"
+#include "common.h"
+#include "nfk/embed.h"
+#include "nfk/plot.h"
+
+namespace nfk::cli {
+
+void add_spectrum_command(CLI::App& app) {
+  struct Flags {
+    std::string projector, plot;
+    bool json = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* cmd = app.add_subcommand("spectrum", "Print a projector's NFK spectrum: sigma, sigma^2 "
+                                             "and explained-variance ratio");
+  cmd->add_option("--projector", f->projector, "Projector file from `nfk fit`")->required();
+  cmd->add_flag("--json", f->json,
+                "Print one JSON object (singular_values, eigenvalues, explained_variance_ratio, "
+                "rank, method, dtype, n_examples, n_params, ...)");
+  cmd->add_option("--plot", f->plot, "Also draw the spectrum to this .svg file");
+  cmd->callback([f] {
+    auto proj = load_projector(f->projector);
+    if (!f->plot.empty()) write_spectrum_plot(f->plot, proj);
+    auto j = proj.spectrum_json();
+    if (f->json) {
+      std::printf("%s\n", j.dump().c_str());
+      return;
+    }
+    std::printf("NFK spectrum of %s (%s, %s, %lld examples, %lld parameters)\n",
+                f->projector.c_str(), j["kind"].get<std::string>().c_str(),
+                j["method"].get<std::string>().c_str(), static_cast<long long>(proj.n_examples),
+                static_cast<long long>(proj.n_params()));
+    std::printf("%5s %14s %14s %10s %10s\n", "i", "sigma", "sigma^2", "ratio", "cumulative");
+    double cum = 0;
+    for (int64_t i = 0; i < proj.rank(); ++i) {
+      const double r = j["explained_variance_ratio"][i];
+      cum += r;
+      std::printf("%5lld %14.6g %14.6g %9.3f%% %9.3f%%\n", static_cast<long long>(i + 1),
+                  j["singular_values"][i].get<double>(), j["eigenvalues"][i].get<double>(),
+                  100 * r, 100 * cum);
+    }
+  });
+}
+
+}  // namespace nfk::cli

@@ -1,0 +1,43 @@
+#include <cstdio>
+
+#include "commands.h"
+#include "common.h"
+#include "nfk/data.h"
+#include "nfk/embed.h"
+
+namespace nfk::cli {
+
+void add_transform_command(CLI::App& app) {
+  struct Flags {
+    std::string projector, data, out, model;
+    int64_t batch_size = 256;
+    bool quiet = false;
+  };
+  auto f = std::make_shared<Flags>();
+  auto* cmd = app.add_subcommand("transform", "Embed data with a fitted projector: e(x) = P^T V_x");
+  cmd->add_option("--projector", f->projector, "Projector file from `nfk fit`")->required();
+  cmd->add_option("--data", f->data, "Data to embed (same forms as `nfk fit --data`)")->required();
+  cmd->add_option("--out", f->out, "Embeddings [N, k] as .npy")->required();
+  cmd->add_option("--model", f->model,
+                  "Model file if it moved since the fit (its hash must match)");
+  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
+  cmd->callback([f] {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto proj = load_projector(f->projector);
+    auto ds = load_dataset(f->data);
+    auto model = load_projector_model(proj, f->model);
+    ProgressLine progress("transform", f->quiet);
+    auto e = transform(proj, model, ds.inputs, f->batch_size, progress.fn());
+    progress.finish();
+    write_npy(f->out, e);
+    if (!f->quiet) {
+      std::printf("nfk transform: %lld examples -> %s [%lld, %lld] in %.1f s\n",
+                  static_cast<long long>(e.size(0)), f->out.c_str(),
+                  static_cast<long long>(e.size(0)), static_cast<long long>(e.size(1)),
+                  seconds_since(t0));
+    }
+  });
+}
+
+}  // namespace nfk::cli

@@ -1,0 +1,86 @@
+#include "common.h"
+
+#include <cmath>
+
+namespace nfk::cli {
+
+void ModelFlags::add_to(CLI::App* app) {
+  app->add_option("--model", model, "Model file: TorchScript (.pt) or nfk zoo archive")->required();
+  app->add_option("--kind", kind,
+                  "Model kind: classifier (free energy logsumexp f(x)), gan (discriminator D(x)), "
+                  "vae (elbo(x)), density (log_prob(x)), score (forward(x) -> [B]), ntk "
+                  "(forward(x), no centring/scaling)")
+      ->required()
+      ->check(CLI::IsMember({"classifier", "gan", "vae", "density", "score", "ntk"}));
+  app->add_option("--generator", generator,
+                  "gan only: generator G(h) -> x whose samples centre the score and give the Fisher");
+  app->add_option("--latent-dim", latent_dim, "gan only: dimension of h ~ N(0, I)");
+  app->add_option("--output", output, "ntk only: output column c when forward(x) gives [B, C]");
+  app->add_option("--dtype", dtype, "Compute dtype")
+      ->check(CLI::IsMember({"float32", "float64"}))
+      ->capture_default_str();
+  app->add_option("--device", device, "Device: cpu or cuda")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app->add_option("--seed", seed, "Seed for every random choice (probes, samples, noise)")
+      ->capture_default_str();
+}
+
+ModelOptions ModelFlags::to_options() const {
+  ModelOptions o;
+  o.model_path = model;
+  o.generator_path = generator;
+  o.latent_dim = latent_dim;
+  o.output = output;
+  o.seed = seed;
+  o.dtype = parse_dtype(dtype);
+  TORCH_CHECK(device == "cpu" || torch::cuda::is_available(),
+              "nfk: --device cuda asked for, but no CUDA device is available");
+  o.device = device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  return o;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+ProgressFn ProgressLine::fn() {
+  if (quiet_) return {};
+  return [this](const std::string& stage, int64_t done, int64_t total) {
+    update(stage, done, total);
+  };
+}
+
+void ProgressLine::update(const std::string& stage, int64_t done, int64_t total) {
+  const auto now = std::chrono::steady_clock::now();
+  if (stage == "svd") {
+    svd_step_ = done;
+    svd_steps_ = total;
+    return;
+  }
+  if (stage != stage_ || done <= 0 || now < stage_start_) {
+    stage_ = stage;
+    stage_start_ = now;
+  }
+  if (done < total && now - last_draw_ < std::chrono::milliseconds(250)) return;
+  last_draw_ = now;
+  const double elapsed = std::chrono::duration<double>(now - stage_start_).count();
+  const double rate = elapsed > 0 ? done / elapsed : 0;
+  double remaining = rate > 0 ? (total - done) / rate : 0;
+  std::string pass;
+  if (svd_step_ >= 0 && (stage == "JVP" || stage == "VJP")) {
+    pass = " pass " + std::to_string(svd_step_ + 1) + "/" + std::to_string(svd_steps_);
+    if (rate > 0) remaining += double(svd_steps_ - svd_step_ - 1) * total / rate;
+  }
+  std::fprintf(stderr, "\r[%s]%s %s %lld/%lld ex, %.0f ex/s, ETA %.0fs   ", task_.c_str(),
+               pass.c_str(), stage.c_str(), static_cast<long long>(done),
+               static_cast<long long>(total), rate, std::ceil(remaining));
+  drawn_ = true;
+}
+
+void ProgressLine::finish() {
+  if (drawn_) std::fprintf(stderr, "\n");
+  drawn_ = false;
+}
+
+}  // namespace nfk::cli

@@ -1,0 +1,48 @@
+#pragma once
+// Flags shared by several subcommands, and the progress line. Thin: parsing and printing only.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "nfk/model.h"
+#include "nfk/progress.h"
+
+namespace nfk::cli {
+
+/// --model/--kind/--generator/--latent-dim/--output/--dtype/--device/--seed.
+struct ModelFlags {
+  std::string model, kind, generator, dtype = "float32", device = "cpu";
+  int64_t latent_dim = 0, output = -1;
+  uint64_t seed = 0;
+
+  void add_to(CLI::App* app);
+  ModelOptions to_options() const;
+};
+
+/// Draws "[stage] done/total, rate/s, ETA" on stderr at most 4 times a second; silent if quiet.
+/// A fit's passes come as ("svd", step, steps) followed by per-batch ("JVP"/"VJP", done, N);
+/// the ETA then covers the whole SVD.
+class ProgressLine {
+ public:
+  ProgressLine(std::string task, bool quiet) : task_(std::move(task)), quiet_(quiet) {}
+  ~ProgressLine() { finish(); }
+  ProgressFn fn();
+  void finish();
+
+ private:
+  void update(const std::string& stage, int64_t done, int64_t total);
+
+  std::string task_;
+  bool quiet_;
+  bool drawn_ = false;
+  int64_t svd_step_ = -1, svd_steps_ = 0;
+  std::string stage_;
+  std::chrono::steady_clock::time_point stage_start_, last_draw_;
+};
+
+/// Seconds since `t0`.
+double seconds_since(std::chrono::steady_clock::time_point t0);
+
+}  // namespace nfk::cli

@@ -1,0 +1,34 @@
+// nfk: one binary, one subcommand per library entry point. Errors end here as one line.
+#include <CLI/CLI.hpp>
+
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <exception>
+
+#include "commands.h"
+#include "detail/strings.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"nfk — Neural Fisher Kernel toolkit: Fisher vectors, diagonal Fisher information "
+               "and low-rank NFK embeddings of a trained network"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("nfk ") + NFK_VERSION);
+  nfk::cli::add_fit_command(app);
+  nfk::cli::add_transform_command(app);
+  nfk::cli::add_spectrum_command(app);
+  nfk::cli::add_fisher_command(app);
+  nfk::cli::add_train_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "\n%s\n", nfk::detail::first_line(e.what_without_backtrace()).c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\nnfk: %s\n", nfk::detail::first_line(e.what()).c_str());
+    return 1;
+  }
+  return 0;
+}

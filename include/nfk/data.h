@@ -1,0 +1,51 @@
+#pragma once
+/// nfk data layer: .npy and IDX files, the named sets (mnist / fashion-mnist), batching.
+/// Every reader validates what it reads and throws c10::Error (TORCH_CHECK) with a one-line
+/// message naming the file and what is wrong; nothing here prints or exits.
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+namespace nfk {
+
+/// Reads a NumPy .npy file (format 1.0/2.0/3.0, C order, little endian) of dtype
+/// float32 (<f4), float64 (<f8), uint8 (|u1), int64 (<i8) or int32 (<i4, widened to int64).
+/// Returns a CPU tensor of the stored shape and dtype.
+/// Example: `auto x = nfk::read_npy("x.npy");  // [N, 1, 28, 28] float32`
+torch::Tensor read_npy(const std::string& path);
+
+/// Writes `t` (any device; float32/float64/uint8/int64) as a C-order .npy file, atomically
+/// (temp file in the same folder + rename): a failure never leaves a partial file.
+void write_npy(const std::string& path, const torch::Tensor& t);
+
+/// Reads an IDX file (LeCun's MNIST format), gzip'd or not (detected by magic bytes).
+/// Returns uint8 [N, rows, cols] for images (idx3), uint8 [N] for labels (idx1), etc.
+torch::Tensor read_idx(const std::string& path);
+
+/// Folder of installed data sets: $NFK_DATA_DIR if set, else <repo>/data as baked in at build
+/// time (scripts/setup puts MNIST under data/mnist and links Fashion-MNIST at data/fashion-mnist).
+std::string data_dir();
+
+/// A data set in memory: inputs float [N, ...] and optional labels int64 [N].
+struct Dataset {
+  torch::Tensor inputs;  // [N, ...] float32 (images scaled to [0, 1], shape [N, 1, 28, 28])
+  torch::Tensor labels;  // [N] int64, undefined if none
+};
+
+/// Loads a named set: "mnist:train", "mnist:test", "fashion-mnist:train", "fashion-mnist:test".
+/// Images come as float32 [N, 1, 28, 28] in [0, 1]; labels int64 [N].
+Dataset load_named_set(const std::string& name);
+
+/// Loads inputs from any source the CLI accepts: a named set ("mnist:test"), an .npy file, or
+/// an IDX file (optionally .gz). Integer image data (uint8) is scaled to [0, 1] float32;
+/// IDX images get a channel axis ([N, 1, H, W]). A source may end in "[:n]" to keep the first
+/// n examples, e.g. "mnist:test[:1000]". Throws if any value is NaN or Inf.
+/// Example: `auto ds = nfk::load_dataset("mnist:test[:512]");`
+Dataset load_dataset(const std::string& source);
+
+/// Throws if `t` (floating) holds NaN or Inf; `what` names the source in the message.
+void check_finite(const torch::Tensor& t, const std::string& what);
+
+}  // namespace nfk

@@ -1,0 +1,86 @@
+#pragma once
+/// nfk embedding layer: fit a low-rank NFK projector on a data set, save/load it as a
+/// self-describing versioned file, and embed any input: e(x) = Pᵀ V_x ∈ R^k (SPEC §1).
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+#include "nfk/fisher.h"
+#include "nfk/linalg.h"
+#include "nfk/model.h"
+#include "nfk/progress.h"
+
+namespace nfk {
+
+/// How the truncated SVD of V is computed (SPEC §2).
+/// kExact: materialise V, eigendecompose the Gram matrix (paper Alg. 1);
+/// kPerExample: materialise V once from per-example gradients, then randomized SVD by GEMMs;
+/// kMatrixFree: randomized SVD by streaming JVP/VJP passes (paper Alg. 4);
+/// kAuto: per-example when N·P fits the memory budget, else matrix-free.
+enum class FitMethod { kAuto, kExact, kPerExample, kMatrixFree };
+FitMethod parse_fit_method(const std::string& name);  // "auto" | "exact" | "per-example" | ...
+std::string to_string(FitMethod m);
+
+struct FitOptions {
+  FitMethod method = FitMethod::kAuto;
+  SvdOptions svd;
+  FisherOptions fisher;
+  int64_t batch_size = 256;
+  int64_t memory_budget = int64_t{4} << 30;  // bytes V may take when materialised
+};
+
+/// A fitted NFK projector: everything `transform` needs, plus provenance.
+struct Projector {
+  static constexpr int kFormatVersion = 1;
+  ModelKind kind = ModelKind::kScore;
+  ModelOptions model;              // paths (absolute), latent dim, output column, seed, dtype
+  std::string model_hash;          // file_hash of model.model_path
+  std::string generator_hash;      // file_hash of model.generator_path, if any
+  FitMethod method = FitMethod::kAuto;  // resolved method
+  SvdOptions svd;
+  FisherStats fisher;              // z, I and how they were obtained
+  torch::Tensor basis;             // P [P, k]
+  torch::Tensor singular_values;   // σ [k]
+  double total_variance = 0;       // ‖V‖_F² over the fitted data
+  bool total_variance_exact = false;
+  int64_t n_examples = 0;
+  std::string data_source;
+  int64_t batch_size = 256;
+
+  int64_t rank() const { return singular_values.size(0); }
+  int64_t n_params() const { return basis.size(0); }
+  /// σ² / total variance, [k] float64.
+  torch::Tensor explained_variance_ratio() const;
+  /// The spectrum summary of `nfk spectrum --json`.
+  nlohmann::json spectrum_json() const;
+};
+
+/// Fits a rank-k projector on `inputs` [N, ...]: Fisher statistics (once), then the truncated
+/// SVD of V by the chosen method. Returns the projector and, if `train_embedding` is not null,
+/// e(X) = Φ diag(σ) [N, k].
+/// Example: `auto proj = nfk::fit(model, ds.inputs, opts, "mnist:test");`
+Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& options,
+              const std::string& data_source = "", const ProgressFn& progress = {},
+              torch::Tensor* train_embedding = nullptr);
+
+/// e(x) = Pᵀ V_x for every row of `inputs` [N, ...] → [N, k] (projector dtype), by k JVPs per
+/// batch. `model` must be the projector's model (checked by parameter count).
+torch::Tensor transform(const Projector& projector, ScoreModel& model, const torch::Tensor& inputs,
+                        int64_t batch_size = 256, const ProgressFn& progress = {});
+
+/// Rebuilds the projector's score model from its stored paths, checking the files' hashes.
+/// `model_path_override` (if not empty) replaces the stored model path.
+ScoreModel load_projector_model(const Projector& projector,
+                                const std::string& model_path_override = "");
+
+/// Writes a projector file atomically: magic "NFKPROJ\n", a JSON header (metadata and a tensor
+/// table), then the raw little-endian tensor data.
+void save_projector(const std::string& path, const Projector& projector);
+
+/// Reads and validates a projector file; throws "nfk: <path>: ..." on any inconsistency.
+Projector load_projector(const std::string& path);
+
+}  // namespace nfk

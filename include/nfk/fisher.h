@@ -1,0 +1,90 @@
+#pragma once
+/// nfk Fisher layer (SPEC §1–2): per-example score gradients, the mean score z and diagonal
+/// Fisher I from a reference distribution, and the Fisher-vector operator V = (J − 1zᵀ) I^{-1/2}
+/// whose products stream over the data (JVP for VQ, VJP for VᵀM).
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+#include "nfk/linalg.h"
+#include "nfk/model.h"
+#include "nfk/progress.h"
+
+namespace nfk {
+
+/// Which distribution z and I are taken over.
+/// kTrue: the model's own (generator samples for GANs, sample(n) for VAE/density);
+/// kEmpirical: the data; kAuto: true where the model can sample, else empirical;
+/// kNone: z = 0, I = 1 (forced for kind `ntk`).
+enum class Estimator { kAuto, kTrue, kEmpirical, kNone };
+Estimator parse_estimator(const std::string& name);  // "auto" | "true" | "empirical"
+std::string to_string(Estimator e);
+
+struct FisherOptions {
+  Estimator estimator = Estimator::kAuto;
+  int64_t reference_samples = 0;  // 0: as many as the data has examples
+  double floor = 1e-8;            // I is floored at floor × mean(I) (SPEC: "floored by ε")
+  int64_t batch_size = 256;
+  uint64_t seed = 0;              // seeds model samples and data subsets
+};
+
+/// z, I and how they were obtained; stored with every projector.
+struct FisherStats {
+  torch::Tensor mean_score;   // z [P] (zeros for ntk)
+  torch::Tensor fisher_diag;  // I [P], floored (ones for ntk)
+  Estimator estimator = Estimator::kNone;  // resolved: kTrue, kEmpirical or kNone
+  std::string reference;      // "generator samples", "model samples", "data" or "none"
+  int64_t n_reference = 0;
+  double floor_value = 0;     // absolute ε applied
+  int64_t n_floored = 0;      // entries of I raised to ε (zero-variance parameters)
+
+  /// I^{-1/2} [P].
+  torch::Tensor inv_sqrt() const { return fisher_diag.rsqrt(); }
+};
+
+/// Flattens per-parameter tensors (undefined = zeros) into one vector in `params` order.
+torch::Tensor flatten_like(const std::vector<torch::Tensor>& grads,
+                           const std::vector<torch::Tensor>& params);
+
+/// Per-example gradients ∇θ s(x_i) of a batch x_b [B, ...] → J_b [B, P] (model dtype/device).
+/// `first_index` is x_b[0]'s index in its data set (fixes the VAE's per-example noise).
+torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
+                                    int64_t first_index = 0);
+
+/// The reference inputs for z and I: model samples (true) or a seeded subset of `data`
+/// (empirical). Throws if `true` is asked of a model that cannot sample.
+torch::Tensor reference_inputs(ScoreModel& model, const torch::Tensor& data,
+                               const FisherOptions& options, Estimator* resolved,
+                               std::string* reference);
+
+/// z = E_ref[∇s], I = E_ref[(∇s − z)²], floored; one pass of per-example gradients over the
+/// reference. For kind `ntk` returns z = 0, I = 1 without touching the data.
+FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
+                                 const FisherOptions& options, const ProgressFn& progress = {});
+
+/// V [N, P] over `inputs` [N, ...] as a streaming operator (SPEC §2 matrix-free):
+/// apply(Q) = V Q by forward-mode AD (dual tensors on the parameters), apply_t(M) = Vᵀ M by
+/// reverse-mode AD; neither stores J, V or K. dense() materialises V from per-example gradients.
+class FisherVectorOperator : public LinearOperator {
+ public:
+  FisherVectorOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
+                       int64_t batch_size, ProgressFn progress = {});
+  int64_t rows() const override { return inputs_.size(0); }
+  int64_t cols() const override { return z_.size(0); }
+  torch::Tensor apply(const torch::Tensor& q_pu) override;
+  torch::Tensor apply_t(const torch::Tensor& m_nu) override;
+  torch::Tensor dense() override;
+  torch::TensorOptions options() const override { return z_.options(); }
+
+ private:
+  ScoreModel& model_;
+  torch::Tensor inputs_;  // [N, ...] as given (moved to the model's device per batch)
+  torch::Tensor z_;       // [P]
+  torch::Tensor inv_sqrt_;  // [P]
+  int64_t batch_size_;
+  ProgressFn progress_;
+};
+
+}  // namespace nfk

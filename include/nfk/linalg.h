@@ -1,0 +1,76 @@
+#pragma once
+/// nfk linear algebra: truncated SVD of an operator V ∈ R^{N×P} that is known only through its
+/// products. Knows nothing about models (SPEC §4): every algorithm consumes `LinearOperator`.
+
+#include <torch/torch.h>
+
+#include <cstdint>
+
+#include "nfk/progress.h"
+
+namespace nfk {
+
+/// A matrix V ∈ R^{N×P} given by its products.
+class LinearOperator {
+ public:
+  virtual ~LinearOperator() = default;
+  virtual int64_t rows() const = 0;  // N
+  virtual int64_t cols() const = 0;  // P
+  /// V Q: Q [P, u] → [N, u].
+  virtual torch::Tensor apply(const torch::Tensor& q_pu) = 0;
+  /// Vᵀ M: M [N, u] → [P, u].
+  virtual torch::Tensor apply_t(const torch::Tensor& m_nu) = 0;
+  /// V itself, [N, P]. The default builds it from apply_t on identity blocks (N passes' worth);
+  /// operators that can do better override it.
+  virtual torch::Tensor dense();
+  /// dtype and device of the products.
+  virtual torch::TensorOptions options() const = 0;
+};
+
+/// A materialised V [N, P] as an operator: products are single GEMMs.
+class DenseOperator : public LinearOperator {
+ public:
+  explicit DenseOperator(torch::Tensor v_np) : v_np_(std::move(v_np)) {}
+  int64_t rows() const override { return v_np_.size(0); }
+  int64_t cols() const override { return v_np_.size(1); }
+  torch::Tensor apply(const torch::Tensor& q_pu) override { return v_np_.mm(q_pu); }
+  torch::Tensor apply_t(const torch::Tensor& m_nu) override { return v_np_.t().mm(m_nu); }
+  torch::Tensor dense() override { return v_np_; }
+  torch::TensorOptions options() const override { return v_np_.options(); }
+
+ private:
+  torch::Tensor v_np_;
+};
+
+/// Options of the randomized truncated SVD (paper Alg. 4; Halko et al. 2011, Alg. 4.4).
+struct SvdOptions {
+  int64_t rank = 32;         // k: components kept
+  int64_t oversample = 10;   // extra probes: u = k + oversample
+  int64_t power_iters = 10;  // L: subspace iterations, each one V and one Vᵀ pass
+  uint64_t seed = 0;         // seeds the Gaussian probes
+};
+
+/// Truncated SVD V ≈ Φ diag(σ) Pᵀ.
+struct SvdResult {
+  torch::Tensor left;             // Φ [N, k], orthonormal columns
+  torch::Tensor singular_values;  // σ [k], descending
+  torch::Tensor right;            // P [P, k], orthonormal columns
+  double total_variance = 0;      // ‖V‖_F² = Σ all σ², for explained-variance ratios
+  bool total_variance_exact = false;  // false: Hutchinson estimate from the first probes
+};
+
+/// Matrix-free randomized SVD: 2·L + 2 passes over V (u = k + oversample columns each), QR after
+/// every pass. Signs are fixed so that the largest-magnitude entry of each P column is positive.
+/// Example: `auto r = nfk::randomized_svd(op, {.rank = 16});`
+SvdResult randomized_svd(LinearOperator& op, const SvdOptions& options,
+                         const ProgressFn& progress = {});
+
+/// Exact truncated SVD of a materialised V [N, P] (paper Alg. 1): eigendecomposition of the
+/// smaller Gram matrix (VVᵀ or VᵀV). Same sign convention as `randomized_svd`.
+SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank);
+
+/// Cosines of the principal angles between the column spaces of A [n, k] and B [n, k]
+/// (orthonormalised first), descending.
+torch::Tensor principal_cosines(const torch::Tensor& a, const torch::Tensor& b);
+
+}  // namespace nfk

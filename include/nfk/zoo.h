@@ -1,0 +1,114 @@
+#pragma once
+/// nfk's built-in models (native LibTorch). Each implements the model protocol of SPEC §3 and is
+/// saved as a self-describing zoo archive (architecture + options + weights), so `nfk fit
+/// --model DIR/net.pt` loads it without the training code.
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+
+namespace nfk {
+
+/// LeNet-5 for [B, C, H, W] images (28×28 → 61,706 parameters with the defaults).
+struct LeNet5Options {
+  TORCH_ARG(int64_t, in_channels) = 1;
+  TORCH_ARG(int64_t, image_size) = 28;
+  TORCH_ARG(int64_t, num_classes) = 10;
+};
+
+/// LeNet-5: conv5(6, pad 2)-relu-maxpool-conv5(16)-relu-maxpool-fc120-relu-fc84-relu-fc(classes).
+/// forward(x [B, C, H, W]) → logits [B, classes].
+struct LeNet5Impl : torch::nn::Cloneable<LeNet5Impl> {
+  explicit LeNet5Impl(const LeNet5Options& options = {});
+  void reset() override;
+  torch::Tensor forward(const torch::Tensor& x);
+
+  LeNet5Options options;
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr}, fc3{nullptr};
+};
+TORCH_MODULE(LeNet5);
+
+/// Multi-layer perceptron on flattened inputs, tanh hidden units.
+struct MlpOptions {
+  TORCH_ARG(int64_t, in_features) = 784;
+  TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{128, 64};
+  TORCH_ARG(int64_t, out_features) = 10;
+};
+
+/// forward(x [B, ...]) → [B, out_features]; with out_features == 1 the output is squeezed to [B].
+struct MlpImpl : torch::nn::Cloneable<MlpImpl> {
+  explicit MlpImpl(const MlpOptions& options = {});
+  void reset() override;
+  torch::Tensor forward(const torch::Tensor& x);
+
+  MlpOptions options;
+  torch::nn::ModuleList layers{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+/// DCGAN-style discriminator for square images whose size is divisible by 4, without batch-norm
+/// (per-example gradients must be well defined): two stride-2 convs with leaky ReLU, then linear.
+struct DcganDiscriminatorOptions {
+  TORCH_ARG(int64_t, channels) = 1;
+  TORCH_ARG(int64_t, image_size) = 28;
+  TORCH_ARG(int64_t, width) = 32;  // filters of the first conv; the second has 2 × width
+};
+
+/// forward(x [B, C, S, S]) → D(x) [B] (raw score; energy E = −D).
+struct DcganDiscriminatorImpl : torch::nn::Cloneable<DcganDiscriminatorImpl> {
+  explicit DcganDiscriminatorImpl(const DcganDiscriminatorOptions& options = {});
+  void reset() override;
+  torch::Tensor forward(const torch::Tensor& x);
+
+  DcganDiscriminatorOptions options;
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::Linear head{nullptr};
+};
+TORCH_MODULE(DcganDiscriminator);
+
+/// DCGAN-style generator: linear to (2·width, S/4, S/4), two stride-2 transposed convs, sigmoid.
+struct DcganGeneratorOptions {
+  TORCH_ARG(int64_t, latent_dim) = 32;
+  TORCH_ARG(int64_t, channels) = 1;
+  TORCH_ARG(int64_t, image_size) = 28;
+  TORCH_ARG(int64_t, width) = 32;
+};
+
+/// forward(h [B, latent_dim]) → x [B, C, S, S] in (0, 1).
+struct DcganGeneratorImpl : torch::nn::Cloneable<DcganGeneratorImpl> {
+  explicit DcganGeneratorImpl(const DcganGeneratorOptions& options = {});
+  void reset() override;
+  torch::Tensor forward(const torch::Tensor& h);
+
+  DcganGeneratorOptions options;
+  torch::nn::Linear project{nullptr};
+  torch::nn::ConvTranspose2d deconv1{nullptr}, deconv2{nullptr};
+};
+TORCH_MODULE(DcganGenerator);
+
+/// A zoo module with its architecture name ("lenet5", "mlp", "dcgan-d", "dcgan-g") and options.
+struct ZooModule {
+  std::string arch;
+  nlohmann::json options;
+  std::shared_ptr<torch::nn::Module> module;
+  std::function<torch::Tensor(const torch::Tensor&)> forward;
+};
+
+/// Builds a freshly initialised zoo module (seed the global RNG first for reproducibility).
+/// `options` holds the fields of the arch's Options struct by name; missing ones keep defaults.
+/// Example: `auto d = nfk::make_zoo_module("dcgan-d", {{"width", 8}});`
+ZooModule make_zoo_module(const std::string& arch, const nlohmann::json& options = {});
+
+/// Writes a zoo archive (arch, options, weights) atomically.
+void save_zoo_module(const std::string& path, const ZooModule& zoo);
+
+/// Reads a zoo archive; throws "nfk: <path>: ..." if it is not one.
+ZooModule load_zoo_module(const std::string& path);
+
+/// True if `path` is an nfk zoo archive (as opposed to a plain TorchScript file).
+bool is_zoo_archive(const std::string& path);
+
+}  // namespace nfk

@@ -1,0 +1,182 @@
+#include <c10/util/Exception.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "nfk/data.h"
+
+#ifndef NFK_DEFAULT_DATA_DIR
+#define NFK_DEFAULT_DATA_DIR "data"
+#endif
+
+namespace nfk {
+namespace {
+
+constexpr const char* kNamedSets[] = {"mnist:train", "mnist:test", "fashion-mnist:train",
+                                      "fashion-mnist:test"};
+
+std::string valid_names() {
+  std::string out;
+  for (const char* n : kNamedSets) {
+    if (!out.empty()) out += ", ";
+    out += n;
+  }
+  return out;
+}
+
+bool is_named_set(const std::string& s) {
+  for (const char* n : kNamedSets) {
+    if (s == n) return true;
+  }
+  return false;
+}
+
+bool is_regular_file(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+// Returns `base` or `base.gz`, whichever exists (plain first), or "" if neither does.
+std::string find_idx_file(const std::string& base) {
+  if (is_regular_file(base)) return base;
+  if (is_regular_file(base + ".gz")) return base + ".gz";
+  return "";
+}
+
+torch::Tensor images_to_float(const torch::Tensor& x) {
+  return x.to(torch::kFloat32).div_(255.0f);
+}
+
+enum class Format { kNpy, kIdx };
+
+Format sniff_format(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  TORCH_CHECK(in.is_open(), "nfk: cannot read ", path, ": ", std::strerror(errno));
+  unsigned char b[6] = {0, 0, 0, 0, 0, 0};
+  in.read(reinterpret_cast<char*>(b), 6);
+  const auto n = in.gcount();
+  if (n >= 6 && std::memcmp(b, "\x93NUMPY", 6) == 0) return Format::kNpy;
+  if (n >= 2 && b[0] == 0x1f && b[1] == 0x8b) return Format::kIdx;  // gzip: IDX inside
+  if (n >= 4 && b[0] == 0 && b[1] == 0) return Format::kIdx;
+  TORCH_CHECK(false, "nfk: ", path,
+              ": unrecognized data file (expected .npy, IDX, or gzip'd IDX by its magic bytes)");
+  __builtin_unreachable();
+}
+
+// Splits an optional trailing "[:n]" off `source`; n = -1 when absent.
+std::string split_slice(const std::string& source, int64_t* n) {
+  *n = -1;
+  const size_t open = source.rfind("[:");
+  if (open == std::string::npos || source.empty() || source.back() != ']') return source;
+  const std::string digits = source.substr(open + 2, source.size() - open - 3);
+  bool ok = !digits.empty() && digits.size() <= 18;
+  for (char c : digits) ok = ok && c >= '0' && c <= '9';
+  TORCH_CHECK(ok, "nfk: ", source, ": bad slice suffix (expected \"[:n]\" with n a count)");
+  *n = std::stoll(digits);
+  TORCH_CHECK(*n > 0, "nfk: ", source, ": slice \"[:0]\" keeps no examples");
+  return source.substr(0, open);
+}
+
+}  // namespace
+
+std::string data_dir() {
+  const char* env = std::getenv("NFK_DATA_DIR");
+  if (env != nullptr && env[0] != '\0') return env;
+  return NFK_DEFAULT_DATA_DIR;
+}
+
+Dataset load_named_set(const std::string& name) {
+  TORCH_CHECK(is_named_set(name), "nfk: unknown data set '", name,
+              "' (valid names: ", valid_names(), ")");
+  const size_t colon = name.find(':');
+  const std::string family = name.substr(0, colon);
+  const std::string split = name.substr(colon + 1);
+  const std::string dir = data_dir() + "/" + family;
+  const std::string prefix = dir + "/" + (split == "train" ? "train" : "t10k");
+
+  const std::string base_images = prefix + "-images-idx3-ubyte";
+  const std::string base_labels = prefix + "-labels-idx1-ubyte";
+  const std::string images_path = find_idx_file(base_images);
+  const std::string labels_path = find_idx_file(base_labels);
+  TORCH_CHECK(!images_path.empty() && !labels_path.empty(), "nfk: ", name,
+              ": missing data file ", images_path.empty() ? base_images : base_labels,
+              "[.gz]; run scripts/setup to install it (or set NFK_DATA_DIR)");
+
+  const torch::Tensor images = read_idx(images_path);
+  const torch::Tensor labels = read_idx(labels_path);
+  TORCH_CHECK(images.dim() == 3 && images.size(1) == 28 && images.size(2) == 28, "nfk: ",
+              images_path, ": expected images of shape [N, 28, 28], got ", images.sizes());
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == images.size(0), "nfk: ", labels_path,
+              ": expected ", images.size(0), " labels to match ", images_path, ", got shape ",
+              labels.sizes());
+  TORCH_CHECK(labels.numel() == 0 || labels.max().item<int64_t>() <= 9, "nfk: ", labels_path,
+              ": label out of range [0, 9]: ", labels.max().item<int64_t>());
+
+  Dataset ds;
+  ds.inputs = images_to_float(images).unsqueeze(1);
+  ds.labels = labels.to(torch::kInt64);
+  return ds;
+}
+
+Dataset load_dataset(const std::string& source) {
+  int64_t n = -1;
+  const std::string src = split_slice(source, &n);
+  TORCH_CHECK(!src.empty(), "nfk: empty data source");
+
+  Dataset ds;
+  if (is_named_set(src)) {
+    ds = load_named_set(src);
+  } else if (!is_regular_file(src)) {
+    // Something shaped like "family:split" that is not a file is almost surely a mistyped set.
+    const bool looks_named = src.find(':') != std::string::npos &&
+                             src.find('/') == std::string::npos &&
+                             src.find('.') == std::string::npos;
+    TORCH_CHECK(!looks_named, "nfk: unknown data set '", src, "' (valid names: ", valid_names(),
+                ")");
+    struct stat st;
+    const bool exists = ::stat(src.c_str(), &st) == 0;
+    TORCH_CHECK(false, "nfk: cannot read ", src, ": ",
+                exists ? "not a regular file" : std::strerror(errno),
+                " (expected a .npy or IDX file, or one of: ", valid_names(), ")");
+  } else if (sniff_format(src) == Format::kNpy) {
+    torch::Tensor x = read_npy(src);
+    TORCH_CHECK(x.dim() >= 1, "nfk: ", src, ": expected an array [N, ...], got a scalar");
+    if (x.scalar_type() == torch::kUInt8) {
+      x = images_to_float(x);
+    } else if (!x.is_floating_point()) {
+      x = x.to(torch::kFloat32);
+    }
+    ds.inputs = x;
+  } else {
+    torch::Tensor x = read_idx(src);
+    if (x.dim() == 3) x = x.unsqueeze(1);
+    ds.inputs = images_to_float(x);
+  }
+
+  if (n >= 0 && n < ds.inputs.size(0)) {
+    // clone() so the slice does not pin the whole set in memory.
+    ds.inputs = ds.inputs.narrow(0, 0, n).clone();
+    if (ds.labels.defined()) ds.labels = ds.labels.narrow(0, 0, n).clone();
+  }
+  check_finite(ds.inputs, src);
+  return ds;
+}
+
+void check_finite(const torch::Tensor& t, const std::string& what) {
+  if (!t.defined() || !t.is_floating_point() || t.numel() == 0) return;
+  const torch::Tensor bad = ~torch::isfinite(t);
+  if (!bad.any().item<bool>()) return;
+  const int64_t n_nan = torch::isnan(t).sum().item<int64_t>();
+  const int64_t n_bad = bad.sum().item<int64_t>();
+  const int64_t first = bad.reshape(-1).nonzero()[0][0].item<int64_t>();
+  TORCH_CHECK(false, "nfk: ", what, ": data holds ", n_nan, " NaN and ", n_bad - n_nan,
+              " Inf values (first at flat index ", first, ")");
+}
+
+}  // namespace nfk

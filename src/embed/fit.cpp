@@ -1,0 +1,137 @@
+#include <filesystem>
+
+#include "nfk/data.h"
+#include "nfk/embed.h"
+
+namespace nfk {
+
+FitMethod parse_fit_method(const std::string& name) {
+  if (name == "auto") return FitMethod::kAuto;
+  if (name == "exact") return FitMethod::kExact;
+  if (name == "per-example") return FitMethod::kPerExample;
+  if (name == "matrix-free") return FitMethod::kMatrixFree;
+  TORCH_CHECK(false, "nfk: unknown method `", name,
+              "` (expected auto, exact, per-example or matrix-free)");
+}
+
+std::string to_string(FitMethod m) {
+  switch (m) {
+    case FitMethod::kAuto:
+      return "auto";
+    case FitMethod::kExact:
+      return "exact";
+    case FitMethod::kPerExample:
+      return "per-example";
+    case FitMethod::kMatrixFree:
+      return "matrix-free";
+  }
+  TORCH_INTERNAL_ASSERT(false, "unhandled FitMethod");
+}
+
+torch::Tensor Projector::explained_variance_ratio() const {
+  auto s2 = singular_values.to(torch::kFloat64).square();
+  return total_variance > 0 ? s2 / total_variance : torch::zeros_like(s2);
+}
+
+nlohmann::json Projector::spectrum_json() const {
+  auto to_vec = [](const torch::Tensor& t) {
+    auto c = t.to(torch::kFloat64).contiguous();
+    return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  };
+  return {{"singular_values", to_vec(singular_values)},
+          {"eigenvalues", to_vec(singular_values.to(torch::kFloat64).square())},
+          {"explained_variance_ratio", to_vec(explained_variance_ratio())},
+          {"total_variance", total_variance},
+          {"total_variance_exact", total_variance_exact},
+          {"rank", rank()},
+          {"method", to_string(method)},
+          {"dtype", dtype_name(model.dtype)},
+          {"kind", to_string(kind)},
+          {"estimator", to_string(fisher.estimator)},
+          {"n_examples", n_examples},
+          {"n_params", n_params()}};
+}
+
+Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& o,
+              const std::string& data_source, const ProgressFn& progress,
+              torch::Tensor* train_embedding) {
+  const int64_t n = inputs.size(0);
+  const int64_t p = model.num_parameters();
+  TORCH_CHECK(n >= 2, "nfk::fit: need at least 2 examples, got ", n);
+  TORCH_CHECK(o.svd.rank > 0 && o.svd.rank <= std::min(n, p), "nfk::fit: rank must be in [1, ",
+              std::min(n, p), "] (min of examples and parameters), got ", o.svd.rank);
+  check_finite(inputs, data_source.empty() ? "inputs" : data_source);
+
+  const int64_t v_bytes = n * p * static_cast<int64_t>(c10::elementSize(model.options().dtype));
+  FitMethod method = o.method;
+  if (method == FitMethod::kAuto) {
+    method = v_bytes <= o.memory_budget ? FitMethod::kPerExample : FitMethod::kMatrixFree;
+  }
+  if (method != FitMethod::kMatrixFree) {
+    TORCH_CHECK(v_bytes <= o.memory_budget, "nfk::fit: --method ", to_string(method),
+                " keeps V in memory: ", n, " x ", p, " values = ", v_bytes >> 20,
+                " MiB exceed the memory budget of ", o.memory_budget >> 20,
+                " MiB (raise --memory-budget or use --method matrix-free)");
+  }
+
+  Projector proj;
+  proj.fisher = compute_fisher_stats(model, inputs, o.fisher, progress);
+  FisherVectorOperator op(model, inputs, proj.fisher, o.batch_size, progress);
+  SvdResult r;
+  if (method == FitMethod::kExact) {
+    r = exact_svd(op.dense(), o.svd.rank);
+  } else if (method == FitMethod::kPerExample) {
+    DenseOperator resident(op.dense());
+    r = randomized_svd(resident, o.svd, progress);
+    // V is in hand: the total variance is exact, not estimated.
+    r.total_variance = resident.dense().to(torch::kFloat64).square().sum().item<double>();
+    r.total_variance_exact = true;
+  } else {
+    r = randomized_svd(op, o.svd, progress);
+  }
+
+  proj.kind = model.kind();
+  proj.model = model.options();
+  proj.model.model_path = std::filesystem::absolute(proj.model.model_path).string();
+  proj.model_hash = file_hash(proj.model.model_path);
+  if (!proj.model.generator_path.empty()) {
+    proj.model.generator_path = std::filesystem::absolute(proj.model.generator_path).string();
+    proj.generator_hash = file_hash(proj.model.generator_path);
+  }
+  proj.method = method;
+  proj.svd = o.svd;
+  proj.basis = r.right;
+  proj.singular_values = r.singular_values;
+  proj.total_variance = r.total_variance;
+  proj.total_variance_exact = r.total_variance_exact;
+  proj.n_examples = n;
+  proj.data_source = data_source;
+  proj.batch_size = o.batch_size;
+  if (train_embedding) *train_embedding = r.left * r.singular_values.unsqueeze(0);
+  return proj;
+}
+
+torch::Tensor transform(const Projector& projector, ScoreModel& model, const torch::Tensor& inputs,
+                        int64_t batch_size, const ProgressFn& progress) {
+  TORCH_CHECK(model.num_parameters() == projector.n_params(), "nfk::transform: the model has ",
+              model.num_parameters(), " parameters but the projector was fitted with ",
+              projector.n_params());
+  check_finite(inputs, "inputs");
+  FisherVectorOperator op(model, inputs, projector.fisher, batch_size, progress);
+  return op.apply(projector.basis);
+}
+
+ScoreModel load_projector_model(const Projector& projector, const std::string& override_path) {
+  ModelOptions options = projector.model;
+  if (!override_path.empty()) options.model_path = override_path;
+  TORCH_CHECK(file_hash(options.model_path) == projector.model_hash, "nfk: model ",
+              options.model_path, " differs from the one the projector was fitted with (hash ",
+              projector.model_hash, ")");
+  if (!options.generator_path.empty()) {
+    TORCH_CHECK(file_hash(options.generator_path) == projector.generator_hash, "nfk: generator ",
+                options.generator_path, " differs from the one the projector was fitted with");
+  }
+  return load_score_model(projector.kind, options);
+}
+
+}  // namespace nfk

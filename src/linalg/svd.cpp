@@ -1,0 +1,122 @@
+#include <algorithm>
+
+#include "nfk/linalg.h"
+
+namespace nfk {
+namespace {
+
+torch::Tensor orthonormalize(const torch::Tensor& a) {
+  return std::get<0>(torch::linalg::qr(a, "reduced"));
+}
+
+// Makes each component's largest-magnitude entry of `right` positive, flipping `left` alike,
+// so that the same input always gives the same signs.
+void fix_signs(SvdResult& r) {
+  auto idx = r.right.abs().argmax(/*dim=*/0);                        // [k]
+  auto picked = r.right.gather(/*dim=*/0, idx.unsqueeze(0)).squeeze(0);  // [k]
+  auto signs = torch::where(picked < 0, -torch::ones_like(picked), torch::ones_like(picked));
+  r.right = r.right * signs.unsqueeze(0);
+  r.left = r.left * signs.to(r.left.dtype()).unsqueeze(0);
+}
+
+void check_rank(int64_t rank, int64_t n, int64_t p, const char* who) {
+  TORCH_CHECK(rank > 0, "nfk::", who, ": rank must be positive, got ", rank);
+  TORCH_CHECK(rank <= std::min(n, p), "nfk::", who, ": rank ", rank,
+              " exceeds min(examples, parameters) = ", std::min(n, p));
+}
+
+}  // namespace
+
+torch::Tensor LinearOperator::dense() {
+  const int64_t n = rows();
+  const int64_t block = 64;
+  std::vector<torch::Tensor> cols_pn;
+  for (int64_t start = 0; start < n; start += block) {
+    const int64_t end = std::min(n, start + block);
+    auto eye = torch::zeros({n, end - start}, options());
+    eye.slice(0, start, end).fill_diagonal_(1.0);
+    cols_pn.push_back(apply_t(eye));
+  }
+  return torch::cat(cols_pn, /*dim=*/1).t().contiguous();
+}
+
+SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress) {
+  const int64_t n = op.rows(), p = op.cols();
+  check_rank(o.rank, n, p, "randomized_svd");
+  TORCH_CHECK(o.oversample >= 0 && o.power_iters >= 0,
+              "nfk::randomized_svd: oversample and power_iters must be >= 0");
+  const int64_t u = std::min(o.rank + o.oversample, std::min(n, p));
+  const int64_t steps = 2 * o.power_iters + 2;
+  int64_t step = 0;
+  auto tick = [&] {
+    if (progress) progress("svd", step, steps);
+    ++step;
+  };
+
+  // Probes come from a CPU float64 stream so every device and dtype sees the same numbers.
+  auto gen = at::detail::createCPUGenerator(o.seed);
+  auto omega_nu = at::normal(0.0, 1.0, {n, u}, gen, torch::dtype(torch::kFloat64)).to(op.options());
+
+  tick();
+  auto y_pu = op.apply_t(omega_nu);
+  // E‖VᵀΩ‖_F² = u‖V‖_F² for Gaussian Ω: a free estimate of the total variance.
+  const double total = y_pu.to(torch::kFloat64).square().sum().item<double>() / u;
+  auto q_pu = orthonormalize(y_pu);
+  for (int64_t i = 0; i < o.power_iters; ++i) {
+    tick();
+    auto z_nu = orthonormalize(op.apply(q_pu));
+    tick();
+    q_pu = orthonormalize(op.apply_t(z_nu));
+  }
+  tick();
+  auto b_nu = op.apply(q_pu);  // B = V Q
+  auto [ub, sb, vhb] = torch::linalg::svd(b_nu, /*full_matrices=*/false, /*driver=*/c10::nullopt);
+  if (progress) progress("svd", steps, steps);
+
+  SvdResult r;
+  r.left = ub.slice(/*dim=*/1, 0, o.rank).contiguous();
+  r.singular_values = sb.slice(0, 0, o.rank).contiguous();
+  r.right = q_pu.mm(vhb.t()).slice(/*dim=*/1, 0, o.rank).contiguous();
+  r.total_variance = total;
+  r.total_variance_exact = false;
+  fix_signs(r);
+  return r;
+}
+
+SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank) {
+  TORCH_CHECK(v_np.dim() == 2, "nfk::exact_svd: V must be [N, P], got ", v_np.sizes());
+  const int64_t n = v_np.size(0), p = v_np.size(1);
+  check_rank(rank, n, p, "exact_svd");
+  const bool gram_rows = n <= p;
+  auto gram = gram_rows ? v_np.mm(v_np.t()) : v_np.t().mm(v_np);  // [N,N] or [P,P]
+  auto [evals, evecs] = torch::linalg::eigh(gram, "L");             // ascending
+  auto top = torch::arange(evals.size(0) - 1, evals.size(0) - 1 - rank, -1,
+                           torch::dtype(torch::kLong).device(evals.device()));
+  auto lambda = evals.index_select(0, top).clamp_min(0);
+  auto vecs = evecs.index_select(1, top);
+  auto sigma = lambda.sqrt();
+  // Components with σ = 0 have no defined partner vector; leave them zero.
+  auto inv_sigma = torch::where(sigma > 0, 1.0 / sigma, torch::zeros_like(sigma));
+
+  SvdResult r;
+  r.singular_values = sigma;
+  if (gram_rows) {
+    r.left = vecs;
+    r.right = v_np.t().mm(vecs) * inv_sigma.unsqueeze(0);
+  } else {
+    r.right = vecs;
+    r.left = v_np.mm(vecs) * inv_sigma.unsqueeze(0);
+  }
+  r.total_variance = v_np.to(torch::kFloat64).square().sum().item<double>();
+  r.total_variance_exact = true;
+  fix_signs(r);
+  return r;
+}
+
+torch::Tensor principal_cosines(const torch::Tensor& a, const torch::Tensor& b) {
+  auto qa = orthonormalize(a.to(torch::kFloat64));
+  auto qb = orthonormalize(b.to(torch::kFloat64));
+  return at::linalg_svdvals(qa.t().mm(qb));
+}
+
+}  // namespace nfk

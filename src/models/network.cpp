@@ -1,0 +1,99 @@
+// The two Network implementations (TorchScript, native zoo) and the loader that picks one.
+#include <torch/script.h>
+
+#include <fstream>
+
+#include "detail/strings.h"
+#include "nfk/model.h"
+#include "nfk/zoo.h"
+
+namespace nfk {
+namespace {
+
+class TorchScriptNetwork : public Network {
+ public:
+  TorchScriptNetwork(torch::jit::Module module, std::string path)
+      : module_(std::move(module)), path_(std::move(path)) {
+    module_.eval();
+  }
+
+  torch::Tensor call(const std::string& method, const torch::Tensor& x) override {
+    return to_tensor(module_.get_method(method)({x}), method);
+  }
+
+  torch::Tensor call_int(const std::string& method, int64_t n) override {
+    return to_tensor(module_.get_method(method)({c10::IValue(n)}), method);
+  }
+
+  bool has_method(const std::string& method) const override {
+    return module_.find_method(method).has_value();
+  }
+
+  std::vector<torch::Tensor> parameters() override {
+    std::vector<torch::Tensor> params;
+    for (const auto& p : module_.parameters()) {
+      if (p.requires_grad()) params.push_back(p);
+    }
+    return params;
+  }
+
+  void to(torch::Device device, torch::Dtype dtype) override {
+    module_.to(device, dtype);
+    module_.eval();
+  }
+
+  std::string describe() const override { return "torchscript"; }
+
+ private:
+  torch::Tensor to_tensor(const c10::IValue& v, const std::string& method) const {
+    TORCH_CHECK(v.isTensor(), "nfk: ", path_, ": method ", method, " must return a tensor, got ",
+                v.tagKind());
+    return v.toTensor();
+  }
+
+  torch::jit::Module module_;
+  std::string path_;
+};
+
+class ZooNetwork : public Network {
+ public:
+  explicit ZooNetwork(ZooModule zoo) : zoo_(std::move(zoo)) { zoo_.module->eval(); }
+
+  torch::Tensor call(const std::string& method, const torch::Tensor& x) override {
+    TORCH_CHECK(method == "forward", "nfk: zoo model ", zoo_.arch, " has no method ", method);
+    return zoo_.forward(x);
+  }
+
+  torch::Tensor call_int(const std::string& method, int64_t) override {
+    TORCH_CHECK(false, "nfk: zoo model ", zoo_.arch, " has no method ", method);
+  }
+
+  bool has_method(const std::string& method) const override { return method == "forward"; }
+
+  std::vector<torch::Tensor> parameters() override { return zoo_.module->parameters(); }
+
+  void to(torch::Device device, torch::Dtype dtype) override {
+    zoo_.module->to(device, dtype);
+    zoo_.module->eval();
+  }
+
+  std::string describe() const override { return "zoo:" + zoo_.arch; }
+
+ private:
+  ZooModule zoo_;
+};
+
+}  // namespace
+
+std::unique_ptr<Network> load_network(const std::string& path) {
+  TORCH_CHECK(std::ifstream(path).good(), "nfk: ", path, ": no such file");
+  if (is_zoo_archive(path)) return std::make_unique<ZooNetwork>(load_zoo_module(path));
+  try {
+    return std::make_unique<TorchScriptNetwork>(torch::jit::load(path), path);
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "nfk: ", path, ": not a TorchScript or nfk zoo file (",
+                detail::first_line(e.what_without_backtrace()), ")");
+  }
+}
+
+}  // namespace nfk

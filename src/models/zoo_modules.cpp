@@ -1,0 +1,100 @@
+#include "nfk/zoo.h"
+
+namespace nfk {
+
+namespace nnf = torch::nn::functional;
+
+LeNet5Impl::LeNet5Impl(const LeNet5Options& options_) : options(options_) { reset(); }
+
+void LeNet5Impl::reset() {
+  TORCH_CHECK(options.image_size() % 4 == 0 && options.image_size() >= 12,
+              "nfk: lenet5: image_size must be a multiple of 4 and >= 12, got ",
+              options.image_size());
+  conv1 = register_module(
+      "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(options.in_channels(), 6, 5).padding(2)));
+  conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(6, 16, 5)));
+  const int64_t side = options.image_size() / 2 / 2 - 2;  // 28 → 14 → 10 → 5
+  fc1 = register_module("fc1", torch::nn::Linear(16 * side * side, 120));
+  fc2 = register_module("fc2", torch::nn::Linear(120, 84));
+  fc3 = register_module("fc3", torch::nn::Linear(84, options.num_classes()));
+}
+
+torch::Tensor LeNet5Impl::forward(const torch::Tensor& x) {
+  auto h = nnf::max_pool2d(torch::relu(conv1(x)), nnf::MaxPool2dFuncOptions(2));
+  h = nnf::max_pool2d(torch::relu(conv2(h)), nnf::MaxPool2dFuncOptions(2));
+  h = torch::relu(fc1(h.flatten(/*start_dim=*/1)));
+  h = torch::relu(fc2(h));
+  return fc3(h);
+}
+
+MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) { reset(); }
+
+void MlpImpl::reset() {
+  layers = register_module("layers", torch::nn::ModuleList());
+  int64_t width = options.in_features();
+  for (int64_t h : options.hidden()) {
+    layers->push_back(torch::nn::Linear(width, h));
+    width = h;
+  }
+  layers->push_back(torch::nn::Linear(width, options.out_features()));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  auto h = x.flatten(/*start_dim=*/1);
+  const size_t n = layers->size();
+  for (size_t i = 0; i < n; ++i) {
+    h = layers[i]->as<torch::nn::Linear>()->forward(h);
+    if (i + 1 < n) h = torch::tanh(h);
+  }
+  return options.out_features() == 1 ? h.squeeze(/*dim=*/1) : h;
+}
+
+DcganDiscriminatorImpl::DcganDiscriminatorImpl(const DcganDiscriminatorOptions& options_)
+    : options(options_) {
+  reset();
+}
+
+void DcganDiscriminatorImpl::reset() {
+  TORCH_CHECK(options.image_size() % 4 == 0, "nfk: dcgan-d: image_size must be divisible by 4");
+  const int64_t w = options.width();
+  conv1 = register_module(
+      "conv1",
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(options.channels(), w, 4).stride(2).padding(1)));
+  conv2 = register_module(
+      "conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(w, 2 * w, 4).stride(2).padding(1)));
+  const int64_t side = options.image_size() / 4;
+  head = register_module("head", torch::nn::Linear(2 * w * side * side, 1));
+}
+
+torch::Tensor DcganDiscriminatorImpl::forward(const torch::Tensor& x) {
+  auto h = torch::leaky_relu(conv1(x), 0.2);
+  h = torch::leaky_relu(conv2(h), 0.2);
+  return head(h.flatten(/*start_dim=*/1)).squeeze(/*dim=*/1);
+}
+
+DcganGeneratorImpl::DcganGeneratorImpl(const DcganGeneratorOptions& options_)
+    : options(options_) {
+  reset();
+}
+
+void DcganGeneratorImpl::reset() {
+  TORCH_CHECK(options.image_size() % 4 == 0, "nfk: dcgan-g: image_size must be divisible by 4");
+  const int64_t w = options.width();
+  const int64_t side = options.image_size() / 4;
+  project = register_module("project", torch::nn::Linear(options.latent_dim(), 2 * w * side * side));
+  deconv1 = register_module(
+      "deconv1",
+      torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(2 * w, w, 4).stride(2).padding(1)));
+  deconv2 = register_module(
+      "deconv2", torch::nn::ConvTranspose2d(
+                     torch::nn::ConvTranspose2dOptions(w, options.channels(), 4).stride(2).padding(1)));
+}
+
+torch::Tensor DcganGeneratorImpl::forward(const torch::Tensor& h) {
+  const int64_t side = options.image_size() / 4;
+  auto x = torch::relu(project(h)).view({h.size(0), 2 * options.width(), side, side});
+  x = torch::relu(deconv1(x));
+  return torch::sigmoid(deconv2(x));
+}
+
+}  // namespace nfk
