@@ -79,7 +79,9 @@ FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
   const int64_t n = ref.size(0);
   TORCH_CHECK(n >= 2, "nfk: the Fisher statistics need at least 2 reference examples, got ", n);
 
-  // Accumulate in float64 whatever the model dtype: E[g²] − z² cancels badly in float32.
+  // Accumulate in float64 whatever the model dtype, around a shift (the first batch's mean) so
+  // that E[d²] − E[d]² does not cancel when |z| dwarfs the spread.
+  torch::Tensor shift;
   auto sum = torch::zeros({p}, opts.dtype(torch::kFloat64));
   auto sum_sq = torch::zeros({p}, opts.dtype(torch::kFloat64));
   for (int64_t start = 0; start < n; start += options.batch_size) {
@@ -87,12 +89,15 @@ FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
     auto j_bp = per_example_gradients(model, ref.slice(0, start, end),
                                       kReferenceIndexOffset + start)
                     .to(torch::kFloat64);
-    sum += j_bp.sum(0);
-    sum_sq += j_bp.square().sum(0);
+    if (!shift.defined()) shift = j_bp.mean(0);
+    auto d_bp = j_bp - shift;
+    sum += d_bp.sum(0);
+    sum_sq += d_bp.square().sum(0);
     if (progress) progress("gradients", end, n);
   }
-  auto z = sum / n;
-  auto fisher = (sum_sq / n - z.square()).clamp_min(0);
+  auto mean_d = sum / n;
+  auto z = shift + mean_d;
+  auto fisher = (sum_sq / n - mean_d.square()).clamp_min(0);
   const double mean_fisher = fisher.mean().item<double>();
   TORCH_CHECK(mean_fisher > 0, "nfk: the Fisher information is zero for every parameter: the ",
               "score does not depend on the parameters over the reference (", stats.reference, ")");
