@@ -20,6 +20,12 @@ inline double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
   return ((a64 - b64).abs().max() / (b64.abs().max() + 1e-300)).item<double>();
 }
 
+/// max_i |a_i − b_i| / |b_i|: every entry relative to itself (for spectra).
+inline double max_entry_rel_err(const torch::Tensor& a, const torch::Tensor& b) {
+  auto a64 = a.to(torch::kFloat64), b64 = b.to(torch::kFloat64);
+  return ((a64 - b64).abs() / b64.abs()).max().item<double>();
+}
+
 inline void expect_close(const torch::Tensor& a, const torch::Tensor& b, double tol,
                          const std::string& what = "") {
   ASSERT_EQ(a.sizes(), b.sizes()) << what;

@@ -1,0 +1,163 @@
+// End-to-end fits in float64: the matrix-free (paper Alg. 4) and per-example methods against
+// the exact method (paper Alg. 1) on a small CNN classifier and a small GAN discriminator.
+#include "nfk/embed.h"
+#include "nfk/zoo.h"
+#include "support.h"
+
+namespace nfk {
+namespace {
+
+// Saves a zoo module to `dir/name.pt` and returns the path.
+std::string save_zoo(const std::string& dir, const std::string& name, const std::string& arch,
+                     const nlohmann::json& options, uint64_t seed) {
+  test::seed(seed);
+  auto zoo = make_zoo_module(arch, options);
+  const std::string path = dir + "/" + name + ".pt";
+  save_zoo_module(path, zoo);
+  return path;
+}
+
+struct Case {
+  std::string name;
+  ModelKind kind;
+  ModelOptions options;
+  torch::Tensor x;
+};
+
+Case small_cnn_classifier(const std::string& dir) {
+  Case c{"cnn", ModelKind::kClassifier, {}, {}};
+  c.options.model_path = save_zoo(dir, "lenet", "lenet5", {{"image_size", 12}, {"num_classes", 4}}, 1);
+  c.options.dtype = torch::kFloat64;
+  test::seed(11);
+  c.x = torch::rand({96, 1, 12, 12}, torch::kFloat64);
+  return c;
+}
+
+Case small_gan(const std::string& dir) {
+  Case c{"gan", ModelKind::kGan, {}, {}};
+  c.options.model_path =
+      save_zoo(dir, "d", "dcgan-d", {{"image_size", 12}, {"width", 4}}, 2);
+  c.options.generator_path =
+      save_zoo(dir, "g", "dcgan-g", {{"image_size", 12}, {"width", 4}, {"latent_dim", 6}}, 3);
+  c.options.latent_dim = 6;
+  c.options.dtype = torch::kFloat64;
+  test::seed(12);
+  c.x = torch::rand({96, 1, 12, 12}, torch::kFloat64);
+  return c;
+}
+
+class FitAgreement : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FitAgreement, FastMethodsMatchExactInFloat64) {
+  auto dir = test::temp_dir("fit_" + GetParam());
+  Case c = GetParam() == "cnn" ? small_cnn_classifier(dir) : small_gan(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+
+  FitOptions o;
+  o.svd.rank = 16;
+  o.batch_size = 40;
+  o.fisher.batch_size = 40;
+  o.method = FitMethod::kExact;
+  torch::Tensor e_exact;
+  auto exact = fit(model, c.x, o, "synthetic", {}, &e_exact);
+
+  for (FitMethod m : {FitMethod::kMatrixFree, FitMethod::kPerExample}) {
+    o.method = m;
+    torch::Tensor e_train;
+    auto p = fit(model, c.x, o, "synthetic", {}, &e_train);
+    const std::string what = c.name + " " + to_string(m);
+    EXPECT_EQ(p.method, m);
+    std::printf("[ measured ] %s: top-16 sigma rel err %.2e, min principal cosine %.12f\n",
+                what.c_str(), test::max_entry_rel_err(p.singular_values, exact.singular_values),
+                principal_cosines(p.basis, exact.basis).min().item<double>());
+    EXPECT_LE(test::max_entry_rel_err(p.singular_values, exact.singular_values), 1e-6) << what;
+    EXPECT_GE(principal_cosines(p.basis, exact.basis).min().item<double>(), 0.999) << what;
+    // e(x) = Pᵀ V_x of the training points equals Φ diag(σ).
+    auto e = transform(p, model, c.x, /*batch_size=*/33);
+    test::expect_close(e, e_train, 1e-6, what + " transform(train) = Phi sigma");
+  }
+  auto e = transform(exact, model, c.x, 50);
+  test::expect_close(e, e_exact, 1e-6, c.name + " exact transform");
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, FitAgreement, ::testing::Values("cnn", "gan"));
+
+TEST(Projector, FileRoundTripsAndTransformsNewData) {
+  auto dir = test::temp_dir("proj");
+  Case c = small_gan(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+  FitOptions o;
+  o.svd.rank = 5;
+  o.svd.power_iters = 3;
+  o.method = FitMethod::kMatrixFree;
+  auto p = fit(model, c.x.slice(0, 0, 30), o, "synthetic");
+  save_projector(dir + "/p.nfk", p);
+  auto q = load_projector(dir + "/p.nfk");
+  EXPECT_TRUE(torch::equal(p.basis, q.basis));
+  EXPECT_TRUE(torch::equal(p.singular_values, q.singular_values));
+  EXPECT_TRUE(torch::equal(p.fisher.mean_score, q.fisher.mean_score));
+  EXPECT_TRUE(torch::equal(p.fisher.fisher_diag, q.fisher.fisher_diag));
+  EXPECT_EQ(q.kind, ModelKind::kGan);
+  EXPECT_EQ(q.method, FitMethod::kMatrixFree);
+  EXPECT_EQ(q.fisher.reference, "generator samples");
+  EXPECT_EQ(q.spectrum_json().dump(), p.spectrum_json().dump());
+
+  // New data through the reloaded model: e(x) = Pᵀ V_x with V_x built explicitly.
+  auto reloaded = load_projector_model(q);
+  auto x_new = c.x.slice(0, 30, 40);
+  auto j = test::explicit_jacobian(reloaded, x_new, 1);
+  auto v = (j - q.fisher.mean_score) * q.fisher.fisher_diag.rsqrt();
+  test::expect_close(transform(q, reloaded, x_new), v.mm(q.basis), 1e-10, "e(new)");
+}
+
+TEST(Projector, CorruptOrTruncatedFilesAreRejected) {
+  auto dir = test::temp_dir("proj_bad");
+  Case c = small_cnn_classifier(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+  FitOptions o;
+  o.svd.rank = 3;
+  o.method = FitMethod::kExact;
+  save_projector(dir + "/p.nfk", fit(model, c.x.slice(0, 0, 12), o));
+  std::ifstream in(dir + "/p.nfk", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto write = [&](const std::string& name, const std::string& b) {
+    std::ofstream(dir + "/" + name, std::ios::binary) << b;
+    return dir + "/" + name;
+  };
+  EXPECT_THROW(load_projector(write("trunc.nfk", bytes.substr(0, bytes.size() - 10))), c10::Error);
+  EXPECT_THROW(load_projector(write("magic.nfk", "XX" + bytes.substr(2))), c10::Error);
+  std::string bad_json = bytes;
+  bad_json[20] = '#';
+  EXPECT_THROW(load_projector(write("json.nfk", bad_json)), c10::Error);
+  EXPECT_THROW(load_projector(dir + "/missing.nfk"), c10::Error);
+}
+
+TEST(Projector, ModelChangeIsDetected) {
+  auto dir = test::temp_dir("proj_hash");
+  Case c = small_cnn_classifier(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+  FitOptions o;
+  o.svd.rank = 3;
+  o.method = FitMethod::kExact;
+  auto p = fit(model, c.x.slice(0, 0, 12), o);
+  save_zoo(dir, "lenet", "lenet5", {{"image_size", 12}, {"num_classes", 4}}, 99);  // overwrite
+  EXPECT_THROW(load_projector_model(p), c10::Error);
+}
+
+TEST(Fit, MethodAutoRespectsTheMemoryBudget) {
+  auto dir = test::temp_dir("auto");
+  Case c = small_cnn_classifier(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+  FitOptions o;
+  o.svd.rank = 2;
+  o.svd.power_iters = 1;
+  auto x = c.x.slice(0, 0, 10);
+  EXPECT_EQ(fit(model, x, o).method, FitMethod::kPerExample);
+  o.memory_budget = 1000;  // bytes: V cannot be kept
+  EXPECT_EQ(fit(model, x, o).method, FitMethod::kMatrixFree);
+  o.method = FitMethod::kExact;
+  EXPECT_THROW(fit(model, x, o), c10::Error);
+}
+
+}  // namespace
+}  // namespace nfk

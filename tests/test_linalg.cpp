@@ -1,0 +1,104 @@
+// Truncated SVDs against torch's dense SVD, on matrices with a known, decaying spectrum.
+#include "nfk/linalg.h"
+#include "support.h"
+
+namespace nfk {
+namespace {
+
+// A [n, p] with singular values 0.8^i (i = 0..min-1) and random singular vectors.
+torch::Tensor decaying_matrix(int64_t n, int64_t p, uint64_t seed) {
+  test::seed(seed);
+  const int64_t r = std::min(n, p);
+  auto u = std::get<0>(torch::linalg::qr(torch::randn({n, r}, torch::kFloat64), "reduced"));
+  auto v = std::get<0>(torch::linalg::qr(torch::randn({p, r}, torch::kFloat64), "reduced"));
+  auto s = torch::pow(0.8, torch::arange(r, torch::kFloat64));
+  return u.mm(torch::diag(s)).mm(v.t());
+}
+
+void expect_same_subspace(const torch::Tensor& a, const torch::Tensor& b, double min_cos) {
+  auto cos = principal_cosines(a, b);
+  EXPECT_GE(cos.min().item<double>(), min_cos);
+}
+
+TEST(ExactSvd, MatchesDenseSvdInBothGramOrientations) {
+  for (auto [n, p] : {std::pair<int64_t, int64_t>{30, 80}, {80, 30}}) {
+    auto v = decaying_matrix(n, p, 1);
+    auto r = exact_svd(v, 8);
+    auto s_ref = at::linalg_svdvals(v).slice(0, 0, 8);
+    test::expect_close(r.singular_values, s_ref, 1e-12, "sigma");
+    test::expect_close(r.left.t().mm(r.left), torch::eye(8, torch::kFloat64), 1e-10, "Phi");
+    test::expect_close(r.right.t().mm(r.right), torch::eye(8, torch::kFloat64), 1e-10, "P");
+    // V P = Φ diag(σ): the embedding identity of SPEC §1.
+    test::expect_close(v.mm(r.right), r.left * r.singular_values, 1e-10, "VP");
+    EXPECT_NEAR(r.total_variance, v.square().sum().item<double>(), 1e-10);
+    EXPECT_TRUE(r.total_variance_exact);
+  }
+}
+
+TEST(RandomizedSvd, AgreesWithExactOnDecayingSpectrum) {
+  auto v = decaying_matrix(120, 300, 2);
+  DenseOperator op(v);
+  SvdOptions o;
+  o.rank = 16;
+  auto r = randomized_svd(op, o);
+  auto e = exact_svd(v, 16);
+  test::expect_close(r.singular_values, e.singular_values, 1e-10, "sigma");
+  expect_same_subspace(r.right, e.right, 1 - 1e-10);
+  expect_same_subspace(r.left, e.left, 1 - 1e-10);
+  // Same sign convention, so the factors agree entry by entry.
+  test::expect_close(r.right, e.right, 1e-6, "P with signs fixed");
+  test::expect_close(v.mm(r.right), r.left * r.singular_values, 1e-10, "VP");
+  // The Hutchinson total-variance estimate is within its statistical error (u = 26 probes).
+  EXPECT_NEAR(r.total_variance / e.total_variance, 1.0, 0.5);
+  EXPECT_FALSE(r.total_variance_exact);
+}
+
+TEST(RandomizedSvd, IsReproducibleForASeedAndCountsItsPasses) {
+  auto v = decaying_matrix(50, 70, 3);
+  struct Counting : DenseOperator {
+    using DenseOperator::DenseOperator;
+    int applies = 0, applies_t = 0;
+    torch::Tensor apply(const torch::Tensor& q) override { ++applies; return DenseOperator::apply(q); }
+    torch::Tensor apply_t(const torch::Tensor& m) override {
+      ++applies_t;
+      return DenseOperator::apply_t(m);
+    }
+  } op(v);
+  SvdOptions o;
+  o.rank = 5;
+  o.power_iters = 4;
+  o.seed = 9;
+  auto a = randomized_svd(op, o);
+  EXPECT_EQ(op.applies, o.power_iters + 1);  // paper Alg. 4: L + 1 JVP passes
+  EXPECT_EQ(op.applies_t, o.power_iters + 1);  // and L + 1 VJP passes
+  auto b = randomized_svd(op, o);
+  EXPECT_TRUE(torch::equal(a.right, b.right));
+  EXPECT_TRUE(torch::equal(a.singular_values, b.singular_values));
+}
+
+TEST(RandomizedSvd, RejectsBadRank) {
+  DenseOperator op(torch::randn({5, 7}, torch::kFloat64));
+  SvdOptions o;
+  o.rank = 6;
+  EXPECT_THROW(randomized_svd(op, o), c10::Error);
+  o.rank = 0;
+  EXPECT_THROW(randomized_svd(op, o), c10::Error);
+  EXPECT_THROW(exact_svd(torch::randn({5, 7}, torch::kFloat64), 9), c10::Error);
+}
+
+TEST(LinearOperator, DefaultDenseBuildsVFromProducts) {
+  auto v = torch::randn({70, 9}, torch::kFloat64);
+  struct ProductsOnly : LinearOperator {
+    torch::Tensor v;
+    int64_t rows() const override { return v.size(0); }
+    int64_t cols() const override { return v.size(1); }
+    torch::Tensor apply(const torch::Tensor& q) override { return v.mm(q); }
+    torch::Tensor apply_t(const torch::Tensor& m) override { return v.t().mm(m); }
+    torch::TensorOptions options() const override { return v.options(); }
+  } op;
+  op.v = v;
+  test::expect_close(op.dense(), v, 1e-14);
+}
+
+}  // namespace
+}  // namespace nfk
