@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "detail/atomic_file.h"
 #include "common.h"
 #include "nfk/data.h"
 #include "nfk/fisher.h"
@@ -34,6 +35,8 @@ void add_fisher_command(CLI::App& app) {
   cmd->add_option("--mean-out", f->mean_out, "Also write the mean score z [P] as .npy");
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   cmd->callback([f] {
+    detail::check_writable(f->out);
+    if (!f->mean_out.empty()) detail::check_writable(f->mean_out);
     auto ds = load_dataset(f->data);
     auto model = load_score_model(parse_model_kind(f->model.kind), f->model.to_options(),
                                   ds.inputs);

@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "detail/atomic_file.h"
 #include "common.h"
 #include "nfk/data.h"
 #include "nfk/embed.h"
@@ -28,6 +29,8 @@ int64_t components_for(const torch::Tensor& ratio, double target) {
 
 void run_fit(const FitFlags& f) {
   const auto t0 = std::chrono::steady_clock::now();
+  detail::check_writable(f.out);
+  if (!f.embedding_out.empty()) detail::check_writable(f.embedding_out);
   auto ds = load_dataset(f.data);
   auto options = f.model.to_options();
   auto model = load_score_model(parse_model_kind(f.model.kind), options, ds.inputs);

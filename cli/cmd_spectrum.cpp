@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "detail/atomic_file.h"
 #include "common.h"
 #include "nfk/embed.h"
 #include "nfk/plot.h"
@@ -21,6 +22,7 @@ void add_spectrum_command(CLI::App& app) {
                 "rank, method, dtype, n_examples, n_params, ...)");
   cmd->add_option("--plot", f->plot, "Also draw the spectrum to this .svg file");
   cmd->callback([f] {
+    if (!f->plot.empty()) detail::check_writable(f->plot);
     auto proj = load_projector(f->projector);
     if (!f->plot.empty()) write_spectrum_plot(f->plot, proj);
     auto j = proj.spectrum_json();

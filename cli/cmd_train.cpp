@@ -26,7 +26,7 @@ void add_train_command(CLI::App& app) {
   cls->add_option("--arch", f->arch, "Architecture")
       ->check(CLI::IsMember({"lenet5", "mlp"}))
       ->capture_default_str();
-  cls->add_option("--epochs", f->epochs, "Passes over the training set")->capture_default_str();
+  cls->add_option("--epochs", f->epochs, "Passes over the training set (0: save the untrained initialisation)")->capture_default_str();
   cls->add_option("--batch-size", f->batch_size, "Examples per step")->capture_default_str();
   cls->add_option("--lr", f->lr, "Adam learning rate")->capture_default_str();
   cls->add_option("--seed", f->seed, "Seed for initialisation and shuffling")
@@ -35,6 +35,8 @@ void add_train_command(CLI::App& app) {
   cls->add_flag("--quiet", f->quiet, "No progress line or summary");
   cls->callback([f] {
     const auto t0 = std::chrono::steady_clock::now();
+    std::filesystem::create_directories(f->out);
+    detail::check_writable(f->out + "/classifier.pt");
     auto train = load_dataset(f->data);
     Dataset test = f->test_data.empty() ? Dataset{} : load_dataset(f->test_data);
     ClassifierTrainOptions o;
@@ -56,8 +58,9 @@ void add_train_command(CLI::App& app) {
                           {"test_data", f->test_data}, {"test_accuracy", report.test_accuracy}};
     detail::write_file_atomic(f->out + "/train_log.json", log.dump(2) + "\n");
     if (f->quiet) return;
-    std::printf("nfk train classifier: %s, final loss %.4f", f->arch.c_str(),
-                report.epoch_loss.back());
+    std::printf("nfk train classifier: %s, %lld epochs", f->arch.c_str(),
+                static_cast<long long>(f->epochs));
+    if (!report.epoch_loss.empty()) std::printf(", final loss %.4f", report.epoch_loss.back());
     if (report.test_accuracy >= 0) std::printf(", test accuracy %.2f%%", 100 * report.test_accuracy);
     std::printf("; wrote %s in %.1f s\n", path.c_str(), seconds_since(t0));
   });

@@ -1,6 +1,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "detail/atomic_file.h"
 #include "common.h"
 #include "nfk/data.h"
 #include "nfk/embed.h"
@@ -24,6 +25,7 @@ void add_transform_command(CLI::App& app) {
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   cmd->callback([f] {
     const auto t0 = std::chrono::steady_clock::now();
+    detail::check_writable(f->out);
     auto proj = load_projector(f->projector);
     auto ds = load_dataset(f->data);
     auto model = load_projector_model(proj, f->model);

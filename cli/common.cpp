@@ -54,8 +54,16 @@ ProgressFn ProgressLine::fn() {
 void ProgressLine::update(const std::string& stage, int64_t done, int64_t total) {
   const auto now = std::chrono::steady_clock::now();
   if (stage == "svd") {
+    if (done == 0) svd_start_ = now;
     svd_step_ = done;
     svd_steps_ = total;
+    if (done == 0 || now - last_draw_ < std::chrono::milliseconds(250)) return;
+    last_draw_ = now;
+    const double per_pass = std::chrono::duration<double>(now - svd_start_).count() / done;
+    std::fprintf(stderr, "\r[%s] svd pass %lld/%lld, %.2f s/pass, ETA %.0fs   ", task_.c_str(),
+                 static_cast<long long>(std::min(done + 1, total)), static_cast<long long>(total),
+                 per_pass, std::ceil(per_pass * (total - done)));
+    drawn_ = true;
     return;
   }
   if (stage != stage_ || done <= 0 || now < stage_start_) {

@@ -39,7 +39,7 @@ class ProgressLine {
   bool drawn_ = false;
   int64_t svd_step_ = -1, svd_steps_ = 0;
   std::string stage_;
-  std::chrono::steady_clock::time_point stage_start_, last_draw_;
+  std::chrono::steady_clock::time_point stage_start_, last_draw_, svd_start_;
 };
 
 /// Seconds since `t0`.

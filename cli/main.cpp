@@ -1,7 +1,6 @@
 // nfk: one binary, one subcommand per library entry point. Errors end here as one line.
 #include <CLI/CLI.hpp>
 
-#include <c10/util/Exception.h>
 
 #include <cstdio>
 #include <exception>
@@ -23,11 +22,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
-  } catch (const c10::Error& e) {
-    std::fprintf(stderr, "\n%s\n", nfk::detail::first_line(e.what_without_backtrace()).c_str());
-    return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "\nnfk: %s\n", nfk::detail::first_line(e.what()).c_str());
+    const std::string line = nfk::detail::summary_line(nfk::detail::error_text(e));
+    std::fprintf(stderr, "%s%s\n", line.rfind("nfk", 0) == 0 ? "" : "nfk: ", line.c_str());
     return 1;
   }
   return 0;

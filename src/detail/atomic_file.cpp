@@ -54,4 +54,14 @@ void write_file_atomic(const std::string& path, const std::vector<std::string_vi
   if (std::rename(tmp.c_str(), path.c_str()) != 0) fail(path, tmp, errno, -1);
 }
 
+void check_writable(const std::string& path) {
+  TORCH_CHECK(!path.empty(), "nfk: cannot write an empty path");
+  // Probe with the same temp name the real write will use, then remove it: nothing is left.
+  const std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(::getpid()));
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) fail(path, /*tmp=*/"", errno, -1);
+  ::close(fd);
+  ::unlink(tmp.c_str());
+}
+
 }  // namespace nfk::detail

@@ -16,4 +16,9 @@ void write_file_atomic(const std::string& path, const std::string& bytes);
 /// back to back without first joining them in memory.
 void write_file_atomic(const std::string& path, const std::vector<std::string_view>& parts);
 
+/// Throws "nfk: cannot write <path>: <strerror>" unless a file can be created next to `path`
+/// (checked by creating and removing the temp file). Front ends call it for every output before
+/// any long work, so that a bad path fails fast and no earlier output is written.
+void check_writable(const std::string& path);
+
 }  // namespace nfk::detail

@@ -90,9 +90,9 @@ std::unique_ptr<Network> load_network(const std::string& path) {
   if (is_zoo_archive(path)) return std::make_unique<ZooNetwork>(load_zoo_module(path));
   try {
     return std::make_unique<TorchScriptNetwork>(torch::jit::load(path), path);
-  } catch (const c10::Error& e) {
+  } catch (const std::exception& e) {
     TORCH_CHECK(false, "nfk: ", path, ": not a TorchScript or nfk zoo file (",
-                detail::first_line(e.what_without_backtrace()), ")");
+                detail::summary_line(detail::error_text(e)), ")");
   }
 }
 

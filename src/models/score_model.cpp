@@ -164,16 +164,24 @@ ScoreModel load_score_model(ModelKind kind, const ModelOptions& options,
     TORCH_CHECK(torch::isfinite(params[i]).all().item<bool>(), "nfk: ", options.model_path,
                 ": parameter tensor ", i, " holds NaN or Inf");
   }
+  if (kind == ModelKind::kGan) {
+    try {
+      model.sample(1, 0);
+    } catch (const std::exception& e) {  // the TorchScript interpreter throws std::runtime_error
+      TORCH_CHECK(false, "nfk: generator ", options.generator_path, " fails on h [1, ",
+                  options.latent_dim, "] (--latent-dim ", options.latent_dim, "): ",
+                  detail::strip_prefix(detail::summary_line(detail::error_text(e))));
+    }
+  }
   if (probe_x.defined() && probe_x.size(0) > 0) {
     auto x = model.prepare(probe_x.slice(/*dim=*/0, 0, std::min<int64_t>(2, probe_x.size(0))));
     try {
       torch::NoGradGuard no_grad;
       model.score(x);
-      if (kind == ModelKind::kGan) model.sample(1, 0);
-    } catch (const c10::Error& e) {
+    } catch (const std::exception& e) {
       TORCH_CHECK(false, "nfk: ", options.model_path, " does not work as kind `", to_string(kind),
-                  "` on inputs of shape ", shape_str(x), ": ",
-                  detail::first_line(e.what_without_backtrace()));
+                  "` on data of shape ", shape_str(x), ": ",
+                  detail::strip_prefix(detail::summary_line(detail::error_text(e))));
     }
   }
   return model;

@@ -22,7 +22,8 @@ ZooModule train_classifier(const Dataset& train, const Dataset& test,
   TORCH_CHECK(train.labels.defined(), "nfk: training a classifier needs labelled data");
   TORCH_CHECK(train.inputs.dim() == 4, "nfk: classifier training expects images [N, C, H, W], got ",
               train.inputs.sizes());
-  TORCH_CHECK(o.epochs > 0 && o.batch_size > 0, "nfk: epochs and batch size must be positive");
+  TORCH_CHECK(o.epochs >= 0 && o.batch_size > 0,
+              "nfk: epochs must be >= 0 (0: untrained) and batch size positive");
   const int64_t n = train.inputs.size(0);
   const int64_t classes = train.labels.max().item<int64_t>() + 1;
   torch::manual_seed(o.seed);

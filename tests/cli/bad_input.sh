@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Bad input through the nfk CLI: every case must exit non-zero with exactly one non-empty line on
+# stderr (no C++ backtrace) that names what is wrong, and must leave no output file, no temp file
+# (`*.tmp.*`) and no change to any existing file behind.
+# Usage: bash tests/cli/bad_input.sh path/to/nfk
+set -euo pipefail
+nfk=$(realpath "$1")
+here=$(cd "$(dirname "$0")" && pwd)
+py=/usr/bin/python3  # Debian's python3 with python3-torch and python3-numpy
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+w=$tmp/work  # inputs and outputs; snapshotted around every failing run
+log=$tmp/log # stdout/stderr of the run under test
+mkdir -p "$w" "$log"
+
+"$py" "$here/make_bad_inputs.py" "$w"
+
+failures=0
+fail() {  # case, why
+  echo "FAIL: $1: $2"
+  failures=$((failures + 1))
+}
+
+snapshot() {  # every file under $w with its size and checksum
+  (cd "$w" && find . -mindepth 1 -printf '%y %p\n' | sort && find . -type f -exec sha256sum {} + | sort)
+}
+
+# expect_fail CASE KEYWORD OUT [OUT...] -- NFK-ARGS...
+# KEYWORD is an extended regex matched case-insensitively against the error line. Each OUT must
+# not exist afterwards (nor OUT.tmp.*); use `-` for none. Nothing under $w may change.
+expect_fail() {
+  local name=$1 key=$2
+  shift 2
+  local outs=()
+  while [[ $1 != -- ]]; do
+    [[ $1 != - ]] && outs+=("$1")
+    shift
+  done
+  shift
+  local before after rc=0
+  before=$(snapshot)
+  "$nfk" "$@" >"$log/stdout" 2>"$log/stderr" || rc=$?
+  after=$(snapshot)
+  local lines nlines
+  lines=$(grep -v '^[[:space:]]*$' "$log/stderr" || true)
+  nlines=$(printf '%s' "$lines" | grep -c '' || true)
+  local why=()
+  ((rc != 0)) || why+=("exit status 0")
+  ((rc < 128)) || why+=("killed by a signal (exit status $rc)")
+  ((nlines == 1)) || why+=("$nlines non-empty stderr lines, expected 1")
+  if grep -Eq 'frame #|Exception raised from|terminate called' "$log/stderr"; then
+    why+=("C++ backtrace on stderr")
+  fi
+  printf '%s' "$lines" | grep -Eqi -- "$key" || why+=("error does not mention /$key/")
+  local o
+  for o in "${outs[@]}"; do
+    [[ ! -e $o ]] || why+=("output $o was left behind")
+    if compgen -G "$o.tmp.*" >/dev/null; then why+=("temp file $o.tmp.* was left behind"); fi
+  done
+  if [[ $before != "$after" ]]; then
+    local changes
+    changes=$(diff <(echo "$before") <(echo "$after") | grep '^[<>]' | tr '\n' ' ' || true)
+    why+=("files under the work folder changed: $changes")
+  fi
+  if ((${#why[@]} == 0)); then
+    echo "ok: $name"
+  else
+    local IFS=';'
+    fail "$name" "${why[*]}"
+    echo "  command: nfk $(printf '%q ' "$@")"
+    echo "  exit status: $rc"
+    sed 's/^/  stderr| /' "$log/stderr" | head -20
+  fi
+  # keep later cases independent of this one's leftovers
+  for o in "${outs[@]}"; do rm -rf "$o" "$o".tmp.*; done
+  find "$w/out" -mindepth 1 -delete
+}
+
+must() {  # case, nfk args...: a run that has to succeed to set up later cases
+  local name=$1
+  shift
+  if ! "$nfk" "$@" >"$log/stdout" 2>"$log/stderr"; then
+    fail "$name" "setup command failed: nfk $*"
+    sed 's/^/  stderr| /' "$log/stderr" | head -20
+    return 1
+  fi
+}
+
+fitargs=(--rank 2 --method exact --quiet)
+clf=(--model "$w/clf.pt" --kind classifier)
+o=$w/out  # every failing run writes here (it must stay empty)
+mkdir -p "$o"
+touch "$w/afile"  # a regular file: paths under it cannot be created (chmod does not stop root)
+
+# 1. wrong kind for the model
+expect_fail "kind classifier on a [B,1] discriminator" 'logits' "$o/p.nfk" -- \
+  fit --model "$w/disc.pt" --kind classifier --data "$w/x.npy" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "kind vae on a classifier (no elbo)" 'elbo' "$o/p.nfk" -- \
+  fit --model "$w/clf.pt" --kind vae --data "$w/x.npy" --out "$o/p.nfk" "${fitargs[@]}"
+
+# 2. data shape does not fit the model
+expect_fail "data [20,1,5,5] for an 8x8 conv classifier" 'shape' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/x_5x5.npy" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "data [20,64] for an 8x8 conv classifier" 'shape' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/x_flat.npy" --out "$o/p.nfk" "${fitargs[@]}"
+
+# 3. non-finite data
+expect_fail "NaN in the data" 'nan' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/x_nan.npy" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "Inf in the data" 'inf' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/x_inf.npy" --out "$o/p.nfk" "${fitargs[@]}"
+
+# 4. non-finite model weights
+expect_fail "NaN in a model parameter" 'nan' "$o/p.nfk" -- \
+  fit --model "$w/clf_nan.pt" --kind classifier --data "$w/x.npy" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "Inf in a model parameter" 'inf' "$o/p.nfk" -- \
+  fit --model "$w/clf_inf.pt" --kind classifier --data "$w/x.npy" --out "$o/p.nfk" "${fitargs[@]}"
+
+# 5. corrupt data files
+expect_fail "random bytes as .npy" 'unrecognized|npy' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/random.npy" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "truncated .npy" 'truncated' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/truncated.npy" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "truncated IDX (header claims 20 images, 12 present)" 'truncated' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/truncated-idx3-ubyte" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "IDX with a bad magic number" 'unrecognized|magic' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/badmagic-idx3-ubyte" --out "$o/p.nfk" "${fitargs[@]}"
+
+# 6. gan without its generator / latent dimension
+gan=(--model "$w/disc.pt" --kind gan --data "$w/x.npy")
+expect_fail "gan without --generator" 'generator' "$o/p.nfk" -- \
+  fit "${gan[@]}" --latent-dim 4 --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "gan without --latent-dim" 'latent' "$o/p.nfk" -- \
+  fit "${gan[@]}" --generator "$w/gen.pt" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "gan with a missing generator file" 'no such|gen_missing' "$o/p.nfk" -- \
+  fit "${gan[@]}" --generator "$w/gen_missing.pt" --latent-dim 4 --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "gan with --latent-dim 7 for a 4-d generator" 'latent|shape' "$o/p.nfk" -- \
+  fit "${gan[@]}" --generator "$w/gen.pt" --latent-dim 7 --out "$o/p.nfk" "${fitargs[@]}"
+
+# 7. unwritable outputs
+expect_fail "fit --out in a missing folder" 'cannot write' /nonexistent_dir/p.nfk -- \
+  fit "${clf[@]}" --data "$w/x.npy" --out /nonexistent_dir/p.nfk "${fitargs[@]}"
+[[ ! -e /nonexistent_dir ]] || fail "fit --out in a missing folder" "/nonexistent_dir was created"
+expect_fail "fit --out under a regular file" 'cannot write' "$w/afile/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/x.npy" --out "$w/afile/p.nfk" "${fitargs[@]}"
+expect_fail "fit --embedding-out under a regular file" 'cannot write' "$o/p.nfk" "$w/afile/e.npy" -- \
+  fit "${clf[@]}" --data "$w/x.npy" --out "$o/p.nfk" --embedding-out "$w/afile/e.npy" "${fitargs[@]}"
+if must "fit a good projector" fit "${clf[@]}" --data "$w/x.npy" --out "$w/good.nfk" "${fitargs[@]}"; then
+  expect_fail "transform --out in a missing folder" 'cannot write' /nonexistent_dir/e.npy -- \
+    transform --projector "$w/good.nfk" --data "$w/x.npy" --out /nonexistent_dir/e.npy --quiet
+  expect_fail "transform --out under a regular file" 'cannot write' "$w/afile/e.npy" -- \
+    transform --projector "$w/good.nfk" --data "$w/x.npy" --out "$w/afile/e.npy" --quiet
+
+  # 8. corrupt projectors, and a model changed after the fit
+  head -c 2000 /dev/urandom >"$w/random.nfk"
+  head -c 300 "$w/good.nfk" >"$w/short-header.nfk"
+  size=$(stat -c %s "$w/good.nfk")
+  head -c $((size - 10)) "$w/good.nfk" >"$w/short-tail.nfk"
+  expect_fail "transform with a random-bytes projector" 'projector|magic' "$o/e.npy" -- \
+    transform --projector "$w/random.nfk" --data "$w/x.npy" --out "$o/e.npy" --quiet
+  expect_fail "transform with a projector cut in its header" 'truncated' "$o/e.npy" -- \
+    transform --projector "$w/short-header.nfk" --data "$w/x.npy" --out "$o/e.npy" --quiet
+  expect_fail "transform with a projector cut in its data" 'truncated' "$o/e.npy" -- \
+    transform --projector "$w/short-tail.nfk" --data "$w/x.npy" --out "$o/e.npy" --quiet
+fi
+mkdir -p "$w/moved"
+cp "$w/clf.pt" "$w/moved/model.pt"
+if must "fit a projector of moved/model.pt" fit --model "$w/moved/model.pt" --kind classifier \
+  --data "$w/x.npy" --out "$w/moved/p.nfk" "${fitargs[@]}"; then
+  cp "$w/clf_other.pt" "$w/moved/model.pt"  # same architecture, other weights
+  expect_fail "transform after the model file was replaced" 'differs|hash' "$o/e.npy" -- \
+    transform --projector "$w/moved/p.nfk" --data "$w/x.npy" --out "$o/e.npy" --quiet
+  expect_fail "transform --model of another model" 'differs|hash' "$o/e.npy" -- \
+    transform --projector "$w/moved/p.nfk" --model "$w/clf_other.pt" --data "$w/x.npy" \
+    --out "$o/e.npy" --quiet
+  rm "$w/moved/model.pt"
+  expect_fail "transform after the model file was removed" 'model\.pt' "$o/e.npy" -- \
+    transform --projector "$w/moved/p.nfk" --data "$w/x.npy" --out "$o/e.npy" --quiet
+fi
+
+# 9. an existing output survives a failing run (expect_fail's snapshot compares it byte for byte)
+if must "fit keep.nfk" fit "${clf[@]}" --data "$w/x.npy" --out "$w/keep.nfk" "${fitargs[@]}"; then
+  cp "$w/keep.nfk" "$tmp/keep.orig"
+  expect_fail "existing --out kept when the data holds NaN" 'nan' - -- \
+    fit "${clf[@]}" --data "$w/x_nan.npy" --out "$w/keep.nfk" "${fitargs[@]}"
+  # rank 3: were keep.nfk rewritten, its bytes would differ
+  expect_fail "existing --out kept when --embedding-out is unwritable" 'cannot write' "$w/afile/e.npy" -- \
+    fit "${clf[@]}" --data "$w/x.npy" --out "$w/keep.nfk" --embedding-out "$w/afile/e.npy" \
+    --rank 3 --method exact --quiet
+  cp "$tmp/keep.orig" "$w/keep.nfk"  # restored for what follows, had a case changed it
+  if must "transform keep.nfk" transform --projector "$w/keep.nfk" --data "$w/x.npy" \
+    --out "$w/keep.npy" --quiet; then
+      expect_fail "existing transform --out kept when the data holds NaN" 'nan' - -- \
+      transform --projector "$w/keep.nfk" --data "$w/x_nan.npy" --out "$w/keep.npy" --quiet
+  fi
+fi
+
+# 10. rank beyond the number of examples
+expect_fail "--rank 21 > 20 examples (exact)" 'rank' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/x.npy" --rank 21 --method exact --out "$o/p.nfk" --quiet
+expect_fail "--rank 21 > 20 examples (matrix-free)" 'rank' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/x.npy" --rank 21 --method matrix-free --out "$o/p.nfk" --quiet
+
+leftover=$(find "$o" -mindepth 1)
+[[ -z $leftover ]] || fail "output folder" "files left in it: $leftover"
+if ((failures > 0)); then
+  echo "$failures case(s) failed"
+  exit 1
+fi
+echo "all bad-input cases passed"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# TorchScript files written by PyTorch (python3-torch) through the nfk CLI: `nfk fit` by every
+# method in float64 must reproduce the NFK spectrum computed independently in Python, and
+# `nfk transform` of the training points must equal Phi diag(sigma).
+# Usage: bash tests/cli/torchscript_interop.sh path/to/nfk
+set -euo pipefail
+nfk=$(realpath "$1")
+here=$(cd "$(dirname "$0")" && pwd)
+py=/usr/bin/python3  # Debian's python3 with python3-torch and python3-numpy
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+"$py" "$here/torchscript_interop.py" make "$tmp"
+fit() {  # name, method, model args...
+  local name=$1 method=$2
+  shift 2
+  "$nfk" fit "$@" --data "$tmp/x.npy" --rank 16 --dtype float64 --method "$method" \
+    --batch-size 32 --out "$tmp/$name.nfk" --embedding-out "$tmp/${name}_train.npy" --quiet
+  "$nfk" spectrum --projector "$tmp/$name.nfk" --json > "$tmp/$name.json"
+  "$nfk" transform --projector "$tmp/$name.nfk" --data "$tmp/x.npy" \
+    --out "$tmp/${name}_transform.npy" --quiet
+}
+cnn=(--model "$tmp/cnn.pt" --kind classifier)
+gan=(--model "$tmp/disc.pt" --kind gan --generator "$tmp/gen.pt" --latent-dim 4
+     --estimator empirical)
+fit cnn_exact exact "${cnn[@]}"
+fit cnn_matrix_free matrix-free "${cnn[@]}"
+fit cnn_per_example per-example "${cnn[@]}"
+fit gan_exact exact "${gan[@]}"
+fit gan_matrix_free matrix-free "${gan[@]}"
+"$py" "$here/torchscript_interop.py" check "$tmp"
