@@ -50,8 +50,27 @@ torch::Tensor flatten_like(const std::vector<torch::Tensor>& grads,
 
 /// Per-example gradients ∇θ s(x_i) of a batch x_b [B, ...] → J_b [B, P] (model dtype/device).
 /// `first_index` is x_b[0]'s index in its data set (fixes the VAE's per-example noise).
+/// If `out_bp` is given ([B, P], model dtype/device) the rows are written there and it is returned.
 torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
-                                    int64_t first_index = 0);
+                                    int64_t first_index = 0, torch::Tensor out_bp = {});
+
+/// Streams per-example gradient rows into the mean score z and diagonal Fisher I, accumulated
+/// in float64 around a shift (the first batch's mean) so that E[d²] − E[d]² does not cancel.
+class FisherAccumulator {
+ public:
+  void add(const torch::Tensor& j_bp);
+  /// z, I floored at floor × mean(I), in `dtype`; throws if I is zero everywhere.
+  FisherStats finish(double floor, torch::Dtype dtype, const std::string& reference) const;
+  int64_t count() const { return count_; }
+
+ private:
+  torch::Tensor shift_, sum_, sum_sq_;
+  int64_t count_ = 0;
+};
+
+/// The estimator `requested` resolves to for this model (kAuto → kTrue where the model can
+/// sample its own distribution, else kEmpirical; always kNone for `ntk`).
+Estimator resolve_estimator(ScoreModel& model, Estimator requested);
 
 /// The reference inputs for z and I: model samples (true) or a seeded subset of `data`
 /// (empirical). Throws if `true` is asked of a model that cannot sample.
@@ -63,6 +82,13 @@ torch::Tensor reference_inputs(ScoreModel& model, const torch::Tensor& data,
 /// reference. For kind `ntk` returns z = 0, I = 1 without touching the data.
 FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
                                  const FisherOptions& options, const ProgressFn& progress = {});
+
+/// V [N, P] = (J − 1zᵀ) I^{-1/2} materialised from per-example gradients, with its Fisher
+/// statistics in `stats`. When the reference is all of `inputs` (empirical, no subsampling) z and
+/// I come from the same pass over the data as J; otherwise `compute_fisher_stats` runs first.
+torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor& inputs,
+                                         const FisherOptions& options, int64_t batch_size,
+                                         FisherStats* stats, const ProgressFn& progress = {});
 
 /// V [N, P] over `inputs` [N, ...] as a streaming operator (SPEC §2 matrix-free):
 /// apply(Q) = V Q by forward-mode AD (dual tensors on the parameters), apply_t(M) = Vᵀ M by

@@ -69,6 +69,9 @@ SvdResult randomized_svd(LinearOperator& op, const SvdOptions& options,
 /// smaller Gram matrix (VVᵀ or VᵀV). Same sign convention as `randomized_svd`.
 SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank);
 
+/// ‖A‖_F² accumulated in float64, a block of rows at a time (no full-size temporaries).
+double squared_norm(const torch::Tensor& a);
+
 /// Cosines of the principal angles between the column spaces of A [n, k] and B [n, k]
 /// (orthonormalised first), descending.
 torch::Tensor principal_cosines(const torch::Tensor& a, const torch::Tensor& b);

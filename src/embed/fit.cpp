@@ -75,19 +75,23 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
   }
 
   Projector proj;
-  proj.fisher = compute_fisher_stats(model, inputs, o.fisher, progress);
-  FisherVectorOperator op(model, inputs, proj.fisher, o.batch_size, progress);
   SvdResult r;
-  if (method == FitMethod::kExact) {
-    r = exact_svd(op.dense(), o.svd.rank);
-  } else if (method == FitMethod::kPerExample) {
-    DenseOperator resident(op.dense());
-    r = randomized_svd(resident, o.svd, progress);
-    // V is in hand: the total variance is exact, not estimated.
-    r.total_variance = resident.dense().to(torch::kFloat64).square().sum().item<double>();
-    r.total_variance_exact = true;
-  } else {
+  if (method == FitMethod::kMatrixFree) {
+    proj.fisher = compute_fisher_stats(model, inputs, o.fisher, progress);
+    FisherVectorOperator op(model, inputs, proj.fisher, o.batch_size, progress);
     r = randomized_svd(op, o.svd, progress);
+  } else {
+    auto v_np = materialize_fisher_vectors(model, inputs, o.fisher, o.batch_size, &proj.fisher,
+                                           progress);
+    if (method == FitMethod::kExact) {
+      r = exact_svd(v_np, o.svd.rank);
+    } else {
+      DenseOperator resident(v_np);
+      r = randomized_svd(resident, o.svd, progress);
+      // V is in hand: the total variance is exact, not estimated.
+      r.total_variance = squared_norm(v_np);
+      r.total_variance_exact = true;
+    }
   }
 
   proj.kind = model.kind();

@@ -31,18 +31,22 @@ std::string to_string(Estimator e) {
   TORCH_INTERNAL_ASSERT(false, "unhandled Estimator");
 }
 
+Estimator resolve_estimator(ScoreModel& model, Estimator requested) {
+  if (model.kind() == ModelKind::kNtk) return Estimator::kNone;
+  if (requested != Estimator::kAuto) return requested;
+  const bool model_reference =
+      model.kind() == ModelKind::kGan ||
+      ((model.kind() == ModelKind::kVae || model.kind() == ModelKind::kDensity) &&
+       model.can_sample());
+  return model_reference ? Estimator::kTrue : Estimator::kEmpirical;
+}
+
 torch::Tensor reference_inputs(ScoreModel& model, const torch::Tensor& data,
                                const FisherOptions& options, Estimator* resolved,
                                std::string* reference) {
   const int64_t n_data = data.size(0);
   const int64_t n = options.reference_samples > 0 ? options.reference_samples : n_data;
-  Estimator e = options.estimator;
-  if (e == Estimator::kAuto) {
-    const bool model_reference = model.kind() == ModelKind::kGan ||
-                                 ((model.kind() == ModelKind::kVae ||
-                                   model.kind() == ModelKind::kDensity) && model.can_sample());
-    e = model_reference ? Estimator::kTrue : Estimator::kEmpirical;
-  }
+  const Estimator e = resolve_estimator(model, options.estimator);
   *resolved = e;
   if (e == Estimator::kTrue) {
     TORCH_CHECK(model.can_sample(), "nfk: --estimator true needs samples from the model's own ",
@@ -64,7 +68,6 @@ torch::Tensor reference_inputs(ScoreModel& model, const torch::Tensor& data,
 FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
                                  const FisherOptions& options, const ProgressFn& progress) {
   TORCH_CHECK(options.batch_size > 0, "nfk: batch size must be positive");
-  TORCH_CHECK(options.floor > 0, "nfk: the Fisher floor must be positive, got ", options.floor);
   const int64_t p = model.num_parameters();
   auto opts = torch::TensorOptions().dtype(model.options().dtype).device(model.options().device);
   FisherStats stats;
@@ -77,35 +80,48 @@ FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
   }
   auto ref = reference_inputs(model, data, options, &stats.estimator, &stats.reference);
   const int64_t n = ref.size(0);
-  TORCH_CHECK(n >= 2, "nfk: the Fisher statistics need at least 2 reference examples, got ", n);
 
-  // Accumulate in float64 whatever the model dtype, around a shift (the first batch's mean) so
-  // that E[d²] − E[d]² does not cancel when |z| dwarfs the spread.
-  torch::Tensor shift;
-  auto sum = torch::zeros({p}, opts.dtype(torch::kFloat64));
-  auto sum_sq = torch::zeros({p}, opts.dtype(torch::kFloat64));
+  FisherAccumulator acc;
   for (int64_t start = 0; start < n; start += options.batch_size) {
     const int64_t end = std::min(n, start + options.batch_size);
-    auto j_bp = per_example_gradients(model, ref.slice(0, start, end),
-                                      kReferenceIndexOffset + start)
-                    .to(torch::kFloat64);
-    if (!shift.defined()) shift = j_bp.mean(0);
-    auto d_bp = j_bp - shift;
-    sum += d_bp.sum(0);
-    sum_sq += d_bp.square().sum(0);
+    acc.add(per_example_gradients(model, ref.slice(0, start, end), kReferenceIndexOffset + start));
     if (progress) progress("gradients", end, n);
   }
-  auto mean_d = sum / n;
-  auto z = shift + mean_d;
-  auto fisher = (sum_sq / n - mean_d.square()).clamp_min(0);
+  auto finished = acc.finish(options.floor, model.options().dtype, stats.reference);
+  finished.estimator = stats.estimator;
+  return finished;
+}
+
+void FisherAccumulator::add(const torch::Tensor& j_bp) {
+  auto j = j_bp.to(torch::kFloat64);
+  if (!shift_.defined()) {
+    shift_ = j.mean(0);
+    sum_ = torch::zeros_like(shift_);
+    sum_sq_ = torch::zeros_like(shift_);
+  }
+  auto d = j - shift_;
+  sum_ += d.sum(0);
+  sum_sq_ += d.square().sum(0);
+  count_ += j.size(0);
+}
+
+FisherStats FisherAccumulator::finish(double floor, torch::Dtype dtype,
+                                      const std::string& reference) const {
+  TORCH_CHECK(count_ >= 2, "nfk: the Fisher statistics need at least 2 reference examples, got ",
+              count_);
+  TORCH_CHECK(floor > 0, "nfk: the Fisher floor must be positive, got ", floor);
+  auto mean_d = sum_ / count_;
+  auto fisher = (sum_sq_ / count_ - mean_d.square()).clamp_min(0);
   const double mean_fisher = fisher.mean().item<double>();
   TORCH_CHECK(mean_fisher > 0, "nfk: the Fisher information is zero for every parameter: the ",
-              "score does not depend on the parameters over the reference (", stats.reference, ")");
-  stats.floor_value = options.floor * mean_fisher;
+              "score does not depend on the parameters over the reference (", reference, ")");
+  FisherStats stats;
+  stats.reference = reference;
+  stats.n_reference = count_;
+  stats.floor_value = floor * mean_fisher;
   stats.n_floored = (fisher < stats.floor_value).sum().item<int64_t>();
-  stats.mean_score = z.to(opts.dtype());
-  stats.fisher_diag = fisher.clamp_min(stats.floor_value).to(opts.dtype());
-  stats.n_reference = n;
+  stats.mean_score = (shift_ + mean_d).to(dtype);
+  stats.fisher_diag = fisher.clamp_min(stats.floor_value).to(dtype);
   return stats;
 }
 

@@ -16,13 +16,34 @@ torch::Tensor flatten_like(const std::vector<torch::Tensor>& grads,
   return torch::cat(flat);
 }
 
+namespace {
+
+// Writes one example's parameter gradients (undefined = zeros) into row_p [P].
+void write_row(const std::vector<torch::Tensor>& grads, const std::vector<torch::Tensor>& params,
+               torch::Tensor row_p) {
+  int64_t offset = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    auto slot = row_p.narrow(0, offset, params[i].numel());
+    if (grads[i].defined()) {
+      slot.copy_(grads[i].reshape(-1));
+    } else {
+      slot.zero_();
+    }
+    offset += params[i].numel();
+  }
+}
+
+}  // namespace
+
 torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
-                                    int64_t first_index) {
+                                    int64_t first_index, torch::Tensor out_bp) {
   auto params = model.parameters();
   auto x = model.prepare(x_b);
   const int64_t batch = x.size(0);
-  std::vector<torch::Tensor> rows;
-  rows.reserve(batch);
+  int64_t p = 0;
+  for (const auto& t : params) p += t.numel();
+  if (!out_bp.defined()) out_bp = torch::empty({batch, p}, params.front().options());
+  TORCH_INTERNAL_ASSERT(out_bp.size(0) == batch && out_bp.size(1) == p);
   torch::AutoGradMode grad_on(true);
   if (model.stochastic()) {
     // The noise inside s is drawn per batch: differentiate each example on the batch graph so
@@ -31,17 +52,17 @@ torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
     for (int64_t i = 0; i < batch; ++i) {
       auto g = torch::autograd::grad({s[i]}, params, {}, /*retain_graph=*/i + 1 < batch,
                                      /*create_graph=*/false, /*allow_unused=*/true);
-      rows.push_back(flatten_like(g, params));
+      write_row(g, params, out_bp[i]);
     }
   } else {
     for (int64_t i = 0; i < batch; ++i) {
       auto s = model.score(x.slice(/*dim=*/0, i, i + 1), first_index + i);
       auto g = torch::autograd::grad({s.sum()}, params, {}, /*retain_graph=*/false,
                                      /*create_graph=*/false, /*allow_unused=*/true);
-      rows.push_back(flatten_like(g, params));
+      write_row(g, params, out_bp[i]);
     }
   }
-  return torch::stack(rows);
+  return out_bp;
 }
 
 }  // namespace nfk

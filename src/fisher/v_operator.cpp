@@ -95,17 +95,61 @@ torch::Tensor FisherVectorOperator::apply_t(const torch::Tensor& m_nu) {
   return (centred_up * inv_sqrt_.unsqueeze(0)).t().contiguous();
 }
 
-torch::Tensor FisherVectorOperator::dense() {
-  const int64_t n = rows();
-  auto v_np = torch::empty({n, cols()}, options());
-  for (int64_t start = 0; start < n; start += batch_size_) {
-    const int64_t end = std::min(n, start + batch_size_);
-    auto j_bp = per_example_gradients(model_, inputs_.slice(0, start, end), start);
-    v_np.slice(0, start, end).copy_((j_bp - z_.unsqueeze(0)) * inv_sqrt_.unsqueeze(0));
-    if (progress_) progress_("gradients", end, n);
+namespace {
+
+// V rows from per-example gradients, written in place: v_np[start:end] = J_b.
+void fill_gradients(ScoreModel& model, const torch::Tensor& inputs, int64_t batch_size,
+                    torch::Tensor v_np, FisherAccumulator* acc, const ProgressFn& progress) {
+  const int64_t n = inputs.size(0);
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const int64_t end = std::min(n, start + batch_size);
+    auto rows = v_np.slice(0, start, end);
+    per_example_gradients(model, inputs.slice(0, start, end), start, rows);
+    if (acc) acc->add(rows);
+    if (progress) progress("gradients", end, n);
   }
+}
+
+// J → V = (J − 1zᵀ) I^{-1/2} in place, a block of rows at a time (no N×P temporaries).
+void centre_and_scale(torch::Tensor v_np, const torch::Tensor& z, const torch::Tensor& inv_sqrt) {
+  const int64_t block = 1024;
+  for (int64_t start = 0; start < v_np.size(0); start += block) {
+    v_np.slice(0, start, std::min(v_np.size(0), start + block)).sub_(z).mul_(inv_sqrt);
+  }
+}
+
+}  // namespace
+
+torch::Tensor FisherVectorOperator::dense() {
+  auto v_np = torch::empty({rows(), cols()}, options());
+  fill_gradients(model_, inputs_, batch_size_, v_np, nullptr, progress_);
+  centre_and_scale(v_np, z_, inv_sqrt_);
+  return v_np;
+}
+
+torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor& inputs,
+                                         const FisherOptions& options, int64_t batch_size,
+                                         FisherStats* stats, const ProgressFn& progress) {
+  TORCH_CHECK(batch_size > 0, "nfk: batch size must be positive, got ", batch_size);
+  const int64_t n = inputs.size(0);
+  auto v_np = torch::empty({n, model.num_parameters()},
+                           torch::dtype(model.options().dtype).device(model.options().device));
+  // The reference is the data itself: J gives z and I in the same pass. (Not for noisy scores,
+  // whose reference pass draws its own noise stream.)
+  const bool one_pass = resolve_estimator(model, options.estimator) == Estimator::kEmpirical &&
+                        (options.reference_samples <= 0 || options.reference_samples >= n) &&
+                        !model.stochastic();
+  if (one_pass) {
+    FisherAccumulator acc;
+    fill_gradients(model, inputs, batch_size, v_np, &acc, progress);
+    *stats = acc.finish(options.floor, model.options().dtype, "data");
+    stats->estimator = Estimator::kEmpirical;
+  } else {
+    *stats = compute_fisher_stats(model, inputs, options, progress);
+    fill_gradients(model, inputs, batch_size, v_np, nullptr, progress);
+  }
+  centre_and_scale(v_np, stats->mean_score, stats->inv_sqrt());
   return v_np;
 }
 
 }  // namespace nfk
-

@@ -107,10 +107,24 @@ SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank) {
     r.right = vecs;
     r.left = v_np.mm(vecs) * inv_sigma.unsqueeze(0);
   }
-  r.total_variance = v_np.to(torch::kFloat64).square().sum().item<double>();
+  r.total_variance = squared_norm(v_np);
   r.total_variance_exact = true;
   fix_signs(r);
   return r;
+}
+
+double squared_norm(const torch::Tensor& a) {
+  const int64_t rows = a.dim() == 0 ? 1 : a.size(0), block = 1024;
+  auto flat = a.reshape({rows, -1});
+  double total = 0;
+  for (int64_t start = 0; start < rows; start += block) {
+    total += flat.slice(0, start, std::min(rows, start + block))
+                 .to(torch::kFloat64)
+                 .square()
+                 .sum()
+                 .item<double>();
+  }
+  return total;
 }
 
 torch::Tensor principal_cosines(const torch::Tensor& a, const torch::Tensor& b) {
