@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -89,13 +91,33 @@ struct DcganGeneratorImpl : torch::nn::Cloneable<DcganGeneratorImpl> {
 };
 TORCH_MODULE(DcganGenerator);
 
-/// A zoo module with its architecture name ("lenet5", "mlp", "dcgan-d", "dcgan-g") and options.
+/// A zoo module: architecture name, its options (JSON), the module, and the protocol methods it
+/// offers (SPEC §3): "forward" always; "elbo" (VAE) or "log_prob" (density) where they apply,
+/// and `sample(n)` for models that can draw from their own distribution.
 struct ZooModule {
+  using Method = std::function<torch::Tensor(const torch::Tensor&)>;
   std::string arch;
   nlohmann::json options;
   std::shared_ptr<torch::nn::Module> module;
-  std::function<torch::Tensor(const torch::Tensor&)> forward;
+  std::map<std::string, Method> methods;
+  std::function<torch::Tensor(int64_t)> sample;  // empty if the model cannot sample
+
+  torch::Tensor forward(const torch::Tensor& x) const { return call("forward", x); }
+  torch::Tensor call(const std::string& method, const torch::Tensor& x) const;
+  bool has_method(const std::string& method) const;
 };
+
+/// Builds a zoo module of one architecture from its options (missing fields keep defaults).
+using ZooBuilder = std::function<ZooModule(const nlohmann::json& options)>;
+
+/// The zoo's architectures by name; src/models/zoo_registry.cpp lists them.
+const std::map<std::string, ZooBuilder>& zoo_registry();
+
+/// Reads `key` from `options` if present, else `fallback` (builders use it for every field).
+template <typename T>
+T zoo_option(const nlohmann::json& options, const char* key, T fallback) {
+  return options.contains(key) ? options.at(key).get<T>() : fallback;
+}
 
 /// Builds a freshly initialised zoo module (seed the global RNG first for reproducibility).
 /// `options` holds the fields of the arch's Options struct by name; missing ones keep defaults.

@@ -60,15 +60,16 @@ class ZooNetwork : public Network {
   explicit ZooNetwork(ZooModule zoo) : zoo_(std::move(zoo)) { zoo_.module->eval(); }
 
   torch::Tensor call(const std::string& method, const torch::Tensor& x) override {
-    TORCH_CHECK(method == "forward", "nfk: zoo model ", zoo_.arch, " has no method ", method);
-    return zoo_.forward(x);
+    return zoo_.call(method, x);
   }
 
-  torch::Tensor call_int(const std::string& method, int64_t) override {
-    TORCH_CHECK(false, "nfk: zoo model ", zoo_.arch, " has no method ", method);
+  torch::Tensor call_int(const std::string& method, int64_t n) override {
+    TORCH_CHECK(method == "sample" && zoo_.sample, "nfk: zoo model ", zoo_.arch,
+                " has no method ", method, "(n)");
+    return zoo_.sample(n);
   }
 
-  bool has_method(const std::string& method) const override { return method == "forward"; }
+  bool has_method(const std::string& method) const override { return zoo_.has_method(method); }
 
   std::vector<torch::Tensor> parameters() override { return zoo_.module->parameters(); }
 

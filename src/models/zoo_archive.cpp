@@ -12,64 +12,29 @@ namespace {
 constexpr const char* kArchKey = "nfk_zoo_arch";
 constexpr const char* kOptionsKey = "nfk_zoo_options";
 
-template <typename T>
-T get_or(const nlohmann::json& j, const char* key, T fallback) {
-  return j.contains(key) ? j.at(key).get<T>() : fallback;
-}
-
-template <typename Holder>
-ZooModule wrap(const std::string& arch, const nlohmann::json& options, Holder holder) {
-  ZooModule zoo;
-  zoo.arch = arch;
-  zoo.options = options;
-  zoo.module = holder.ptr();
-  zoo.forward = [holder](const torch::Tensor& x) mutable { return holder->forward(x); };
-  return zoo;
-}
-
 }  // namespace
 
-ZooModule make_zoo_module(const std::string& arch, const nlohmann::json& o) {
-  if (arch == "lenet5") {
-    LeNet5Options d;
-    auto opt = LeNet5Options()
-                   .in_channels(get_or(o, "in_channels", d.in_channels()))
-                   .image_size(get_or(o, "image_size", d.image_size()))
-                   .num_classes(get_or(o, "num_classes", d.num_classes()));
-    return wrap(arch, {{"in_channels", opt.in_channels()}, {"image_size", opt.image_size()},
-                       {"num_classes", opt.num_classes()}}, LeNet5(opt));
+torch::Tensor ZooModule::call(const std::string& method, const torch::Tensor& x) const {
+  auto it = methods.find(method);
+  TORCH_CHECK(it != methods.end(), "nfk: zoo model ", arch, " has no method ", method);
+  return it->second(x);
+}
+
+bool ZooModule::has_method(const std::string& method) const {
+  return methods.count(method) > 0 || (method == "sample" && sample);
+}
+
+ZooModule make_zoo_module(const std::string& arch, const nlohmann::json& options) {
+  const auto& registry = zoo_registry();
+  auto it = registry.find(arch);
+  if (it == registry.end()) {
+    std::string known;
+    for (const auto& [name, builder] : registry) known += (known.empty() ? "" : ", ") + name;
+    TORCH_CHECK(false, "nfk: unknown zoo architecture `", arch, "` (known: ", known, ")");
   }
-  if (arch == "mlp") {
-    MlpOptions d;
-    auto opt = MlpOptions()
-                   .in_features(get_or(o, "in_features", d.in_features()))
-                   .hidden(get_or(o, "hidden", d.hidden()))
-                   .out_features(get_or(o, "out_features", d.out_features()));
-    return wrap(arch, {{"in_features", opt.in_features()}, {"hidden", opt.hidden()},
-                       {"out_features", opt.out_features()}}, Mlp(opt));
-  }
-  if (arch == "dcgan-d") {
-    DcganDiscriminatorOptions d;
-    auto opt = DcganDiscriminatorOptions()
-                   .channels(get_or(o, "channels", d.channels()))
-                   .image_size(get_or(o, "image_size", d.image_size()))
-                   .width(get_or(o, "width", d.width()));
-    return wrap(arch, {{"channels", opt.channels()}, {"image_size", opt.image_size()},
-                       {"width", opt.width()}}, DcganDiscriminator(opt));
-  }
-  if (arch == "dcgan-g") {
-    DcganGeneratorOptions d;
-    auto opt = DcganGeneratorOptions()
-                   .latent_dim(get_or(o, "latent_dim", d.latent_dim()))
-                   .channels(get_or(o, "channels", d.channels()))
-                   .image_size(get_or(o, "image_size", d.image_size()))
-                   .width(get_or(o, "width", d.width()));
-    return wrap(arch, {{"latent_dim", opt.latent_dim()}, {"channels", opt.channels()},
-                       {"image_size", opt.image_size()}, {"width", opt.width()}},
-                DcganGenerator(opt));
-  }
-  TORCH_CHECK(false, "nfk: unknown zoo architecture `", arch,
-              "` (known: lenet5, mlp, dcgan-d, dcgan-g)");
+  ZooModule zoo = it->second(options);
+  zoo.arch = arch;
+  return zoo;
 }
 
 void save_zoo_module(const std::string& path, const ZooModule& zoo) {

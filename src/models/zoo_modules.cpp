@@ -97,4 +97,70 @@ torch::Tensor DcganGeneratorImpl::forward(const torch::Tensor& h) {
   return torch::sigmoid(deconv2(x));
 }
 
+// Builders: options JSON → module, with every field written back (defaults made explicit).
+
+ZooModule make_lenet5(const nlohmann::json& o) {
+  LeNet5Options d;
+  auto opt = LeNet5Options()
+                 .in_channels(zoo_option(o, "in_channels", d.in_channels()))
+                 .image_size(zoo_option(o, "image_size", d.image_size()))
+                 .num_classes(zoo_option(o, "num_classes", d.num_classes()));
+  LeNet5 net(opt);
+  return {"lenet5",
+          {{"in_channels", opt.in_channels()},
+           {"image_size", opt.image_size()},
+           {"num_classes", opt.num_classes()}},
+          net.ptr(),
+          {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }}},
+          {}};
+}
+
+ZooModule make_mlp(const nlohmann::json& o) {
+  MlpOptions d;
+  auto opt = MlpOptions()
+                 .in_features(zoo_option(o, "in_features", d.in_features()))
+                 .hidden(zoo_option(o, "hidden", d.hidden()))
+                 .out_features(zoo_option(o, "out_features", d.out_features()));
+  Mlp net(opt);
+  return {"mlp",
+          {{"in_features", opt.in_features()},
+           {"hidden", opt.hidden()},
+           {"out_features", opt.out_features()}},
+          net.ptr(),
+          {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }}},
+          {}};
+}
+
+ZooModule make_dcgan_discriminator(const nlohmann::json& o) {
+  DcganDiscriminatorOptions d;
+  auto opt = DcganDiscriminatorOptions()
+                 .channels(zoo_option(o, "channels", d.channels()))
+                 .image_size(zoo_option(o, "image_size", d.image_size()))
+                 .width(zoo_option(o, "width", d.width()));
+  DcganDiscriminator net(opt);
+  return {"dcgan-d",
+          {{"channels", opt.channels()}, {"image_size", opt.image_size()}, {"width", opt.width()}},
+          net.ptr(),
+          {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }}},
+          {}};
+}
+
+ZooModule make_dcgan_generator(const nlohmann::json& o) {
+  DcganGeneratorOptions d;
+  auto opt = DcganGeneratorOptions()
+                 .latent_dim(zoo_option(o, "latent_dim", d.latent_dim()))
+                 .channels(zoo_option(o, "channels", d.channels()))
+                 .image_size(zoo_option(o, "image_size", d.image_size()))
+                 .width(zoo_option(o, "width", d.width()));
+  DcganGenerator net(opt);
+  return {"dcgan-g",
+          {{"latent_dim", opt.latent_dim()},
+           {"channels", opt.channels()},
+           {"image_size", opt.image_size()},
+           {"width", opt.width()}},
+          net.ptr(),
+          {{"forward", [net](const torch::Tensor& h) mutable { return net->forward(h); }}},
+          {}};
+}
+
 }  // namespace nfk
