@@ -18,15 +18,6 @@ struct FitFlags {
   bool quiet = false;
 };
 
-// Smallest number of leading components whose explained-variance ratios sum to `target`.
-int64_t components_for(const torch::Tensor& ratio, double target) {
-  auto cum = ratio.cumsum(0);
-  for (int64_t i = 0; i < cum.numel(); ++i) {
-    if (cum[i].item<double>() >= target) return i + 1;
-  }
-  return -1;
-}
-
 void run_fit(const FitFlags& f) {
   const auto t0 = std::chrono::steady_clock::now();
   detail::check_writable(f.out);
@@ -67,7 +58,7 @@ void run_fit(const FitFlags& f) {
               static_cast<long long>(proj.rank()), 100 * ratio.sum().item<double>(),
               proj.total_variance_exact ? "" : " (total estimated from the probes)");
   for (double target : {0.5, 0.9, 0.99}) {
-    const int64_t c = components_for(ratio, target);
+    const int64_t c = proj.components_for(target);
     if (c > 0) std::printf("  %.0f%% of the variance in the top %lld\n", 100 * target,
                            static_cast<long long>(c));
   }

@@ -46,6 +46,7 @@ struct Projector {
   torch::Tensor singular_values;   // σ [k]
   double total_variance = 0;       // ‖V‖_F² over the fitted data
   bool total_variance_exact = false;
+  torch::Tensor all_eigenvalues;   // exact method: the whole Gram spectrum [min(N, P)] float64
   int64_t n_examples = 0;
   std::string data_source;
   int64_t batch_size = 256;
@@ -54,6 +55,9 @@ struct Projector {
   int64_t n_params() const { return basis.size(0); }
   /// σ² / total variance, [k] float64.
   torch::Tensor explained_variance_ratio() const;
+  /// Fewest leading components explaining `fraction` of the NFK variance: from the whole
+  /// spectrum when known (exact method), else from the top k; -1 if k components do not reach it.
+  int64_t components_for(double fraction) const;
   /// The spectrum summary of `nfk spectrum --json`.
   nlohmann::json spectrum_json() const;
 };

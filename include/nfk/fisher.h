@@ -83,6 +83,20 @@ torch::Tensor reference_inputs(ScoreModel& model, const torch::Tensor& data,
 FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
                                  const FisherOptions& options, const ProgressFn& progress = {});
 
+/// GAN monitoring (AFV, SPEC §1): with z and I from `n_generated` generator samples (seeded),
+/// the Fisher similarity exp(−c · mean_i ((ū_real,i − z_i)² / I_i)) of a held-out real set,
+/// ū_real its mean score. 1 when the real set's mean score matches the generator's; it falls
+/// as D separates them. Also returns ‖mean_real V‖ (the AFV Fisher distance to the samples).
+/// `floor` (relative to mean I) is larger than the fit's default: parameters the samples never
+/// move (dead units) would otherwise dominate the mean with huge standardized differences.
+struct FisherSimilarity {
+  double similarity = 0;
+  double distance = 0;
+};
+FisherSimilarity fisher_similarity(ScoreModel& gan, const torch::Tensor& real,
+                                   int64_t n_generated, uint64_t seed, double c = 1.0,
+                                   double floor = 1e-3, int64_t batch_size = 256);
+
 /// V [N, P] = (J − 1zᵀ) I^{-1/2} materialised from per-example gradients, with its Fisher
 /// statistics in `stats`. When the reference is all of `inputs` (empirical, no subsampling) z and
 /// I come from the same pass over the data as J; otherwise `compute_fisher_stats` runs first.

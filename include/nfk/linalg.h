@@ -57,6 +57,7 @@ struct SvdResult {
   torch::Tensor right;            // P [P, k], orthonormal columns
   double total_variance = 0;      // ‖V‖_F² = Σ all σ², for explained-variance ratios
   bool total_variance_exact = false;  // false: Hutchinson estimate from the first probes
+  torch::Tensor all_eigenvalues;  // exact method only: every Gram eigenvalue, descending [min(N, P)]
 };
 
 /// Matrix-free randomized SVD: 2·L + 2 passes over V (u = k + oversample columns each), QR after

@@ -40,6 +40,11 @@ class Network {
 /// Throws "nfk: <path>: ..." if the file is missing or is neither.
 std::unique_ptr<Network> load_network(const std::string& path);
 
+struct ZooModule;
+/// Wraps an in-memory zoo module as a Network (sharing its weights), e.g. to monitor a model
+/// while it trains.
+std::unique_ptr<Network> wrap_zoo_module(const ZooModule& zoo);
+
 /// How to build a score model; the CLI fills it from its flags.
 struct ModelOptions {
   std::string model_path;      // network file (discriminator for `gan`)

@@ -1,9 +1,12 @@
 #pragma once
-/// Training of zoo models (native LibTorch), seeded and reproducible.
+/// Training of zoo models (native LibTorch): seeded, checkpointed every few epochs, resumable,
+/// with a JSON log of the training curve. Each family has one options struct and one function.
 
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -13,27 +16,70 @@
 
 namespace nfk {
 
-struct ClassifierTrainOptions {
-  std::string arch = "lenet5";  // "lenet5" or "mlp"
-  int64_t epochs = 1;
+/// What every training run shares: where its state lives and how long it runs.
+struct TrainRun {
+  std::string out_dir;           // models, checkpoint/, train_log.json and images go here
+  int64_t epochs = 5;            // total epochs (a resumed run continues up to this count)
   int64_t batch_size = 64;
-  double learning_rate = 1e-3;  // Adam
-  uint64_t seed = 0;
+  uint64_t seed = 0;             // initialisation, shuffling, noise: all derived from it
+  int64_t checkpoint_every = 1;  // epochs between checkpoints
+  bool resume = true;            // continue from out_dir/checkpoint if it exists
+  torch::Device device = torch::kCPU;
 };
 
-struct ClassifierTrainReport {
-  std::vector<double> epoch_loss;  // mean cross-entropy per epoch
-  double test_accuracy = -1;       // on `test`, if it has labels
+/// Saves a checkpoint atomically per file: each module as a zoo archive, each optimizer's state,
+/// then `state.json` {epoch, log} last, which marks the checkpoint complete.
+void save_checkpoint(const std::string& dir, int64_t epoch,
+                     const std::map<std::string, const ZooModule*>& modules,
+                     const std::map<std::string, torch::optim::Optimizer*>& optimizers,
+                     const nlohmann::json& log);
+
+/// Restores a checkpoint into already-built modules and optimizers (same architectures).
+/// Returns the epoch it was taken after (0 if `dir` holds no complete checkpoint) and its log.
+int64_t load_checkpoint(const std::string& dir,
+                        const std::map<std::string, ZooModule*>& modules,
+                        const std::map<std::string, torch::optim::Optimizer*>& optimizers,
+                        nlohmann::json* log);
+
+/// A CPU generator for (seed, stream, epoch): shuffles and noise of an epoch depend on nothing
+/// else, so a resumed run repeats the uninterrupted run's numbers exactly.
+at::Generator epoch_generator(uint64_t seed, uint64_t stream, int64_t epoch);
+
+struct ClassifierTrainOptions {
+  std::string arch = "lenet5";  // "lenet5" or "mlp"
+  double learning_rate = 1e-3;  // Adam
 };
 
 /// Trains a zoo classifier by cross-entropy with Adam on `train` (inputs [N, C, H, W], labels
-/// [N]); shuffling and initialisation are seeded. Reports "train" progress per example.
-/// Example: `auto net = nfk::train_classifier(train, test, {}, {}, &report);`
-ZooModule train_classifier(const Dataset& train, const Dataset& test,
-                           const ClassifierTrainOptions& options, const ProgressFn& progress = {},
-                           ClassifierTrainReport* report = nullptr);
+/// [N]); writes run.out_dir/classifier.pt and train_log.json (loss per epoch, test accuracy).
+/// Returns the log. Example: `nfk::train_classifier(train, test, run, {});`
+nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const TrainRun& run,
+                                const ClassifierTrainOptions& options,
+                                const ProgressFn& progress = {});
+
+/// GAN as variational EBM training (AFV, Zhai et al. 2019): D(x) = −E(x) is a density model of
+/// the data and G learns to sample from it. DCGAN-style D (no batch-norm) and G.
+struct GanTrainOptions {
+  int64_t latent_dim = 64;
+  int64_t width = 32;                 // D and G base width
+  std::string loss = "standard";      // "standard" | "least-squares" | "hinge"
+  double lr_d = 2e-4, lr_g = 2e-4;    // Adam(β1 = 0, β2 = 0.999)
+  double ema_decay = 0.999;           // EMA generator (saved as generator.pt)
+  double mcmc_step = 0;               // > 0: G regresses onto x + η/2 ∇x D(x) + √η·noise_std·ε
+  double mcmc_noise = 0.01;           //   (the MCMC-inspired update; 0 = adversarial G loss)
+  double real_mix = 0;                // MCMC update: start x from a real example with prob. p
+  int64_t monitor_every = 1;          // epochs between Fisher-similarity checks (0: never)
+  int64_t monitor_samples = 500;      // generated samples (and held-out reals) per check
+  double monitor_scale = 1.0;         // c in exp(−c · mean((ū_real − z)² / I))
+};
+
+/// Trains D and G on images `train` [N, C, S, S] in [0, 1]; monitors Fisher similarity on
+/// `held_out` (if given). Writes discriminator.pt, generator.pt (EMA weights), train_log.json
+/// (losses and monitoring per epoch) to run.out_dir. Returns the log.
+nlohmann::json train_gan(const Dataset& train, const Dataset& held_out, const TrainRun& run,
+                         const GanTrainOptions& options, const ProgressFn& progress = {});
 
 /// Accuracy of a zoo classifier on a labelled data set.
-double classifier_accuracy(ZooModule& net, const Dataset& data, int64_t batch_size = 512);
+double classifier_accuracy(const ZooModule& net, const Dataset& data, int64_t batch_size = 512);
 
 }  // namespace nfk

@@ -77,6 +77,7 @@ struct DcganGeneratorOptions {
   TORCH_ARG(int64_t, channels) = 1;
   TORCH_ARG(int64_t, image_size) = 28;
   TORCH_ARG(int64_t, width) = 32;
+  TORCH_ARG(bool, batch_norm) = true;  // after the projection and the first deconv (eval: running stats)
 };
 
 /// forward(h [B, latent_dim]) → x [B, C, S, S] in (0, 1).
@@ -88,6 +89,7 @@ struct DcganGeneratorImpl : torch::nn::Cloneable<DcganGeneratorImpl> {
   DcganGeneratorOptions options;
   torch::nn::Linear project{nullptr};
   torch::nn::ConvTranspose2d deconv1{nullptr}, deconv2{nullptr};
+  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
 };
 TORCH_MODULE(DcganGenerator);
 

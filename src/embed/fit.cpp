@@ -33,6 +33,18 @@ torch::Tensor Projector::explained_variance_ratio() const {
   return total_variance > 0 ? s2 / total_variance : torch::zeros_like(s2);
 }
 
+int64_t Projector::components_for(double fraction) const {
+  auto eig = all_eigenvalues.defined() ? all_eigenvalues
+                                       : singular_values.to(torch::kFloat64).square().cpu();
+  if (total_variance <= 0) return -1;
+  auto cum = (eig.cumsum(0) / total_variance).contiguous();
+  const double* c = cum.data_ptr<double>();
+  for (int64_t i = 0; i < cum.numel(); ++i) {
+    if (c[i] >= fraction - 1e-12) return i + 1;
+  }
+  return -1;
+}
+
 nlohmann::json Projector::spectrum_json() const {
   auto to_vec = [](const torch::Tensor& t) {
     auto c = t.to(torch::kFloat64).contiguous();
@@ -43,6 +55,11 @@ nlohmann::json Projector::spectrum_json() const {
           {"explained_variance_ratio", to_vec(explained_variance_ratio())},
           {"total_variance", total_variance},
           {"total_variance_exact", total_variance_exact},
+          {"components_for",
+           {{"0.5", components_for(0.5)},
+            {"0.9", components_for(0.9)},
+            {"0.99", components_for(0.99)},
+            {"0.995", components_for(0.995)}}},
           {"rank", rank()},
           {"method", to_string(method)},
           {"dtype", dtype_name(model.dtype)},
@@ -108,6 +125,7 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
   proj.singular_values = r.singular_values;
   proj.total_variance = r.total_variance;
   proj.total_variance_exact = r.total_variance_exact;
+  proj.all_eigenvalues = r.all_eigenvalues;
   proj.n_examples = n;
   proj.data_source = data_source;
   proj.batch_size = o.batch_size;

@@ -25,17 +25,21 @@ nlohmann::json model_json(const Projector& p) {
 }  // namespace
 
 void save_projector(const std::string& path, const Projector& p) {
-  const std::vector<std::pair<std::string, torch::Tensor>> tensors = {
+  std::vector<std::pair<std::string, torch::Tensor>> tensors = {
       {"basis", p.basis},
       {"singular_values", p.singular_values},
       {"mean_score", p.fisher.mean_score},
       {"fisher_diag", p.fisher.fisher_diag}};
+  if (p.all_eigenvalues.defined()) tensors.emplace_back("all_eigenvalues", p.all_eigenvalues);
   nlohmann::json table = nlohmann::json::array();
   std::string data;
   for (const auto& [name, t] : tensors) {
-    auto c = t.to(torch::kCPU, p.model.dtype).contiguous();
+    // The whole spectrum stays float64 (tiny, and its tail spans many decades).
+    auto dtype = name == "all_eigenvalues" ? torch::kFloat64 : p.model.dtype;
+    auto c = t.to(torch::kCPU, dtype).contiguous();
     const size_t nbytes = c.numel() * c.element_size();
     table.push_back({{"name", name},
+                     {"dtype", dtype_name(dtype)},
                      {"shape", c.sizes().vec()},
                      {"offset", data.size()},
                      {"nbytes", nbytes}});
@@ -123,7 +127,8 @@ Projector load_projector(const std::string& path) {
     for (const auto& t : h.at("tensors")) {
       const std::vector<int64_t> shape = t.at("shape");
       const size_t offset = t.at("offset"), nbytes = t.at("nbytes");
-      auto opts = torch::TensorOptions().dtype(p.model.dtype);
+      auto opts = torch::TensorOptions().dtype(
+          t.contains("dtype") ? parse_dtype(t.at("dtype")) : p.model.dtype);
       auto tensor = torch::empty(shape, opts);
       TORCH_CHECK(nbytes == tensor.numel() * tensor.element_size(), "tensor ",
                   t.at("name").get<std::string>(), " has a wrong byte count");
@@ -143,6 +148,7 @@ Projector load_projector(const std::string& path) {
     p.singular_values = tensors["singular_values"];
     p.fisher.mean_score = tensors["mean_score"];
     p.fisher.fisher_diag = tensors["fisher_diag"];
+    if (tensors.count("all_eigenvalues")) p.all_eigenvalues = tensors["all_eigenvalues"];
     const int64_t rank = p.svd.rank;
     TORCH_CHECK(p.basis.dim() == 2 && p.basis.size(0) == n_params && p.basis.size(1) == rank &&
                     p.singular_values.numel() == rank && p.fisher.mean_score.numel() == n_params &&

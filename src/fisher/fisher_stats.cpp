@@ -1,4 +1,7 @@
+#include <torch/csrc/autograd/autograd.h>
+
 #include <algorithm>
+#include <cmath>
 
 #include "nfk/fisher.h"
 
@@ -123,6 +126,35 @@ FisherStats FisherAccumulator::finish(double floor, torch::Dtype dtype,
   stats.mean_score = (shift_ + mean_d).to(dtype);
   stats.fisher_diag = fisher.clamp_min(stats.floor_value).to(dtype);
   return stats;
+}
+
+FisherSimilarity fisher_similarity(ScoreModel& gan, const torch::Tensor& real,
+                                   int64_t n_generated, uint64_t seed, double c,
+                                   double floor, int64_t batch_size) {
+  TORCH_CHECK(gan.kind() == ModelKind::kGan, "nfk: Fisher similarity needs a gan model");
+  FisherOptions fo;
+  fo.estimator = Estimator::kTrue;
+  fo.reference_samples = n_generated;
+  fo.seed = seed;
+  fo.batch_size = batch_size;
+  fo.floor = floor;
+  auto stats = compute_fisher_stats(gan, real, fo);
+  // ū_real: the mean score is one VJP with m = 1/n.
+  const int64_t n = real.size(0);
+  auto sum = torch::zeros_like(stats.mean_score, torch::kFloat64);
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const int64_t end = std::min(n, start + batch_size);
+    auto s = gan.score(gan.prepare(real.slice(0, start, end)), start).sum();
+    auto params = gan.parameters();
+    sum += flatten_like(torch::autograd::grad({s}, params, {}, false, false, true), params)
+               .to(torch::kFloat64);
+  }
+  auto mean_v = (sum / n - stats.mean_score.to(torch::kFloat64)) *
+                stats.fisher_diag.to(torch::kFloat64).rsqrt();
+  FisherSimilarity out;
+  out.similarity = std::exp(-c * mean_v.square().mean().item<double>());
+  out.distance = mean_v.norm().item<double>();
+  return out;
 }
 
 }  // namespace nfk

@@ -109,6 +109,7 @@ SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank) {
   }
   r.total_variance = squared_norm(v_np);
   r.total_variance_exact = true;
+  r.all_eigenvalues = evals.flip(0).clamp_min(0).to(torch::kFloat64).cpu();
   fix_signs(r);
   return r;
 }

@@ -86,6 +86,10 @@ class ZooNetwork : public Network {
 
 }  // namespace
 
+std::unique_ptr<Network> wrap_zoo_module(const ZooModule& zoo) {
+  return std::make_unique<ZooNetwork>(zoo);
+}
+
 std::unique_ptr<Network> load_network(const std::string& path) {
   TORCH_CHECK(std::ifstream(path).good(), "nfk: ", path, ": no such file");
   if (is_zoo_archive(path)) return std::make_unique<ZooNetwork>(load_zoo_module(path));

@@ -88,12 +88,18 @@ void DcganGeneratorImpl::reset() {
   deconv2 = register_module(
       "deconv2", torch::nn::ConvTranspose2d(
                      torch::nn::ConvTranspose2dOptions(w, options.channels(), 4).stride(2).padding(1)));
+  if (options.batch_norm()) {
+    bn1 = register_module("bn1", torch::nn::BatchNorm2d(2 * w));
+    bn2 = register_module("bn2", torch::nn::BatchNorm2d(w));
+  }
 }
 
 torch::Tensor DcganGeneratorImpl::forward(const torch::Tensor& h) {
   const int64_t side = options.image_size() / 4;
-  auto x = torch::relu(project(h)).view({h.size(0), 2 * options.width(), side, side});
-  x = torch::relu(deconv1(x));
+  auto x = project(h).view({h.size(0), 2 * options.width(), side, side});
+  x = torch::relu(bn1 ? bn1(x) : x);
+  x = deconv1(x);
+  x = torch::relu(bn2 ? bn2(x) : x);
   return torch::sigmoid(deconv2(x));
 }
 
@@ -151,13 +157,15 @@ ZooModule make_dcgan_generator(const nlohmann::json& o) {
                  .latent_dim(zoo_option(o, "latent_dim", d.latent_dim()))
                  .channels(zoo_option(o, "channels", d.channels()))
                  .image_size(zoo_option(o, "image_size", d.image_size()))
-                 .width(zoo_option(o, "width", d.width()));
+                 .width(zoo_option(o, "width", d.width()))
+                 .batch_norm(zoo_option(o, "batch_norm", d.batch_norm()));
   DcganGenerator net(opt);
   return {"dcgan-g",
           {{"latent_dim", opt.latent_dim()},
            {"channels", opt.channels()},
            {"image_size", opt.image_size()},
-           {"width", opt.width()}},
+           {"width", opt.width()},
+           {"batch_norm", opt.batch_norm()}},
           net.ptr(),
           {{"forward", [net](const torch::Tensor& h) mutable { return net->forward(h); }}},
           {}};

@@ -1,0 +1,111 @@
+// VAE training: −ELBO with Adam, seeded, checkpointed and resumable like train_classifier.
+#include <filesystem>
+
+#include "detail/atomic_file.h"
+#include "nfk/zoo_generative.h"
+
+namespace nfk {
+namespace {
+
+// Noise streams of epoch_generator (stream 0 shuffles the training set).
+constexpr uint64_t kTrainNoiseStream = 1, kTestNoiseStream = 2, kIwaeStream = 3;
+
+// Mean ELBO over `x` with the global RNG seeded to `seed` (the same noise every call).
+double mean_elbo(VaeImpl& vae, const torch::Tensor& x, uint64_t seed, int64_t batch_size) {
+  torch::NoGradGuard no_grad;
+  vae.eval();
+  torch::manual_seed(seed);
+  const auto& w = vae.project->weight;
+  const int64_t n = x.size(0);
+  double sum = 0;
+  for (int64_t start = 0; start < n; start += batch_size) {
+    const int64_t end = std::min(n, start + batch_size);
+    sum += vae.elbo(x.slice(0, start, end).to(w.options())).sum().item<double>();
+  }
+  return sum / n;
+}
+
+}  // namespace
+
+nlohmann::json train_vae(const Dataset& train, const Dataset& test, const TrainRun& run,
+                         const VaeTrainOptions& o, const ProgressFn& progress) {
+  TORCH_CHECK(train.inputs.defined() && train.inputs.dim() == 4 &&
+                  train.inputs.size(2) == train.inputs.size(3) && train.inputs.size(2) % 4 == 0,
+              "nfk: VAE training expects square images [N, C, S, S] with S divisible by 4, got ",
+              train.inputs.defined() ? train.inputs.sizes() : torch::IntArrayRef{});
+  TORCH_CHECK(train.inputs.size(0) > 0, "nfk: VAE training needs at least one example");
+  TORCH_CHECK(run.epochs >= 0 && run.batch_size > 0,
+              "nfk: epochs must be >= 0 (0: untrained) and batch size positive");
+  const bool has_test = test.inputs.defined() && test.inputs.size(0) > 0;
+  if (has_test) {
+    TORCH_CHECK(test.inputs.sizes().slice(1) == train.inputs.sizes().slice(1), "nfk: test images ",
+                test.inputs.sizes(), " do not match the training images ", train.inputs.sizes());
+  }
+  torch::AutoGradMode grad_on(true);  // even if the caller holds a NoGradGuard
+  const int64_t n = train.inputs.size(0);
+  torch::manual_seed(run.seed);
+  ZooModule net = make_zoo_module("vae", {{"channels", train.inputs.size(1)},
+                                          {"image_size", train.inputs.size(2)},
+                                          {"latent_dim", o.latent_dim},
+                                          {"width", o.width},
+                                          {"likelihood", o.likelihood}});
+  net.module->to(run.device);
+  VaeImpl& vae = as_vae(net);
+  torch::optim::Adam opt(net.module->parameters(), torch::optim::AdamOptions(o.learning_rate));
+
+  const std::string ckpt = run.out_dir + "/checkpoint";
+  nlohmann::json log = {{"family", "vae"},
+                        {"arch", "vae"},
+                        {"options", net.options},
+                        {"epochs", nlohmann::json::array()}};
+  int64_t first_epoch = 0;
+  if (run.resume) first_epoch = load_checkpoint(ckpt, {{"vae", &net}}, {{"adam", &opt}}, &log);
+  const uint64_t test_seed = epoch_generator(run.seed, kTestNoiseStream, 0).current_seed();
+
+  for (int64_t epoch = first_epoch; epoch < run.epochs; ++epoch) {
+    vae.train();
+    auto gen = epoch_generator(run.seed, /*stream=*/0, epoch);
+    auto order = at::randperm(n, gen, torch::kLong);
+    // The reparameterisation noise uses the global RNG (randn_like inside elbo): seed it per epoch.
+    torch::manual_seed(epoch_generator(run.seed, kTrainNoiseStream, epoch).current_seed());
+    double loss_sum = 0;
+    for (int64_t start = 0; start < n; start += run.batch_size) {
+      const int64_t end = std::min(n, start + run.batch_size);
+      auto x = train.inputs.index_select(0, order.slice(0, start, end)).to(run.device);
+      auto loss = -vae.elbo(x).mean();
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+      loss_sum += loss.item<double>() * (end - start);
+      if (progress)
+        progress("train", (epoch - first_epoch) * n + end, (run.epochs - first_epoch) * n);
+    }
+    nlohmann::json entry = {{"epoch", epoch + 1}, {"loss", loss_sum / n}};
+    if (has_test) entry["test_elbo"] = mean_elbo(vae, test.inputs, test_seed, 500);
+    log["epochs"].push_back(entry);
+    if ((epoch + 1) % run.checkpoint_every == 0 || epoch + 1 == run.epochs) {
+      save_checkpoint(ckpt, epoch + 1, {{"vae", &net}}, {{"adam", &opt}}, log);
+    }
+  }
+  vae.eval();
+  if (has_test) {
+    const auto& last = log["epochs"];
+    log["test_elbo"] = !last.empty() && last.back().contains("test_elbo")
+                           ? last.back()["test_elbo"].get<double>()
+                           : mean_elbo(vae, test.inputs, test_seed, 500);
+    const int64_t m = std::min(o.iwae_examples, test.inputs.size(0));
+    if (m > 0 && o.iwae_samples > 0) {
+      auto iwae = vae_importance_log_likelihood(net, test.inputs.slice(0, 0, m), o.iwae_samples,
+                                                epoch_generator(run.seed, kIwaeStream, 0));
+      log["test_iwae"] = iwae.mean().item<double>();
+      log["test_iwae_examples"] = m;
+      log["test_iwae_samples"] = o.iwae_samples;
+    }
+  }
+  std::filesystem::create_directories(run.out_dir);
+  save_zoo_module(run.out_dir + "/vae.pt", net);
+  detail::write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
+  return log;
+}
+
+}  // namespace nfk
