@@ -14,7 +14,13 @@ void add_train_classifier(CLI::App* train) {
                                                   "writes DIR/classifier.pt");
   f->run.add_to(cmd, /*default_epochs=*/1, /*default_batch=*/64);
   cmd->add_option("--arch", f->options.arch, "Architecture")
-      ->check(CLI::IsMember({"lenet5", "mlp"}))
+      ->check(CLI::IsMember({"lenet5", "mlp", "wrn"}))
+      ->capture_default_str();
+  cmd->add_option("--depth", f->options.wrn_depth, "WideResNet depth (6n + 4; --arch wrn only)")
+      ->capture_default_str();
+  cmd->add_option("--widen-factor", f->options.wrn_widen_factor,
+                  "WideResNet widen factor k (--arch wrn only)")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--lr", f->options.learning_rate, "Adam learning rate")->capture_default_str();
   cmd->callback([f] {

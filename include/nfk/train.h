@@ -46,8 +46,10 @@ int64_t load_checkpoint(const std::string& dir,
 at::Generator epoch_generator(uint64_t seed, uint64_t stream, int64_t epoch);
 
 struct ClassifierTrainOptions {
-  std::string arch = "lenet5";  // "lenet5" or "mlp"
+  std::string arch = "lenet5";  // "lenet5", "mlp" or "wrn"
   double learning_rate = 1e-3;  // Adam
+  int64_t wrn_depth = 16;        // wrn only: depth 6n + 4
+  int64_t wrn_widen_factor = 1;  // wrn only: widen factor k
 };
 
 /// Trains a zoo classifier by cross-entropy with Adam on `train` (inputs [N, C, H, W], labels

@@ -35,6 +35,12 @@ nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const
     arch_options = {{"in_channels", train.inputs.size(1)},
                     {"image_size", train.inputs.size(2)},
                     {"num_classes", classes}};
+  } else if (o.arch == "wrn") {
+    arch_options = {{"in_channels", train.inputs.size(1)},
+                    {"image_size", train.inputs.size(2)},
+                    {"num_classes", classes},
+                    {"depth", o.wrn_depth},
+                    {"widen_factor", o.wrn_widen_factor}};
   } else {
     arch_options = {{"in_features", train.inputs[0].numel()}, {"out_features", classes}};
   }

@@ -5,6 +5,7 @@
 
 #include "detail/atomic_file.h"
 #include "nfk/fisher.h"
+#include "nfk/image.h"
 #include "nfk/model.h"
 #include "nfk/train.h"
 
@@ -157,6 +158,12 @@ nlohmann::json train_gan(const Dataset& train, const Dataset& held_out, const Tr
   std::filesystem::create_directories(run.out_dir);
   save_zoo_module(run.out_dir + "/discriminator.pt", d);
   save_zoo_module(run.out_dir + "/generator.pt", g_ema);
+  {
+    torch::NoGradGuard no_grad;
+    auto gen = epoch_generator(run.seed, /*stream=*/2, 0);
+    auto h = at::normal(0.0, 1.0, {64, o.latent_dim}, gen).to(run.device);
+    write_png(run.out_dir + "/samples.png", image_grid(g_ema.forward(h).cpu(), /*columns=*/8));
+  }
   detail::write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
   return log;
 }

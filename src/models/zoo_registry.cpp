@@ -9,6 +9,7 @@ ZooModule make_dcgan_discriminator(const nlohmann::json& options);
 ZooModule make_dcgan_generator(const nlohmann::json& options);
 ZooModule make_vae(const nlohmann::json& options);   // zoo_generative.cpp
 ZooModule make_made(const nlohmann::json& options);  // zoo_generative.cpp
+ZooModule make_wide_resnet(const nlohmann::json& options);  // zoo_wrn.cpp
 
 const std::map<std::string, ZooBuilder>& zoo_registry() {
   static const std::map<std::string, ZooBuilder> registry = {
@@ -18,6 +19,7 @@ const std::map<std::string, ZooBuilder>& zoo_registry() {
       {"dcgan-g", make_dcgan_generator},
       {"vae", make_vae},
       {"made", make_made},
+      {"wrn", make_wide_resnet},
   };
   return registry;
 }
