@@ -15,8 +15,9 @@ lines = ["# Model zoo on MNIST: training results and NFK spectra", "",
          "`nfk train` on mnist:train and evaluated on mnist:test; the NFK spectra come from "
          "`nfk fit --method exact` (the whole Gram spectrum of V, so the component counts are "
          "exact) on the first test images.", "",
-         "| family | test metric | train time | NFK: examples | params | 90% in | 99% in | 99.5% in |",
-         "|---|---|---|---|---|---|---|---|"]
+         "| family (model, Fisher reference) | test metric | train time | NFK: examples | params "
+         "| top-1 share | 50% in | 90% in | 99% in | 99.5% in |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
 for family in ["classifier", "gan", "vae", "density"]:
     d = os.path.join(root, family)
     log = load(os.path.join(d, "train_log.json"))
@@ -26,8 +27,8 @@ for family in ["classifier", "gan", "vae", "density"]:
     metric = ""
     if "test_accuracy" in log:
         metric = f"accuracy {100 * log['test_accuracy']:.2f}%"
-    for key, name in [("test_iwae_log_likelihood", "IWAE log p(x)"), ("test_elbo", "ELBO"),
-                      ("test_log_likelihood", "log p(x)"), ("test_bits_per_dim", "bits/dim")]:
+    for key, name in [("test_iwae", "IWAE log p(x) (nats)"), ("test_elbo", "ELBO (nats)"),
+                      ("test_log_likelihood", "log p(x) (nats, dequantized)"), ("test_bits_per_dim", "bits/dim")]:
         if key in log:
             metric += f"{', ' if metric else ''}{name} {log[key]:.2f}"
     if family == "gan" and log["epochs"]:
@@ -38,12 +39,15 @@ for family in ["classifier", "gan", "vae", "density"]:
         if s is None:
             continue
         c = s["components_for"]
-        lines.append(f"| {family} ({tag.replace('_', ', ')}, {s['estimator']} Fisher) | "
+        model = "untrained" if tag.startswith("untrained") else "trained"
+        lines.append(f"| {family} ({model}, {s['estimator']}) | "
                      f"{metric if tag == 'trained' else ''} | "
                      f"{str(tt.get('train_seconds', '')) + ' s' if tag == 'trained' else ''} | "
-                     f"{s['n_examples']} | {s['n_params']} | {c['0.9']} | {c['0.99']} | "
-                     f"{c['0.995']} |")
-lines += ["", "Commands (see each family's `train_time.json`):", ""]
+                     f"{s['n_examples']} | {s['n_params']} | "
+                     f"{100 * s['explained_variance_ratio'][0]:.1f}% | {c['0.5']} | {c['0.9']} | "
+                     f"{c['0.99']} | {c['0.995']} |")
+lines += ["", "What these numbers say, and where they differ from the paper: "
+          "[FINDINGS.md](FINDINGS.md).", "", "Commands (see each family's `train_time.json`):", ""]
 for family in ["classifier", "gan", "vae", "density"]:
     tt = load(os.path.join(root, family, "train_time.json"))
     if tt:

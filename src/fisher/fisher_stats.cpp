@@ -113,6 +113,8 @@ FisherStats FisherAccumulator::finish(double floor, torch::Dtype dtype,
   TORCH_CHECK(count_ >= 2, "nfk: the Fisher statistics need at least 2 reference examples, got ",
               count_);
   TORCH_CHECK(floor > 0, "nfk: the Fisher floor must be positive, got ", floor);
+  TORCH_CHECK(torch::isfinite(sum_sq_).all().item<bool>(), "nfk: score gradients are NaN or Inf ",
+              "on the reference (", reference, "): the model's score is not finite there");
   auto mean_d = sum_ / count_;
   auto fisher = (sum_sq_ / count_ - mean_d.square()).clamp_min(0);
   const double mean_fisher = fisher.mean().item<double>();

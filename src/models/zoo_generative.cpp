@@ -287,7 +287,9 @@ torch::Tensor MadeImpl::sample(int64_t n) {
   }
   if (gaussian) {
     const double a = options.logit_alpha();
-    v = (torch::sigmoid(v) - a) / (1 - 2 * a);
+    // In float32 sigmoid saturates at exactly 0 or 1, which maps outside [0, 1] here and would
+    // give log p = NaN at the model's own samples.
+    v = ((torch::sigmoid(v) - a) / (1 - 2 * a)).clamp_(0, 1);
   }
   return v.view({n, options.channels(), options.image_size(), options.image_size()});
 }
