@@ -9,5 +9,6 @@ void add_transform_command(CLI::App& app);
 void add_spectrum_command(CLI::App& app);
 void add_fisher_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_distance_command(CLI::App& app);
 
 }  // namespace nfk::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   nfk::cli::add_transform_command(app);
   nfk::cli::add_spectrum_command(app);
   nfk::cli::add_fisher_command(app);
+  nfk::cli::add_distance_command(app);
   nfk::cli::add_train_command(app);
   try {
     app.parse(argc, argv);

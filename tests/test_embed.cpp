@@ -1,5 +1,6 @@
 // End-to-end fits in float64: the matrix-free (paper Alg. 4) and per-example methods against
 // the exact method (paper Alg. 1) on a small CNN classifier and a small GAN discriminator.
+#include "nfk/distance.h"
 #include "nfk/embed.h"
 #include "nfk/zoo.h"
 #include "support.h"
@@ -142,6 +143,27 @@ TEST(Projector, ModelChangeIsDetected) {
   auto p = fit(model, c.x.slice(0, 0, 12), o);
   save_zoo(dir, "lenet", "lenet5", {{"image_size", 12}, {"num_classes", 4}}, 99);  // overwrite
   EXPECT_THROW(load_projector_model(p), c10::Error);
+}
+
+TEST(Distance, SetDistanceMatchesExplicitFisherVectors) {
+  auto dir = test::temp_dir("dist");
+  Case c = small_gan(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+  FitOptions o;
+  o.svd.rank = 4;
+  o.method = FitMethod::kExact;
+  auto p = fit(model, c.x.slice(0, 0, 40), o);
+  auto a = c.x.slice(0, 40, 60), b = c.x.slice(0, 60, 96);
+  auto v = [&](const torch::Tensor& x) {
+    return (test::explicit_jacobian(model, x, 1) - p.fisher.mean_score) *
+           p.fisher.fisher_diag.rsqrt();
+  };
+  auto diff = v(a).mean(0) - v(b).mean(0);
+  auto d = fisher_set_distance(p, model, a, b, /*batch_size=*/7);
+  EXPECT_NEAR(d.fisher, diff.norm().item<double>(), 1e-10 * diff.norm().item<double>());
+  const double emb = p.basis.t().mv(diff).norm().item<double>();
+  EXPECT_NEAR(d.embedding, emb, 1e-10 * emb);
+  EXPECT_NEAR(fisher_set_distance(p, model, a, a).fisher, 0.0, 1e-12);
 }
 
 TEST(Fit, MethodAutoRespectsTheMemoryBudget) {
