@@ -34,8 +34,6 @@ TrainRun TrainFlags::to_run() const {
   TORCH_CHECK(epochs >= 0, "nfk: --epochs must be >= 0, got ", epochs);
   TORCH_CHECK(batch_size > 0, "nfk: --batch-size must be positive, got ", batch_size);
   TORCH_CHECK(checkpoint_every > 0, "nfk: --checkpoint-every must be positive");
-  TORCH_CHECK(device == "cpu" || torch::cuda::is_available(),
-              "nfk: --device cuda asked for, but no CUDA device is available");
   std::error_code ec;
   std::filesystem::create_directories(out, ec);
   detail::check_writable(out + "/train_log.json");
@@ -46,8 +44,12 @@ TrainRun TrainFlags::to_run() const {
   run.seed = seed;
   run.checkpoint_every = checkpoint_every;
   run.resume = !no_resume;
-  run.device = device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  run.device = parse_device(device);
   return run;
+}
+
+std::pair<Dataset, Dataset> TrainFlags::load_sets() const {
+  return {load_dataset(data), test_data.empty() ? Dataset{} : load_dataset(test_data)};
 }
 
 void add_train_command(CLI::App& app) {

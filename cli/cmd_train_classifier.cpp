@@ -26,8 +26,7 @@ void add_train_classifier(CLI::App* train) {
   cmd->callback([f] {
     const auto t0 = std::chrono::steady_clock::now();
     auto run = f->run.to_run();
-    auto train_set = load_dataset(f->run.data);
-    Dataset test = f->run.test_data.empty() ? Dataset{} : load_dataset(f->run.test_data);
+    auto [train_set, test] = f->run.load_sets();
     ProgressLine progress("train", f->run.quiet);
     auto log = train_classifier(train_set, test, run, f->options, progress.fn());
     progress.finish();

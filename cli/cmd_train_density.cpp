@@ -38,8 +38,7 @@ void add_train_density(CLI::App* train) {
     const auto t0 = std::chrono::steady_clock::now();
     f->options.dequantize = !f->no_dequantize;
     auto run = f->run.to_run();
-    auto train_set = load_dataset(f->run.data);
-    Dataset test = f->run.test_data.empty() ? Dataset{} : load_dataset(f->run.test_data);
+    auto [train_set, test] = f->run.load_sets();
     ProgressLine progress("train", f->run.quiet);
     auto log = train_density(train_set, test, run, f->options, progress.fn());
     progress.finish();

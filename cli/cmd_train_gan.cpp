@@ -41,8 +41,7 @@ void add_train_gan(CLI::App* train) {
   cmd->callback([f] {
     const auto t0 = std::chrono::steady_clock::now();
     auto run = f->run.to_run();
-    auto train_set = load_dataset(f->run.data);
-    Dataset held_out = f->run.test_data.empty() ? Dataset{} : load_dataset(f->run.test_data);
+    auto [train_set, held_out] = f->run.load_sets();
     ProgressLine progress("train", f->run.quiet);
     auto log = train_gan(train_set, held_out, run, f->options, progress.fn());
     progress.finish();

@@ -34,10 +34,15 @@ ModelOptions ModelFlags::to_options() const {
   o.output = output;
   o.seed = seed;
   o.dtype = parse_dtype(dtype);
-  TORCH_CHECK(device == "cpu" || torch::cuda::is_available(),
-              "nfk: --device cuda asked for, but no CUDA device is available");
-  o.device = device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  o.device = parse_device(device);
   return o;
+}
+
+torch::Device parse_device(const std::string& name) {
+  TORCH_CHECK(name == "cpu" || name == "cuda", "nfk: unknown device `", name, "` (cpu or cuda)");
+  TORCH_CHECK(name == "cpu" || torch::cuda::is_available(),
+              "nfk: --device cuda asked for, but no CUDA device is available");
+  return name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {

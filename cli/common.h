@@ -42,6 +42,9 @@ class ProgressLine {
   std::chrono::steady_clock::time_point stage_start_, last_draw_, svd_start_;
 };
 
+/// "cpu" | "cuda" → device; throws if CUDA is asked for and absent.
+torch::Device parse_device(const std::string& name);
+
 /// Seconds since `t0`.
 double seconds_since(std::chrono::steady_clock::time_point t0);
 

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <string>
+#include <utility>
 
 #include "common.h"
 #include "nfk/train.h"
@@ -20,6 +21,8 @@ struct TrainFlags {
   void add_to(CLI::App* app, int64_t default_epochs, int64_t default_batch);
   /// The run's TrainRun; creates the output folder and checks it is writable.
   TrainRun to_run() const;
+  /// The --data set and the --test-data set (empty Dataset if none was given).
+  std::pair<Dataset, Dataset> load_sets() const;
 };
 
 void add_train_classifier(CLI::App* train);
