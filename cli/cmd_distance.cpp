@@ -1,45 +1,114 @@
+#include <nlohmann/json.hpp>
+
 #include <cstdio>
 
 #include "commands.h"
 #include "common.h"
+#include "detail/atomic_file.h"
 #include "nfk/data.h"
 #include "nfk/distance.h"
+#include "nfk/image.h"
 
 namespace nfk::cli {
+namespace {
+
+struct Flags {
+  std::string projector, a, b, model, data, labels, heatmap, out;
+  int64_t batch_size = 256, cell_pixels = 32;
+  bool pairwise = false, json = false, quiet = false;
+};
+
+void set_distance(const Flags& f, Projector& proj, ScoreModel& model, ProgressLine& progress) {
+  auto a = load_dataset(f.a), b = load_dataset(f.b);
+  if (f.pairwise) {
+    auto d = pairwise_fisher_distances(proj, model, a.inputs, b.inputs, f.batch_size,
+                                       progress.fn());
+    progress.finish();
+    write_npy(f.out, d);
+    if (!f.quiet) {
+      std::printf("Fisher distances %s x %s -> %s [%lld, %lld]; mean %.6g, min %.6g\n",
+                  f.a.c_str(), f.b.c_str(), f.out.c_str(), static_cast<long long>(d.size(0)),
+                  static_cast<long long>(d.size(1)), d.mean().item<double>(),
+                  d.min().item<double>());
+    }
+    return;
+  }
+  auto d = fisher_set_distance(proj, model, a.inputs, b.inputs, f.batch_size, progress.fn());
+  progress.finish();
+  if (f.json) {
+    nlohmann::json out = {{"fisher", d.fisher}, {"embedding", d.embedding},
+                          {"n_a", a.inputs.size(0)}, {"n_b", b.inputs.size(0)}};
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("Fisher distance %s <-> %s: %.6g (rank-%lld NFK embedding: %.6g)\n", f.a.c_str(),
+                f.b.c_str(), d.fisher, static_cast<long long>(proj.rank()), d.embedding);
+  }
+}
+
+void class_distances(const Flags& f, Projector& proj, ScoreModel& model, ProgressLine& progress) {
+  auto ds = load_dataset(f.data);
+  auto labels = f.labels.empty() ? ds.labels : load_labels(f.labels);
+  TORCH_CHECK(labels.defined(), "nfk: ", f.data, " has no labels: give --labels");
+  auto d = class_distance_matrix(proj, model, ds.inputs, labels, f.batch_size, progress.fn());
+  progress.finish();
+  if (!f.out.empty()) write_npy(f.out, d);
+  if (!f.heatmap.empty()) write_png(f.heatmap, heatmap_image(d, f.cell_pixels));
+  if (f.json) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (int64_t i = 0; i < d.size(0); ++i) {
+      std::vector<double> row(d[i].data_ptr<double>(), d[i].data_ptr<double>() + d.size(1));
+      rows.push_back(row);
+    }
+    std::printf("%s\n", nlohmann::json({{"class_distances", rows}}).dump().c_str());
+    return;
+  }
+  std::printf("Fisher distances between class means of %s (row/column = class):\n",
+              f.data.c_str());
+  for (int64_t i = 0; i < d.size(0); ++i) {
+    std::printf("%3lld", static_cast<long long>(i));
+    for (int64_t j = 0; j < d.size(1); ++j) std::printf(" %8.4g", d[i][j].item<double>());
+    std::printf("\n");
+  }
+}
+
+}  // namespace
 
 void add_distance_command(CLI::App& app) {
-  struct Flags {
-    std::string projector, a, b, model;
-    int64_t batch_size = 256;
-    bool json = false, quiet = false;
-  };
   auto f = std::make_shared<Flags>();
   auto* cmd = app.add_subcommand(
-      "distance", "Fisher distance between two sets: ||mean_A V - mean_B V|| (AFV), and the same "
-                  "in the projector's rank-k NFK embedding");
+      "distance",
+      "Fisher distances (SPEC 1): between two sets ||mean_A V - mean_B V|| (AFV, --a/--b), "
+      "between examples ||V_a - V_b|| (--pairwise), or between the classes of one labelled set "
+      "(--data, with a heat-map)");
   cmd->add_option("--projector", f->projector, "Projector file from `nfk fit` (its z, I, model)")
       ->required();
-  cmd->add_option("--a", f->a, "First set (same forms as `nfk fit --data`)")->required();
-  cmd->add_option("--b", f->b, "Second set")->required();
+  cmd->add_option("--a", f->a, "First set (same forms as `nfk fit --data`)");
+  cmd->add_option("--b", f->b, "Second set");
+  cmd->add_flag("--pairwise", f->pairwise,
+                "With --a/--b: every example-to-example distance [N_A, N_B] to --out");
+  cmd->add_option("--data", f->data, "A labelled set: distances between its class means");
+  cmd->add_option("--labels", f->labels, "Labels of --data if it carries none (.npy/IDX/set)");
+  cmd->add_option("--heatmap", f->heatmap, "With --data: the class distance matrix as a PNG");
+  cmd->add_option("--cell-pixels", f->cell_pixels, "Heat-map cell size")->capture_default_str();
+  cmd->add_option("--out", f->out, "Distance matrix .npy (--pairwise: required; --data: optional)");
   cmd->add_option("--model", f->model, "Model file if it moved since the fit (hash checked)");
   cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
-  cmd->add_flag("--json", f->json, "Print one JSON object {fisher, embedding, n_a, n_b}");
+  cmd->add_flag("--json", f->json, "Print one JSON object");
   cmd->add_flag("--quiet", f->quiet, "No progress line");
   cmd->callback([f] {
+    const bool sets = !f->a.empty() || !f->b.empty();
+    TORCH_CHECK(sets != !f->data.empty(), "nfk: give either --a and --b, or --data");
+    TORCH_CHECK(!sets || (!f->a.empty() && !f->b.empty()), "nfk: give both --a and --b");
+    TORCH_CHECK(!f->pairwise || !f->out.empty(), "nfk: --pairwise needs --out D.npy");
+    if (!f->out.empty()) detail::check_writable(f->out);
+    if (!f->heatmap.empty()) detail::check_writable(f->heatmap);
     auto proj = load_projector(f->projector);
-    auto a = load_dataset(f->a), b = load_dataset(f->b);
     auto model = load_projector_model(proj, f->model);
     ProgressLine progress("distance", f->quiet || f->json);
-    auto d = fisher_set_distance(proj, model, a.inputs, b.inputs, f->batch_size, progress.fn());
-    progress.finish();
-    if (f->json) {
-      std::printf("{\"fisher\": %.17g, \"embedding\": %.17g, \"n_a\": %lld, \"n_b\": %lld}\n",
-                  d.fisher, d.embedding, static_cast<long long>(a.inputs.size(0)),
-                  static_cast<long long>(b.inputs.size(0)));
+    if (sets) {
+      set_distance(*f, proj, model, progress);
     } else {
-      std::printf("Fisher distance %s <-> %s: %.6g (rank-%lld NFK embedding: %.6g)\n",
-                  f->a.c_str(), f->b.c_str(), d.fisher, static_cast<long long>(proj.rank()),
-                  d.embedding);
+      class_distances(*f, proj, model, progress);
     }
   });
 }

@@ -38,6 +38,10 @@ void add_train_gan(CLI::App* train) {
   cmd->add_option("--monitor-samples", o.monitor_samples,
                   "Generated and held-out examples per Fisher-similarity check")
       ->capture_default_str();
+  cmd->add_option("--snapshot-every", o.snapshot_every,
+                  "Keep D and G every E epochs in OUT/snapshots/epoch_NNNN (for `nfk monitor`; "
+                  "0: never)")
+      ->capture_default_str();
   cmd->callback([f] {
     const auto t0 = std::chrono::steady_clock::now();
     auto run = f->run.to_run();

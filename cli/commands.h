@@ -10,5 +10,8 @@ void add_spectrum_command(CLI::App& app);
 void add_fisher_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_distance_command(CLI::App& app);
+void add_probe_commands(CLI::App& app);  // probe, knn, semisup
+void add_features_command(CLI::App& app);
+void add_gan_eval_commands(CLI::App& app);  // monitor, invert
 
 }  // namespace nfk::cli

@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   nfk::cli::add_spectrum_command(app);
   nfk::cli::add_fisher_command(app);
   nfk::cli::add_distance_command(app);
+  nfk::cli::add_features_command(app);
+  nfk::cli::add_probe_commands(app);
+  nfk::cli::add_gan_eval_commands(app);
   nfk::cli::add_train_command(app);
   try {
     app.parse(argc, argv);

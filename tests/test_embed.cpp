@@ -4,48 +4,15 @@
 #include "nfk/embed.h"
 #include "nfk/zoo.h"
 #include "support.h"
+#include "zoo_cases.h"
 
 namespace nfk {
 namespace {
 
-// Saves a zoo module to `dir/name.pt` and returns the path.
-std::string save_zoo(const std::string& dir, const std::string& name, const std::string& arch,
-                     const nlohmann::json& options, uint64_t seed) {
-  test::seed(seed);
-  auto zoo = make_zoo_module(arch, options);
-  const std::string path = dir + "/" + name + ".pt";
-  save_zoo_module(path, zoo);
-  return path;
-}
+using test::Case;
+using test::small_cnn_classifier;
+using test::small_gan;
 
-struct Case {
-  std::string name;
-  ModelKind kind;
-  ModelOptions options;
-  torch::Tensor x;
-};
-
-Case small_cnn_classifier(const std::string& dir) {
-  Case c{"cnn", ModelKind::kClassifier, {}, {}};
-  c.options.model_path = save_zoo(dir, "lenet", "lenet5", {{"image_size", 12}, {"num_classes", 4}}, 1);
-  c.options.dtype = torch::kFloat64;
-  test::seed(11);
-  c.x = torch::rand({96, 1, 12, 12}, torch::kFloat64);
-  return c;
-}
-
-Case small_gan(const std::string& dir) {
-  Case c{"gan", ModelKind::kGan, {}, {}};
-  c.options.model_path =
-      save_zoo(dir, "d", "dcgan-d", {{"image_size", 12}, {"width", 4}}, 2);
-  c.options.generator_path =
-      save_zoo(dir, "g", "dcgan-g", {{"image_size", 12}, {"width", 4}, {"latent_dim", 6}}, 3);
-  c.options.latent_dim = 6;
-  c.options.dtype = torch::kFloat64;
-  test::seed(12);
-  c.x = torch::rand({96, 1, 12, 12}, torch::kFloat64);
-  return c;
-}
 
 class FitAgreement : public ::testing::TestWithParam<std::string> {};
 

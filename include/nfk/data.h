@@ -45,6 +45,10 @@ Dataset load_named_set(const std::string& name);
 /// Example: `auto ds = nfk::load_dataset("mnist:test[:512]");`
 Dataset load_dataset(const std::string& source);
 
+/// Loads class labels int64 [N] from a 1-d integer .npy or IDX file, or the labels of a named
+/// set ("mnist:test[:1000]"). Throws on floating or negative labels.
+torch::Tensor load_labels(const std::string& source);
+
 /// Throws if `t` (floating) holds NaN or Inf; `what` names the source in the message.
 void check_finite(const torch::Tensor& t, const std::string& what);
 

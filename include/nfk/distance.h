@@ -22,4 +22,18 @@ SetDistance fisher_set_distance(const Projector& projector, ScoreModel& model,
                                 const torch::Tensor& a, const torch::Tensor& b,
                                 int64_t batch_size = 256, const ProgressFn& progress = {});
 
+/// Class-to-class Fisher distances D[a, b] = ‖mean_{y=a} V − mean_{y=b} V‖ [C, C] float64 (C =
+/// max label + 1; an absent class gives NaN rows/columns), from one VJP pass with C columns.
+/// Example: `auto d = nfk::class_distance_matrix(proj, model, ds.inputs, ds.labels);`
+torch::Tensor class_distance_matrix(const Projector& projector, ScoreModel& model,
+                                    const torch::Tensor& inputs, const torch::Tensor& labels,
+                                    int64_t batch_size = 256, const ProgressFn& progress = {});
+
+/// Example-to-example Fisher distances d(a_i, b_j) = ‖V_{a_i} − V_{b_j}‖ [N_A, N_B] float64,
+/// from the materialised Fisher vectors of both (small) sets.
+torch::Tensor pairwise_fisher_distances(const Projector& projector, ScoreModel& model,
+                                        const torch::Tensor& a, const torch::Tensor& b,
+                                        int64_t batch_size = 256,
+                                        const ProgressFn& progress = {});
+
 }  // namespace nfk

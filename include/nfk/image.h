@@ -29,6 +29,11 @@ std::string encode_png(const torch::Tensor& image);
 torch::Tensor image_grid(const torch::Tensor& images, int64_t columns, int64_t padding = 2,
                          double pad_value = 1.0);
 
+/// Nearest neighbours as a picture: row i shows query_images[i], then train_images at
+/// neighbors[i][0..k) (nearest first), for the first `rows` queries. Images [*, C, H, W] in [0, 1].
+torch::Tensor neighbor_grid(const torch::Tensor& query_images, const torch::Tensor& train_images,
+                            const torch::Tensor& neighbors, int64_t rows);
+
 /// A matrix [R, C] (any real dtype) as an RGB picture float32 [3, R·cell_pixels, C·cell_pixels]
 /// in [0, 1]: each entry is a `cell_pixels`-wide square colored by a viridis colormap, linearly
 /// normalised from the finite minimum (dark purple) to the finite maximum (yellow). A constant

@@ -73,6 +73,7 @@ struct GanTrainOptions {
   int64_t monitor_every = 1;          // epochs between Fisher-similarity checks (0: never)
   int64_t monitor_samples = 500;      // generated samples (and held-out reals) per check
   double monitor_scale = 1.0;         // c in exp(−c · mean((ū_real − z)² / I))
+  int64_t snapshot_every = 0;         // > 0: keep D and G every E epochs in snapshots/epoch_NNNN
 };
 
 /// Trains D and G on images `train` [N, C, S, S] in [0, 1]; monitors Fisher similarity on

@@ -26,6 +26,8 @@ struct LeNet5Impl : torch::nn::Cloneable<LeNet5Impl> {
   explicit LeNet5Impl(const LeNet5Options& options = {});
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// Penultimate activations (after fc2 and ReLU) [B, 84]: the zoo method "features".
+  torch::Tensor features(const torch::Tensor& x);
 
   LeNet5Options options;
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
@@ -64,6 +66,8 @@ struct DcganDiscriminatorImpl : torch::nn::Cloneable<DcganDiscriminatorImpl> {
   explicit DcganDiscriminatorImpl(const DcganDiscriminatorOptions& options = {});
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// Activations before the linear head, flattened [B, 2·width·(S/4)²]: the method "features".
+  torch::Tensor features(const torch::Tensor& x);
 
   DcganDiscriminatorOptions options;
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};

@@ -168,6 +168,29 @@ Dataset load_dataset(const std::string& source) {
   return ds;
 }
 
+torch::Tensor load_labels(const std::string& source) {
+  int64_t n = -1;
+  const std::string src = split_slice(source, &n);
+  torch::Tensor y;
+  if (is_named_set(src)) {
+    y = load_named_set(src).labels;
+  } else {
+    TORCH_CHECK(is_regular_file(src), "nfk: cannot read labels ", src,
+                ": no such file (expected a .npy or IDX label file, or one of: ", valid_names(),
+                ")");
+    y = sniff_format(src) == Format::kNpy ? read_npy(src) : read_idx(src);
+  }
+  TORCH_CHECK(y.dim() == 1, "nfk: ", src, ": labels must be a 1-d array [N], got shape ",
+              y.sizes());
+  TORCH_CHECK(!y.is_floating_point(), "nfk: ", src, ": labels must be integers, got ",
+              y.scalar_type());
+  y = y.to(torch::kLong);
+  TORCH_CHECK(y.numel() == 0 || y.min().item<int64_t>() >= 0, "nfk: ", src,
+              ": labels must be non-negative");
+  if (n >= 0 && n < y.size(0)) y = y.narrow(0, 0, n).clone();
+  return y;
+}
+
 void check_finite(const torch::Tensor& t, const std::string& what) {
   if (!t.defined() || !t.is_floating_point() || t.numel() == 0) return;
   const torch::Tensor bad = ~torch::isfinite(t);

@@ -207,6 +207,25 @@ torch::Tensor image_grid(const torch::Tensor& images, int64_t columns, int64_t p
   return grid;
 }
 
+torch::Tensor neighbor_grid(const torch::Tensor& query_images, const torch::Tensor& train_images,
+                            const torch::Tensor& neighbors, int64_t rows) {
+  TORCH_CHECK(neighbors.dim() == 2 && neighbors.size(0) == query_images.size(0),
+              "nfk: neighbor_grid needs neighbors [M, k] for M = ", query_images.size(0),
+              " queries, got ", neighbors.sizes());
+  TORCH_CHECK(query_images.dim() == 4 && train_images.dim() == 4 &&
+                  query_images.sizes().slice(1) == train_images.sizes().slice(1),
+              "nfk: neighbor_grid needs query and train images of one shape [*, C, H, W]");
+  rows = std::min(rows, query_images.size(0));
+  TORCH_CHECK(rows > 0, "nfk: neighbor_grid needs at least one query row");
+  std::vector<torch::Tensor> tiles;
+  for (int64_t i = 0; i < rows; ++i) {
+    tiles.push_back(query_images.slice(0, i, i + 1).to(torch::kFloat32));
+    tiles.push_back(train_images.index_select(0, neighbors[i].to(torch::kLong))
+                        .to(torch::kFloat32));
+  }
+  return image_grid(torch::cat(tiles), /*columns=*/1 + neighbors.size(1));
+}
+
 torch::Tensor heatmap_image(const torch::Tensor& matrix, int64_t cell_pixels) {
   TORCH_CHECK(matrix.defined() && matrix.dim() == 2 && matrix.numel() > 0,
               "nfk: heatmap: expected a non-empty matrix [R, C]");

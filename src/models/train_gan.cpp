@@ -1,6 +1,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "detail/atomic_file.h"
@@ -147,6 +148,15 @@ nlohmann::json train_gan(const Dataset& train, const Dataset& held_out, const Tr
       entry["fisher_distance"] = fs.distance;
     }
     log["epochs"].push_back(entry);
+    if (o.snapshot_every > 0 && (epoch + 1) % o.snapshot_every == 0) {
+      char name[32];
+      std::snprintf(name, sizeof(name), "/snapshots/epoch_%04lld",
+                    static_cast<long long>(epoch + 1));
+      const std::string dir = run.out_dir + name;
+      std::filesystem::create_directories(dir);
+      save_zoo_module(dir + "/discriminator.pt", d);
+      save_zoo_module(dir + "/generator.pt", g_ema);
+    }
     if ((epoch + 1) % run.checkpoint_every == 0 || epoch + 1 == run.epochs) {
       save_checkpoint(ckpt, epoch + 1,
                       {{"discriminator", &d}, {"generator_raw", &g}, {"generator", &g_ema}},

@@ -19,13 +19,14 @@ void LeNet5Impl::reset() {
   fc3 = register_module("fc3", torch::nn::Linear(84, options.num_classes()));
 }
 
-torch::Tensor LeNet5Impl::forward(const torch::Tensor& x) {
+torch::Tensor LeNet5Impl::features(const torch::Tensor& x) {
   auto h = nnf::max_pool2d(torch::relu(conv1(x)), nnf::MaxPool2dFuncOptions(2));
   h = nnf::max_pool2d(torch::relu(conv2(h)), nnf::MaxPool2dFuncOptions(2));
   h = torch::relu(fc1(h.flatten(/*start_dim=*/1)));
-  h = torch::relu(fc2(h));
-  return fc3(h);
+  return torch::relu(fc2(h));
 }
+
+torch::Tensor LeNet5Impl::forward(const torch::Tensor& x) { return fc3(features(x)); }
 
 MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) { reset(); }
 
@@ -66,10 +67,13 @@ void DcganDiscriminatorImpl::reset() {
   head = register_module("head", torch::nn::Linear(2 * w * side * side, 1));
 }
 
-torch::Tensor DcganDiscriminatorImpl::forward(const torch::Tensor& x) {
+torch::Tensor DcganDiscriminatorImpl::features(const torch::Tensor& x) {
   auto h = torch::leaky_relu(conv1(x), 0.2);
-  h = torch::leaky_relu(conv2(h), 0.2);
-  return head(h.flatten(/*start_dim=*/1)).squeeze(/*dim=*/1);
+  return torch::leaky_relu(conv2(h), 0.2).flatten(/*start_dim=*/1);
+}
+
+torch::Tensor DcganDiscriminatorImpl::forward(const torch::Tensor& x) {
+  return head(features(x)).squeeze(/*dim=*/1);
 }
 
 DcganGeneratorImpl::DcganGeneratorImpl(const DcganGeneratorOptions& options_)
@@ -117,7 +121,8 @@ ZooModule make_lenet5(const nlohmann::json& o) {
            {"image_size", opt.image_size()},
            {"num_classes", opt.num_classes()}},
           net.ptr(),
-          {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }}},
+          {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }},
+           {"features", [net](const torch::Tensor& x) mutable { return net->features(x); }}},
           {}};
 }
 
@@ -147,7 +152,8 @@ ZooModule make_dcgan_discriminator(const nlohmann::json& o) {
   return {"dcgan-d",
           {{"channels", opt.channels()}, {"image_size", opt.image_size()}, {"width", opt.width()}},
           net.ptr(),
-          {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }}},
+          {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }},
+           {"features", [net](const torch::Tensor& x) mutable { return net->features(x); }}},
           {}};
 }
 

@@ -1,0 +1,63 @@
+#include <string>
+
+#include "nfk/data.h"
+#include "nfk/probe.h"
+
+namespace nfk {
+
+KnnMetric parse_knn_metric(const std::string& name) {
+  if (name == "cosine") return KnnMetric::kCosine;
+  if (name == "euclidean") return KnnMetric::kEuclidean;
+  TORCH_CHECK(false, "nfk: unknown kNN metric '", name, "' (cosine or euclidean)");
+}
+
+KnnResult knn_classify(const torch::Tensor& train, const torch::Tensor& labels,
+                       const torch::Tensor& queries, const KnnOptions& o) {
+  TORCH_CHECK(train.dim() == 2 && queries.dim() == 2 && train.size(1) == queries.size(1),
+              "nfk: kNN needs train [N, D] and queries [M, D], got ", train.sizes(), " and ",
+              queries.sizes());
+  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == train.size(0),
+              "nfk: kNN labels must be [N] with N = ", train.size(0));
+  TORCH_CHECK(o.k >= 1 && o.k <= train.size(0), "nfk: kNN k must be in [1, ", train.size(0),
+              "], got ", o.k);
+  TORCH_CHECK(o.batch_size > 0, "nfk: kNN batch size must be positive");
+  check_finite(train, "kNN train features");
+  check_finite(queries, "kNN query features");
+  torch::NoGradGuard no_grad;
+  const auto dtype = torch::kFloat64;
+  auto x = train.to(dtype).cpu(), y = labels.to(torch::kLong).cpu();
+  const int64_t classes = y.max().item<int64_t>() + 1, m = queries.size(0);
+  const bool cosine = o.metric == KnnMetric::kCosine;
+  // Zero rows have no direction: their cosine distance to everything is 1.
+  auto unit = [](const torch::Tensor& t) { return t / t.norm(2, 1, true).clamp_min(1e-300); };
+  if (cosine) x = unit(x);
+  auto x_sq = x.square().sum(1);  // [N]
+  KnnResult r;
+  r.predicted = torch::empty({m}, torch::kLong);
+  r.neighbors = torch::empty({m, o.k}, torch::kLong);
+  r.distances = torch::empty({m, o.k}, dtype);
+  for (int64_t start = 0; start < m; start += o.batch_size) {
+    const int64_t end = std::min(m, start + o.batch_size);
+    auto q = queries.slice(0, start, end).to(dtype).cpu();
+    if (cosine) q = unit(q);
+    auto dots = q.mm(x.t());  // [B, N]
+    torch::Tensor dist = cosine ? 1 - dots
+                                : (q.square().sum(1, true) + x_sq.unsqueeze(0) - 2 * dots)
+                                      .clamp_min(0);
+    auto [d_bk, i_bk] = dist.topk(o.k, /*dim=*/1, /*largest=*/false, /*sorted=*/true);
+    if (!cosine) d_bk = d_bk.sqrt();
+    // Majority vote; a tie goes to the tied class whose first neighbour is nearest.
+    auto votes = y.index({i_bk});  // [B, k]
+    auto counts = torch::zeros({end - start, classes}, torch::kLong)
+                      .scatter_add_(1, votes, torch::ones_like(votes));
+    auto rank = torch::arange(o.k, torch::kLong).expand_as(votes).contiguous();
+    auto first = torch::full({end - start, classes}, o.k, torch::kLong)
+                     .scatter_reduce_(1, votes, rank, "amin");
+    r.predicted.slice(0, start, end).copy_((counts * (o.k + 1) - first).argmax(1));
+    r.neighbors.slice(0, start, end).copy_(i_bk);
+    r.distances.slice(0, start, end).copy_(d_bk);
+  }
+  return r;
+}
+
+}  // namespace nfk

@@ -1,0 +1,169 @@
+// Fisher-based evaluations against explicit Fisher vectors (per-example loop): class and pairwise
+// distances, full Fisher vectors; the baselines (PCA) against a direct eigendecomposition; GAN
+// inversion and monitoring end to end on a small GAN.
+#include <filesystem>
+
+#include "nfk/distance.h"
+#include "nfk/embed.h"
+#include "nfk/features.h"
+#include "nfk/gan_eval.h"
+#include "nfk/zoo.h"
+#include "support.h"
+#include "zoo_cases.h"
+
+namespace nfk {
+namespace {
+
+struct Fitted {
+  test::Case c;
+  ScoreModel model;
+  Projector p;
+};
+
+Fitted fitted_gan(const std::string& dir) {
+  auto c = test::small_gan(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+  FitOptions o;
+  o.svd.rank = 4;
+  o.method = FitMethod::kExact;
+  auto p = fit(model, c.x.slice(0, 0, 40), o);
+  return {c, std::move(model), p};
+}
+
+// V_x by the explicit per-example loop of support.h, under the projector's z and I.
+torch::Tensor explicit_v(Fitted& f, const torch::Tensor& x) {
+  return (test::explicit_jacobian(f.model, x, 1) - f.p.fisher.mean_score) *
+         f.p.fisher.fisher_diag.rsqrt();
+}
+
+TEST(EvalDistance, ClassMatrixMatchesExplicitClassMeans) {
+  auto f = fitted_gan(test::temp_dir("classdist"));
+  auto x = f.c.x.slice(0, 40, 90);
+  auto y = torch::arange(50, torch::kLong).remainder(4);
+  y[7] = 5;  // class 4 absent: NaN row and column
+  auto d = class_distance_matrix(f.p, f.model, x, y, /*batch_size=*/9);
+  ASSERT_EQ(d.sizes(), (std::vector<int64_t>{6, 6}));
+  auto v = explicit_v(f, x);
+  for (int64_t a = 0; a < 6; ++a) {
+    for (int64_t b = 0; b < 6; ++b) {
+      if (a == 4 || b == 4) {
+        EXPECT_TRUE(std::isnan(d[a][b].item<double>()));
+        continue;
+      }
+      auto diff = v.index({y == a}).mean(0) - v.index({y == b}).mean(0);
+      const double ref = diff.norm().item<double>();
+      EXPECT_NEAR(d[a][b].item<double>(), ref, 1e-10 * (ref + 1)) << a << "," << b;
+    }
+  }
+}
+
+TEST(EvalDistance, PairwiseMatchesExplicitFisherVectors) {
+  auto f = fitted_gan(test::temp_dir("pairdist"));
+  auto a = f.c.x.slice(0, 40, 47), b = f.c.x.slice(0, 50, 61);
+  auto d = pairwise_fisher_distances(f.p, f.model, a, b, /*batch_size=*/4);
+  auto va = explicit_v(f, a), vb = explicit_v(f, b);
+  ASSERT_EQ(d.sizes(), (std::vector<int64_t>{7, 11}));
+  for (int64_t i = 0; i < 7; ++i) {
+    for (int64_t j = 0; j < 11; ++j) {
+      const double ref = (va[i] - vb[j]).norm().item<double>();
+      EXPECT_NEAR(d[i][j].item<double>(), ref, 1e-10 * ref);
+    }
+  }
+  // d(x, x) = 0 exactly enough: no |a|² + |b|² − 2ab cancellation.
+  EXPECT_LE(pairwise_fisher_distances(f.p, f.model, a, a).diagonal().abs().max().item<double>(),
+            1e-12);
+}
+
+TEST(EvalFeatures, FullFisherVectorsAndTheirBudget) {
+  auto f = fitted_gan(test::temp_dir("fullfv"));
+  auto x = f.c.x.slice(0, 60, 70);
+  auto v = full_fisher_vectors(f.p, f.model, x, /*batch_size=*/3, /*memory_budget=*/1 << 30);
+  test::expect_close(v, explicit_v(f, x), 1e-10, "V");
+  EXPECT_THROW(full_fisher_vectors(f.p, f.model, x, 3, /*memory_budget=*/1000), c10::Error);
+}
+
+TEST(EvalFeatures, PcaMatchesCovarianceEigendecomposition) {
+  test::seed(7);
+  auto x = torch::randn({200, 6}, torch::kFloat64).mm(torch::randn({6, 6}, torch::kFloat64));
+  auto pca = fit_pca(x.view({200, 1, 2, 3}), 3);
+  auto xc = x - x.mean(0);
+  auto [evals, evecs] = torch::linalg::eigh(xc.t().mm(xc) / 200, "L");  // ascending
+  auto ref_var = evals.flip(0).slice(0, 0, 3);
+  test::expect_close(pca.explained_variance, ref_var, 1e-10, "variances");
+  // Same subspace: |cosines| of matching components are 1.
+  auto cos = (pca.components * evecs.flip(1).slice(1, 0, 3)).sum(0).abs();
+  EXPECT_LE((cos - 1).abs().max().item<double>(), 1e-9);
+  auto codes = pca.project(x.view({200, 1, 2, 3}));
+  test::expect_close(codes, xc.mm(pca.components).to(torch::kFloat32), 1e-6, "codes");
+  // Full rank reconstructs exactly.
+  auto full = fit_pca(x, 6);
+  test::expect_close(full.reconstruct(x), x.to(torch::kFloat32), 1e-5, "reconstruction");
+  EXPECT_THROW(fit_pca(x, 7), c10::Error);
+}
+
+TEST(EvalFeatures, ActivationsOfTheZooDiscriminator) {
+  auto dir = test::temp_dir("acts");
+  auto c = test::small_gan(dir);
+  auto net = load_network(c.options.model_path);
+  auto x = c.x.slice(0, 0, 10).to(torch::kFloat32);
+  auto a = network_activations(*net, x, "features", /*batch_size=*/4);
+  ASSERT_EQ(a.sizes(), (std::vector<int64_t>{10, 2 * 4 * 3 * 3}));  // 2·width·(12/4)²
+  auto whole = network_activations(*net, x, "features", /*batch_size=*/10);
+  EXPECT_TRUE(torch::allclose(a, whole));
+  EXPECT_THROW(network_activations(*net, x, "no_such_method", 4), c10::Error);
+}
+
+TEST(GanEval, InversionRecoversLatentsOfGeneratedImages) {
+  auto f = fitted_gan(test::temp_dir("invert"));
+  auto generator = load_network(f.c.options.generator_path);
+  GanInversionOptions o;
+  o.samples = 300;
+  o.l2 = 1e-8;
+  auto inv = fit_gan_inversion(f.p, f.model, *generator, o);
+  EXPECT_EQ(inv.weight.sizes(), (std::vector<int64_t>{4, 6}));
+  EXPECT_GT(inv.fit_r2, 0.0);
+  EXPECT_LE(inv.fit_r2, 1.0);
+  // The ridge map is the least-squares fit: residuals are orthogonal to the centred embeddings.
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  auto h = at::normal(0.0, 1.0, {o.samples, 6}, gen).to(torch::kFloat32);
+  auto e = transform(f.p, f.model, generate(*generator, h));
+  auto resid = h.to(torch::kFloat64) - inv.latents(e).to(torch::kFloat64);
+  auto ortho = (e.to(torch::kFloat64) - inv.mean_e).t().mm(resid).abs().max().item<double>();
+  EXPECT_LE(ortho, 1e-3 * e.abs().max().item<double>() * o.samples);
+  o.components = 2;
+  EXPECT_EQ(fit_gan_inversion(f.p, f.model, *generator, o).weight.size(0), 2);
+  o.components = 5;
+  EXPECT_THROW(fit_gan_inversion(f.p, f.model, *generator, o), c10::Error);
+}
+
+TEST(GanEval, MonitorReadsSnapshotsInEpochOrder) {
+  auto dir = test::temp_dir("monitor");
+  auto c = test::small_gan(dir);
+  for (int64_t epoch : {4, 2}) {
+    char name[32];
+    std::snprintf(name, sizeof(name), "/snap/epoch_%04lld", static_cast<long long>(epoch));
+    std::filesystem::create_directories(dir + name);
+    std::filesystem::copy_file(c.options.model_path, dir + name + "/discriminator.pt",
+                               std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::copy_file(c.options.generator_path, dir + name + "/generator.pt",
+                               std::filesystem::copy_options::overwrite_existing);
+  }
+  GanMonitorOptions o;
+  o.samples = 30;
+  auto x = c.x.to(torch::kFloat32);
+  auto pts = monitor_gan_snapshots(dir + "/snap", x.slice(0, 0, 30), x.slice(0, 30, 60), o);
+  ASSERT_EQ(pts.size(), 2u);
+  EXPECT_EQ(pts[0].epoch, 2);
+  EXPECT_EQ(pts[1].epoch, 4);
+  // Same networks, same seed: identical points; similarities in (0, 1].
+  EXPECT_EQ(pts[0].train_similarity, pts[1].train_similarity);
+  EXPECT_GE(pts[0].test_similarity, 0.0);
+  EXPECT_GT(pts[0].test_distance, 0.0);
+  EXPECT_LE(pts[0].test_similarity, 1.0);
+  auto img = gan_monitor_plot(pts, "test");
+  EXPECT_EQ(img.dim(), 3);
+  EXPECT_THROW(monitor_gan_snapshots(dir + "/missing", x, x, o), c10::Error);
+}
+
+}  // namespace
+}  // namespace nfk
