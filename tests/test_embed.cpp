@@ -11,6 +11,7 @@ namespace {
 
 using test::Case;
 using test::small_cnn_classifier;
+using test::save_zoo;
 using test::small_gan;
 
 

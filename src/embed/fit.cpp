@@ -139,8 +139,8 @@ torch::Tensor transform(const Projector& projector, ScoreModel& model, const tor
               model.num_parameters(), " parameters but the projector was fitted with ",
               projector.n_params());
   check_finite(inputs, "inputs");
-  FisherVectorOperator op(model, inputs, projector.fisher, batch_size, progress);
-  return op.apply(projector.basis);
+  return project_fisher_vectors(model, inputs, projector.fisher, projector.basis, batch_size,
+                                progress);
 }
 
 ScoreModel load_projector_model(const Projector& projector, const std::string& override_path) {

@@ -115,10 +115,17 @@ LinearProbe fit_linear_probe(const torch::Tensor& features, const torch::Tensor&
   torch::AutoGradMode grad_on(true);
   p.l2 = o.l2;
   if (!o.l2_grid.empty()) {
+    auto x_cv = x, y_cv = y;
+    if (o.cv_max_examples > 0 && x.size(0) > o.cv_max_examples) {
+      auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed + 1);
+      auto keep = at::randperm(x.size(0), gen, torch::kLong).slice(0, 0, o.cv_max_examples);
+      x_cv = x.index_select(0, keep);
+      y_cv = y.index_select(0, keep);
+    }
     double best = -1;
     for (double l2 : o.l2_grid) {
       TORCH_CHECK(l2 >= 0, "nfk: probe l2 grid values must be >= 0, got ", l2);
-      const double acc = cross_validated_accuracy(x, y, classes, l2, o);
+      const double acc = cross_validated_accuracy(x_cv, y_cv, classes, l2, o);
       if (acc >= best) best = acc, p.l2 = l2;  // ties go to the larger penalty (simpler model)
     }
   }
