@@ -49,6 +49,12 @@ Dataset load_dataset(const std::string& source);
 /// set ("mnist:test[:1000]"). Throws on floating or negative labels.
 torch::Tensor load_labels(const std::string& source);
 
+/// Inputs from an in-memory array exactly as `load_dataset` reads an .npy file (used by the
+/// Python bindings): uint8 scaled to [0, 1] float32, other integers to float32, floats kept.
+/// Throws if `x` is a scalar or holds NaN or Inf; `what` names it in the message.
+/// Example: `auto ds = nfk::dataset_from_array(x_u8, "inputs");  // float32 in [0, 1]`
+Dataset dataset_from_array(const torch::Tensor& x, const std::string& what);
+
 /// Throws if `t` (floating) holds NaN or Inf; `what` names the source in the message.
 void check_finite(const torch::Tensor& t, const std::string& what);
 

@@ -53,6 +53,14 @@ torch::Tensor images_to_float(const torch::Tensor& x) {
   return x.to(torch::kFloat32).div_(255.0f);
 }
 
+/// An array as data inputs: uint8 images scaled to [0, 1] float32, other integers to float32.
+torch::Tensor array_to_inputs(torch::Tensor x, const std::string& what) {
+  TORCH_CHECK(x.dim() >= 1, "nfk: ", what, ": expected an array [N, ...], got a scalar");
+  if (x.scalar_type() == torch::kUInt8) return images_to_float(x);
+  if (!x.is_floating_point()) return x.to(torch::kFloat32);
+  return x;
+}
+
 enum class Format { kNpy, kIdx };
 
 Format sniff_format(const std::string& path) {
@@ -146,13 +154,7 @@ Dataset load_dataset(const std::string& source) {
                 " (expected a .npy or IDX file, or one of: ", valid_names(), ")");
   } else if (sniff_format(src) == Format::kNpy) {
     torch::Tensor x = read_npy(src);
-    TORCH_CHECK(x.dim() >= 1, "nfk: ", src, ": expected an array [N, ...], got a scalar");
-    if (x.scalar_type() == torch::kUInt8) {
-      x = images_to_float(x);
-    } else if (!x.is_floating_point()) {
-      x = x.to(torch::kFloat32);
-    }
-    ds.inputs = x;
+    ds.inputs = array_to_inputs(x, src);
   } else {
     torch::Tensor x = read_idx(src);
     if (x.dim() == 3) x = x.unsqueeze(1);
@@ -189,6 +191,13 @@ torch::Tensor load_labels(const std::string& source) {
               ": labels must be non-negative");
   if (n >= 0 && n < y.size(0)) y = y.narrow(0, 0, n).clone();
   return y;
+}
+
+Dataset dataset_from_array(const torch::Tensor& x, const std::string& what) {
+  Dataset ds;
+  ds.inputs = array_to_inputs(x, what);
+  check_finite(ds.inputs, what);
+  return ds;
 }
 
 void check_finite(const torch::Tensor& t, const std::string& what) {

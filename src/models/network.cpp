@@ -1,4 +1,5 @@
 // The two Network implementations (TorchScript, native zoo) and the loader that picks one.
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
 #include <fstream>
@@ -17,11 +18,16 @@ class TorchScriptNetwork : public Network {
     module_.eval();
   }
 
+  // Methods run unoptimised: the profiling executor swaps in an optimised graph after the first
+  // calls, which changes the last bits of s(x) and its gradients, so the operator V would differ
+  // between the passes of one fit, and the same call between processes (CLI vs Python).
   torch::Tensor call(const std::string& method, const torch::Tensor& x) override {
+    torch::jit::GraphOptimizerEnabledGuard no_optimization(false);
     return to_tensor(module_.get_method(method)({x}), method);
   }
 
   torch::Tensor call_int(const std::string& method, int64_t n) override {
+    torch::jit::GraphOptimizerEnabledGuard no_optimization(false);
     return to_tensor(module_.get_method(method)({c10::IValue(n)}), method);
   }
 

@@ -1,0 +1,281 @@
+"""nfk: Neural Fisher Kernel embeddings of data through a trained network.
+
+Python front end of the nfk C++ library (the same library calls, with the same defaults, as the
+``nfk`` command line, so the same arguments and seed give the same numbers, bit for bit)::
+
+    import nfk
+    m = nfk.NFK(kind="classifier", rank=32, seed=0).fit("classifier.pt", x_train)
+    m.singular_values_            # sigma [k]
+    e = m.transform(x_test)       # e(x) = P^T V_x  [N, k]
+    m.spectrum()                  # the dict of `nfk spectrum --json`
+    i = nfk.fisher_diag("classifier.pt", x_train, kind="classifier")       # I [P]
+    d = nfk.fisher_distance(m, x_a, x_b)                                     # (fisher, embedding)
+
+Data ``X`` may be a NumPy array, a torch tensor (detached and copied to the CPU) or a data source
+string as the CLI takes it (``"mnist:test[:1000]"``, ``"x.npy"``). Arrays are read as ``nfk`` reads
+an .npy file: uint8 is scaled to [0, 1] float32, other integers become float32, and floats are
+cast to the model dtype. Models are TorchScript or nfk zoo files given by path, or an in-memory
+``torch.jit.ScriptModule`` (an ``nn.Module`` is scripted first), saved to a temporary file for the
+library to load. Results are NumPy arrays.
+
+Errors raise ``FileNotFoundError`` (a missing file), ``ValueError`` (a rejected input, option or
+model) or ``RuntimeError``, with the one-line message the CLI prints.
+"""
+import collections
+import json
+import os
+import shutil
+import tempfile
+import weakref
+
+import numpy as np
+
+from . import _nfk
+
+__version__ = _nfk.__version__
+__all__ = ["NFK", "fisher_diag", "fisher_distance", "load_dataset", "SetDistance",
+           "get_num_threads", "set_num_threads"]
+
+SetDistance = collections.namedtuple("SetDistance", ["fisher", "embedding"])
+SetDistance.__doc__ = """Distance between two sets (AFV): ``fisher`` = ||mean_A V - mean_B V||
+over all P Fisher-vector coordinates, ``embedding`` = ||mean_A e - mean_B e|| in the rank-k NFK
+embedding."""
+
+
+def load_dataset(source):
+    """Loads a data source as the CLI's ``--data`` does: ``(inputs, labels)`` as NumPy arrays.
+
+    ``source`` is a named set (``"mnist:train"``, ``"fashion-mnist:test"``), an .npy or IDX
+    file, optionally with ``[:n]`` to keep the first n examples. ``labels`` is None when the
+    source has none. Example: ``x, y = nfk.load_dataset("mnist:test[:1000]")``.
+    """
+    return _nfk.load_dataset(os.fspath(source))
+
+
+def get_num_threads():
+    """LibTorch's intra-op thread count (shared with PyTorch in the same process)."""
+    return _nfk.get_num_threads()
+
+
+def set_num_threads(n):
+    """Sets LibTorch's intra-op thread count. float32 results are bit-identical to the CLI's
+    only with the same count: the CLI uses OMP_NUM_THREADS or every core, while a process that
+    imported PyTorch may run at fewer (see ``torch.get_num_threads()``)."""
+    _nfk.set_num_threads(int(n))
+
+
+def _as_array(x):
+    """(C-contiguous NumPy array, data source string) for any accepted form of data."""
+    if isinstance(x, (str, os.PathLike)):
+        source = os.fspath(x)
+        return _nfk.load_dataset(source)[0], source
+    if type(x).__module__.split(".")[0] == "torch":  # a torch.Tensor, without importing torch
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    return (x if x.flags.c_contiguous else np.ascontiguousarray(x)), ""
+
+
+class _ModelFile:
+    """A model given as a path or as an in-memory module saved to a temporary file.
+
+    The temporary folder lives as long as this object (it is removed when it is collected).
+    """
+
+    def __init__(self, model):
+        self.path = None
+        if model is None:
+            return
+        if isinstance(model, (str, os.PathLike)):
+            self.path = os.fspath(model)
+            return
+        if not hasattr(model, "save") or not hasattr(model, "graph"):
+            import torch  # only reached with an in-memory torch module
+
+            if not isinstance(model, torch.nn.Module):
+                raise TypeError("nfk: a model is a file path or a torch.jit.ScriptModule, got "
+                                f"{type(model).__name__}")
+            model = torch.jit.script(model)
+        tmp = tempfile.mkdtemp(prefix="nfk_model_")
+        self._cleanup = weakref.finalize(self, shutil.rmtree, tmp, True)
+        self.path = os.path.join(tmp, "model.pt")
+        model.save(self.path)
+
+
+def _load_model(kind, model, generator=None, latent_dim=0, output=-1, seed=0, dtype="float32",
+                device="cpu", probe=None):
+    """(ScoreModel, files that must outlive it) as `load_score_model` builds it for the CLI."""
+    files = (_ModelFile(model), _ModelFile(generator))
+    score_model = _nfk.load_score_model(kind, files[0].path, files[1].path or "", latent_dim,
+                                        output, seed, dtype, device, probe)
+    return score_model, files
+
+
+class NFK:
+    """Low-rank Neural Fisher Kernel embedding, scikit-learn style (``nfk fit`` / ``transform``).
+
+    Fits the truncated SVD V ~ Phi diag(sigma) P^T of the Fisher vectors
+    V_x = I^{-1/2} (grad_theta s(x) - z) of a data set and embeds any input as e(x) = P^T V_x.
+
+    Parameters (the ``nfk fit`` flags, with the same defaults):
+        kind: ``"classifier"``, ``"gan"``, ``"vae"``, ``"density"``, ``"score"`` or ``"ntk"``.
+        rank: k, the number of NFK components (32).
+        estimator: reference for z and I: ``"auto"``, ``"true"`` (model samples) or
+            ``"empirical"`` (the data).
+        method: ``"auto"``, ``"exact"``, ``"per-example"`` or ``"matrix-free"``.
+        oversample, power_iters: randomized SVD probes beyond k (10) and iterations (10).
+        dtype: ``"float32"`` or ``"float64"``; device: ``"cpu"`` or ``"cuda"``.
+        batch_size (256), seed (0), reference_samples (0: as many as the data),
+        fisher_floor (1e-8, relative to mean I), memory_budget_mib (4096).
+        generator, latent_dim: ``gan`` only: the generator (path or module) and its latent size.
+        output: ``ntk`` only: the output column for [B, C] outputs.
+
+    Attributes after ``fit``: ``singular_values_`` [k], ``components_`` (P^T) [k, P],
+    ``explained_variance_ratio_`` [k], ``mean_score_`` (z) [P], ``fisher_diag_`` (I) [P],
+    ``method_`` (the resolved method), ``n_params_``, ``n_examples_``, ``projector_``.
+
+    Example::
+
+        m = nfk.NFK(kind="classifier", rank=16, seed=0)
+        e_train = m.fit_transform("lenet.pt", x_train)    # Phi diag(sigma)  [N, 16]
+        e_test = m.transform(x_test)                       # P^T V_x         [M, 16]
+        m.save("lenet.nfk")                                # `nfk transform --projector lenet.nfk`
+    """
+
+    def __init__(self, kind, rank=32, *, estimator="auto", method="auto", oversample=10,
+                 power_iters=10, dtype="float32", device="cpu", batch_size=256, seed=0,
+                 reference_samples=0, fisher_floor=1e-8, memory_budget_mib=4096,
+                 generator=None, latent_dim=0, output=-1):
+        self.kind = kind
+        self.rank = rank
+        self.estimator = estimator
+        self.method = method
+        self.oversample = oversample
+        self.power_iters = power_iters
+        self.dtype = dtype
+        self.device = device
+        self.batch_size = batch_size
+        self.seed = seed
+        self.reference_samples = reference_samples
+        self.fisher_floor = fisher_floor
+        self.memory_budget_mib = memory_budget_mib
+        self.generator = generator
+        self.latent_dim = latent_dim
+        self.output = output
+        self.projector_ = None
+        self._model = None
+        self._files = ()
+        self._train_embedding = None
+
+    def fit(self, model, X):
+        """Fits the projector on X [N, ...] through ``model`` (path or TorchScript module).
+
+        The same computation as ``nfk fit --model M --kind KIND --data X ...`` with this
+        object's options. Returns self.
+        """
+        x, source = _as_array(X)
+        score_model, files = _load_model(self.kind, model, self.generator, self.latent_dim,
+                                         self.output, self.seed, self.dtype, self.device, x)
+        projector, embedding = _nfk.fit(
+            score_model, x, rank=self.rank, estimator=self.estimator,
+            reference_samples=self.reference_samples, fisher_floor=self.fisher_floor,
+            oversample=self.oversample, power_iters=self.power_iters, method=self.method,
+            memory_budget_mib=self.memory_budget_mib, batch_size=self.batch_size,
+            data_source=source)
+        self.projector_, self._model, self._files = projector, score_model, files
+        self._train_embedding = embedding
+        return self
+
+    def fit_transform(self, model, X):
+        """Fits on X and returns its embedding Phi diag(sigma) [N, k] (``nfk fit
+        --embedding-out``), which equals ``transform(X)`` up to rounding."""
+        return self.fit(model, X)._train_embedding
+
+    def transform(self, X, batch_size=None):
+        """e(x) = P^T V_x for every row of X [N, ...] -> [N, k] (``nfk transform``)."""
+        self._check_fitted()
+        x, _ = _as_array(X)
+        return _nfk.transform(self.projector_, self._model, x,
+                              self.batch_size if batch_size is None else batch_size)
+
+    def spectrum(self):
+        """The NFK spectrum as ``nfk spectrum --json`` prints it: a dict with
+        ``singular_values``, ``eigenvalues``, ``explained_variance_ratio``, ``rank``,
+        ``method``, ``dtype``, ``n_examples``, ``n_params``, ..."""
+        self._check_fitted()
+        return json.loads(self.projector_.spectrum_json())
+
+    def save(self, path):
+        """Writes the projector file (as ``nfk fit --out``), usable by the CLI.
+
+        It names the model by its path: fit with a model file (not an in-memory module) for a
+        projector that stays usable after this object is gone."""
+        self._check_fitted()
+        self.projector_.save(os.fspath(path))
+        return self
+
+    @classmethod
+    def load(cls, path, model=None):
+        """An NFK from a projector file (``nfk fit --out``), with its model reloaded from the
+        stored path, or from ``model`` (a path) if the file moved (its hash must match)."""
+        projector = _nfk.load_projector(os.fspath(path))
+        self = cls(projector.kind, projector.rank, method=projector.method,
+                   dtype=projector.dtype, batch_size=projector.batch_size, seed=projector.seed)
+        self.projector_ = projector
+        self._model = _nfk.load_projector_model(projector, os.fspath(model) if model else "")
+        return self
+
+    def _check_fitted(self):
+        if self.projector_ is None:
+            raise RuntimeError("nfk: this NFK is not fitted yet: call fit(model, X) first")
+
+    singular_values_ = property(lambda self: self.projector_.singular_values,
+                                doc="sigma [k], descending.")
+    components_ = property(lambda self: self.projector_.basis.T,
+                           doc="P^T [k, P]: the right singular vectors, one per row.")
+    explained_variance_ratio_ = property(
+        lambda self: self.projector_.explained_variance_ratio,
+        doc="sigma^2 / ||V||_F^2 [k] (float64).")
+    mean_score_ = property(lambda self: self.projector_.mean_score, doc="z [P].")
+    fisher_diag_ = property(lambda self: self.projector_.fisher_diag, doc="I [P], floored.")
+    method_ = property(lambda self: self.projector_.method, doc="The resolved fit method.")
+    n_params_ = property(lambda self: self.projector_.n_params, doc="P.")
+    n_examples_ = property(lambda self: self.projector_.n_examples, doc="N.")
+
+    def __repr__(self):
+        fitted = "" if self.projector_ is None else f", fitted on {self.n_examples_} examples"
+        return f"NFK(kind={self.kind!r}, rank={self.rank}, method={self.method!r}{fitted})"
+
+
+def fisher_diag(model, X, kind, *, estimator="auto", generator=None, latent_dim=0, output=-1,
+                reference_samples=0, fisher_floor=1e-8, dtype="float32", device="cpu",
+                batch_size=256, seed=0, return_mean=False):
+    """Diagonal Fisher information I = E_ref[(grad s - z)^2] [P] (``nfk fisher``).
+
+    ``model`` is a path or TorchScript module of kind ``kind``; X is the data (the reference
+    for ``estimator="empirical"``). With ``return_mean=True`` returns ``(I, z)``.
+    Example: ``i = nfk.fisher_diag("cnn.pt", x, kind="classifier")``.
+    """
+    x, _ = _as_array(X)
+    score_model, _files = _load_model(kind, model, generator, latent_dim, output, seed, dtype,
+                                      device, x)
+    stats = _nfk.fisher_stats(score_model, x, estimator, reference_samples, fisher_floor,
+                              batch_size)
+    if return_mean:
+        return stats["fisher_diag"], stats["mean_score"]
+    return stats["fisher_diag"]
+
+
+def fisher_distance(projector, A, B, *, batch_size=256):
+    """Fisher distance between the sets A and B under a fitted projector (``nfk distance``).
+
+    ``projector`` is a fitted :class:`NFK` or a projector file path. Returns
+    ``SetDistance(fisher=||mean_A V - mean_B V||, embedding=||mean_A e - mean_B e||)``.
+    Example: ``nfk.fisher_distance(m, x_sevens, x_ones).fisher``.
+    """
+    if not isinstance(projector, NFK):
+        projector = NFK.load(projector)
+    projector._check_fitted()
+    a, _ = _as_array(A)
+    b, _ = _as_array(B)
+    return SetDistance(*_nfk.set_distance(projector.projector_, projector._model, a, b,
+                                          batch_size))

@@ -1,0 +1,312 @@
+// nfk._nfk: pybind11 bindings of the nfk library (SPEC §4 "python/: same library calls").
+// Thin: each function converts arrays, calls the one library function the matching CLI
+// subcommand calls (with the same defaults), and converts back. The sklearn-style front end
+// (nfk.NFK) is plain Python in python/nfk/__init__.py.
+//
+// Arrays cross the boundary as NumPy arrays (copied), so the module needs LibTorch's C++ library
+// only, never PyTorch's Python bindings; torch tensors are turned into arrays on the Python side.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "detail/strings.h"
+#include "nfk/data.h"
+#include "nfk/distance.h"
+#include "nfk/embed.h"
+#include "nfk/fisher.h"
+#include "nfk/model.h"
+
+namespace py = pybind11;
+
+namespace {
+
+// --- arrays ------------------------------------------------------------------------------------
+
+torch::Dtype dtype_of(const py::array& a) {
+  const py::dtype dt = a.dtype();
+  const char kind = dt.kind();
+  const auto size = dt.itemsize();
+  if (kind == 'f' && size == 4) return torch::kFloat32;
+  if (kind == 'f' && size == 8) return torch::kFloat64;
+  if (kind == 'u' && size == 1) return torch::kUInt8;
+  if (kind == 'i' && size == 8) return torch::kInt64;
+  if (kind == 'i' && size == 4) return torch::kInt32;
+  TORCH_CHECK(false, "nfk: unsupported array dtype ", dt.attr("name").cast<std::string>(),
+              " (float32, float64, uint8, int32 or int64)");
+  return torch::kFloat32;  // not reached
+}
+
+/// A C-order copy of `a` as a CPU tensor of the same dtype and shape.
+torch::Tensor to_tensor(const py::array& a) {
+  const torch::Dtype dtype = dtype_of(a);
+  TORCH_CHECK(a.flags() & py::array::c_style, "nfk: arrays must be C-contiguous");
+  std::vector<int64_t> shape(a.shape(), a.shape() + a.ndim());
+  return torch::from_blob(const_cast<void*>(a.data()), shape, dtype).clone();
+}
+
+/// Inputs [N, ...] from an array exactly as `nfk` reads an .npy file (load_dataset): uint8 images
+/// scaled to [0, 1] float32, other integers to float32, NaN/Inf rejected.
+torch::Tensor to_inputs(const py::array& a, const std::string& what) {
+  torch::Tensor x = to_tensor(a);
+  return nfk::dataset_from_array(x, what).inputs;
+}
+
+py::array to_array(const torch::Tensor& t) {
+  const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+  py::dtype dt;
+  switch (c.scalar_type()) {
+    case torch::kFloat32:
+      dt = py::dtype::of<float>();
+      break;
+    case torch::kFloat64:
+      dt = py::dtype::of<double>();
+      break;
+    case torch::kUInt8:
+      dt = py::dtype::of<uint8_t>();
+      break;
+    case torch::kInt64:
+      dt = py::dtype::of<int64_t>();
+      break;
+    default:
+      TORCH_CHECK(false, "nfk: cannot return a tensor of dtype ", c.scalar_type());
+  }
+  py::array out(dt, std::vector<py::ssize_t>(c.sizes().begin(), c.sizes().end()));
+  std::memcpy(out.mutable_data(), c.data_ptr(), c.nbytes());
+  return out;
+}
+
+// --- errors ------------------------------------------------------------------------------------
+
+/// The one line `nfk` prints for an error (cli/main.cpp).
+std::string error_line(const std::exception& e) {
+  const std::string line = nfk::detail::summary_line(nfk::detail::error_text(e));
+  return line.rfind("nfk", 0) == 0 ? line : "nfk: " + line;
+}
+
+bool names_missing_file(const std::string& line) {
+  return line.find(": no such file") != std::string::npos ||
+         line.find("No such file or directory") != std::string::npos;
+}
+
+// --- library calls -----------------------------------------------------------------------------
+
+nfk::ModelOptions model_options(const std::string& model, const std::string& generator,
+                                int64_t latent_dim, int64_t output, uint64_t seed,
+                                const std::string& dtype, const std::string& device) {
+  TORCH_CHECK(device == "cpu" || device == "cuda", "nfk: unknown device `", device,
+              "` (cpu or cuda)");
+  TORCH_CHECK(device == "cpu" || torch::cuda::is_available(),
+              "nfk: --device cuda asked for, but no CUDA device is available");
+  nfk::ModelOptions o;
+  o.model_path = model;
+  o.generator_path = generator;
+  o.latent_dim = latent_dim;
+  o.output = output;
+  o.seed = seed;
+  o.dtype = nfk::parse_dtype(dtype);
+  o.device = device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  return o;
+}
+
+std::shared_ptr<nfk::ScoreModel> load_model(const std::string& kind, const std::string& model,
+                                            const std::string& generator, int64_t latent_dim,
+                                            int64_t output, uint64_t seed, const std::string& dtype,
+                                            const std::string& device, const py::object& probe) {
+  const auto options = model_options(model, generator, latent_dim, output, seed, dtype, device);
+  const torch::Tensor probe_x =
+      probe.is_none() ? torch::Tensor() : to_inputs(probe.cast<py::array>(), "inputs");
+  py::gil_scoped_release release;
+  return std::make_shared<nfk::ScoreModel>(
+      nfk::load_score_model(nfk::parse_model_kind(kind), options, probe_x));
+}
+
+nfk::FisherOptions fisher_options(const std::string& estimator, int64_t reference_samples,
+                                  double fisher_floor, int64_t batch_size, uint64_t seed) {
+  nfk::FisherOptions o;
+  o.estimator = nfk::parse_estimator(estimator);
+  o.reference_samples = reference_samples;
+  o.floor = fisher_floor;
+  o.batch_size = batch_size;
+  o.seed = seed;
+  return o;
+}
+
+/// nfk fit: the projector and the training embedding Φ diag(σ) [N, k].
+py::tuple fit(nfk::ScoreModel& model, const py::array& x, int64_t rank,
+              const std::string& estimator, int64_t reference_samples, double fisher_floor,
+              int64_t oversample, int64_t power_iters, const std::string& method,
+              int64_t memory_budget_mib, int64_t batch_size, const std::string& data_source) {
+  const torch::Tensor inputs = to_inputs(x, data_source.empty() ? "inputs" : data_source);
+  nfk::FitOptions o;
+  o.method = nfk::parse_fit_method(method);
+  o.svd = {rank, oversample, power_iters, model.options().seed};
+  o.fisher =
+      fisher_options(estimator, reference_samples, fisher_floor, batch_size, model.options().seed);
+  o.batch_size = batch_size;
+  o.memory_budget = memory_budget_mib << 20;
+  auto proj = std::make_shared<nfk::Projector>();
+  torch::Tensor embedding;
+  {
+    py::gil_scoped_release release;
+    *proj = nfk::fit(model, inputs, o, data_source, {}, &embedding);
+  }
+  return py::make_tuple(proj, to_array(embedding));
+}
+
+py::array transform(const nfk::Projector& proj, nfk::ScoreModel& model, const py::array& x,
+                    int64_t batch_size) {
+  const torch::Tensor inputs = to_inputs(x, "inputs");
+  torch::Tensor e;
+  {
+    py::gil_scoped_release release;
+    e = nfk::transform(proj, model, inputs, batch_size);
+  }
+  return to_array(e);
+}
+
+py::dict fisher_stats(nfk::ScoreModel& model, const py::array& x, const std::string& estimator,
+                      int64_t reference_samples, double fisher_floor, int64_t batch_size) {
+  const torch::Tensor inputs = to_inputs(x, "inputs");
+  const auto o =
+      fisher_options(estimator, reference_samples, fisher_floor, batch_size, model.options().seed);
+  nfk::FisherStats s;
+  {
+    py::gil_scoped_release release;
+    s = nfk::compute_fisher_stats(model, inputs, o);
+  }
+  py::dict d;
+  d["fisher_diag"] = to_array(s.fisher_diag);
+  d["mean_score"] = to_array(s.mean_score);
+  d["estimator"] = nfk::to_string(s.estimator);
+  d["reference"] = s.reference;
+  d["n_reference"] = s.n_reference;
+  d["floor_value"] = s.floor_value;
+  d["n_floored"] = s.n_floored;
+  return d;
+}
+
+py::tuple set_distance(const nfk::Projector& proj, nfk::ScoreModel& model, const py::array& a,
+                       const py::array& b, int64_t batch_size) {
+  const torch::Tensor xa = to_inputs(a, "a"), xb = to_inputs(b, "b");
+  nfk::SetDistance d;
+  {
+    py::gil_scoped_release release;
+    d = nfk::fisher_set_distance(proj, model, xa, xb, batch_size);
+  }
+  return py::make_tuple(d.fisher, d.embedding);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_nfk, m) {
+  m.doc() = "nfk's C++ library (internal; use the `nfk` package)";
+  m.attr("__version__") = NFK_VERSION;
+
+  // std::exception → Python, with the one line the CLI prints: a missing file is a
+  // FileNotFoundError, a rejected input or option (TORCH_CHECK) a ValueError, the rest a
+  // RuntimeError.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const py::error_already_set&) {
+      throw;
+    } catch (const py::builtin_exception&) {
+      throw;
+    } catch (const c10::Error& e) {
+      const std::string line = error_line(e);
+      PyErr_SetString(names_missing_file(line) ? PyExc_FileNotFoundError : PyExc_ValueError,
+                      line.c_str());
+    } catch (const std::bad_alloc&) {
+      throw;
+    } catch (const std::exception& e) {
+      const std::string line = error_line(e);
+      PyErr_SetString(names_missing_file(line) ? PyExc_FileNotFoundError : PyExc_RuntimeError,
+                      line.c_str());
+    }
+  });
+
+  py::class_<nfk::ScoreModel, std::shared_ptr<nfk::ScoreModel>>(m, "ScoreModel")
+      .def_property_readonly("kind", [](nfk::ScoreModel& s) { return nfk::to_string(s.kind()); })
+      .def_property_readonly("n_params", &nfk::ScoreModel::num_parameters)
+      .def_property_readonly("model_path",
+                             [](nfk::ScoreModel& s) { return s.options().model_path; })
+      .def_property_readonly("describe", [](nfk::ScoreModel& s) { return s.network().describe(); })
+      .def_property_readonly("can_sample", &nfk::ScoreModel::can_sample);
+
+  py::class_<nfk::Projector, std::shared_ptr<nfk::Projector>>(m, "Projector")
+      .def_property_readonly("kind", [](const nfk::Projector& p) { return nfk::to_string(p.kind); })
+      .def_property_readonly("method",
+                             [](const nfk::Projector& p) { return nfk::to_string(p.method); })
+      .def_property_readonly("dtype",
+                             [](const nfk::Projector& p) { return nfk::dtype_name(p.model.dtype); })
+      .def_property_readonly("rank", &nfk::Projector::rank)
+      .def_property_readonly("n_params", &nfk::Projector::n_params)
+      .def_readonly("n_examples", &nfk::Projector::n_examples)
+      .def_readonly("data_source", &nfk::Projector::data_source)
+      .def_readonly("batch_size", &nfk::Projector::batch_size)
+      .def_property_readonly("model_path",
+                             [](const nfk::Projector& p) { return p.model.model_path; })
+      .def_property_readonly("generator_path",
+                             [](const nfk::Projector& p) { return p.model.generator_path; })
+      .def_property_readonly("seed", [](const nfk::Projector& p) { return p.model.seed; })
+      .def_property_readonly("singular_values",
+                             [](const nfk::Projector& p) { return to_array(p.singular_values); })
+      .def_property_readonly("basis", [](const nfk::Projector& p) { return to_array(p.basis); })
+      .def_property_readonly("mean_score",
+                             [](const nfk::Projector& p) { return to_array(p.fisher.mean_score); })
+      .def_property_readonly("fisher_diag",
+                             [](const nfk::Projector& p) { return to_array(p.fisher.fisher_diag); })
+      .def_property_readonly(
+          "explained_variance_ratio",
+          [](const nfk::Projector& p) { return to_array(p.explained_variance_ratio()); })
+      .def("components_for", &nfk::Projector::components_for, py::arg("fraction"))
+      .def("spectrum_json", [](const nfk::Projector& p) { return p.spectrum_json().dump(); })
+      .def("save",
+           [](const nfk::Projector& p, const std::string& path) { nfk::save_projector(path, p); });
+
+  m.def(
+      "load_projector",
+      [](const std::string& path) {
+        return std::make_shared<nfk::Projector>(nfk::load_projector(path));
+      },
+      py::arg("path"));
+  m.def(
+      "load_projector_model",
+      [](const nfk::Projector& p, const std::string& model_path) {
+        return std::make_shared<nfk::ScoreModel>(nfk::load_projector_model(p, model_path));
+      },
+      py::arg("projector"), py::arg("model_path") = "");
+  m.def("load_score_model", &load_model, py::arg("kind"), py::arg("model"),
+        py::arg("generator") = "", py::arg("latent_dim") = 0, py::arg("output") = -1,
+        py::arg("seed") = 0, py::arg("dtype") = "float32", py::arg("device") = "cpu",
+        py::arg("probe") = py::none());
+  m.def("fit", &fit, py::arg("model"), py::arg("x"), py::arg("rank"), py::arg("estimator"),
+        py::arg("reference_samples"), py::arg("fisher_floor"), py::arg("oversample"),
+        py::arg("power_iters"), py::arg("method"), py::arg("memory_budget_mib"),
+        py::arg("batch_size"), py::arg("data_source"));
+  m.def("transform", &transform, py::arg("projector"), py::arg("model"), py::arg("x"),
+        py::arg("batch_size"));
+  m.def("fisher_stats", &fisher_stats, py::arg("model"), py::arg("x"), py::arg("estimator"),
+        py::arg("reference_samples"), py::arg("fisher_floor"), py::arg("batch_size"));
+  m.def("set_distance", &set_distance, py::arg("projector"), py::arg("model"), py::arg("a"),
+        py::arg("b"), py::arg("batch_size"));
+  m.def("get_num_threads", [] { return at::get_num_threads(); });
+  m.def(
+      "set_num_threads", [](int n) { at::set_num_threads(n); }, py::arg("n"));
+  m.def(
+      "load_dataset",
+      [](const std::string& source) {
+        nfk::Dataset ds;
+        {
+          py::gil_scoped_release release;
+          ds = nfk::load_dataset(source);
+        }
+        return py::make_tuple(to_array(ds.inputs),
+                              ds.labels.defined() ? py::object(to_array(ds.labels)) : py::none());
+      },
+      py::arg("source"));
+}

@@ -1,0 +1,285 @@
+"""The Python bindings against the `nfk` CLI: the same fit/transform/fisher/distance calls with
+the same arguments must give exactly the same numbers (np.array_equal), and errors the same
+one-line messages.
+
+Run by ctest (`python_bindings`) with PYTHONPATH=<build>/python and NFK_CLI=<build>/nfk; by hand:
+    PYTHONPATH=build/python NFK_CLI=build/nfk /usr/bin/python3 -m pytest -q python/tests
+"""
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+import nfk
+
+NFK_CLI = os.environ.get(
+    "NFK_CLI", os.path.join(os.path.dirname(__file__), "..", "..", "build", "nfk"))
+N = 64
+# float32 reductions depend on the intra-op thread count: pin it on both sides (the CLI reads
+# OMP_NUM_THREADS; importing torch may already have set this process to 1 thread). One thread
+# also keeps these tiny fits fast on a busy machine, where OpenMP threads spin-wait.
+THREADS = 1
+CLI_ENV = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+nfk.set_num_threads(THREADS)
+
+
+class Cnn(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.fc1 = torch.nn.Linear(4 * 4 * 4, 16)
+        self.fc2 = torch.nn.Linear(16, 5)
+
+    def forward(self, x):
+        h = torch.nn.functional.max_pool2d(torch.tanh(self.conv(x)), 2)
+        return self.fc2(torch.tanh(self.fc1(h.flatten(1))))
+
+
+class Disc(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 3, 4, stride=2, padding=1)
+        self.fc = torch.nn.Linear(3 * 4 * 4, 1)
+
+    def forward(self, x):
+        return self.fc(torch.nn.functional.leaky_relu(self.conv(x), 0.2).flatten(1))
+
+
+class Gen(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 64)
+
+    def forward(self, h):
+        return torch.sigmoid(self.fc(h)).view(h.size(0), 1, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory):
+    """Models (TorchScript, written by PyTorch) and data sets in a temporary folder."""
+    d = tmp_path_factory.mktemp("nfk")
+    torch.manual_seed(0)
+    torch.jit.script(Cnn()).save(str(d / "cnn.pt"))
+    torch.jit.script(Disc()).save(str(d / "disc.pt"))
+    torch.jit.script(Gen()).save(str(d / "gen.pt"))
+    rng = np.random.default_rng(0)
+    np.save(d / "x64.npy", rng.random((N, 1, 8, 8)))                     # float64
+    np.save(d / "x32.npy", rng.random((N, 1, 8, 8), dtype=np.float32))  # float32
+    np.save(d / "xu8.npy", rng.integers(0, 256, (N, 1, 8, 8), dtype=np.uint8))
+    np.save(d / "y32.npy", rng.random((N // 2, 1, 8, 8), dtype=np.float32))
+    np.save(d / "bad_shape.npy", rng.random((8, 3, 5, 5), dtype=np.float32))
+    return d
+
+
+def cli(*args):
+    r = subprocess.run([NFK_CLI, *map(str, args)], capture_output=True, text=True, env=CLI_ENV)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def cli_error(*args):
+    """The one line `nfk` prints on stderr for a failing command."""
+    r = subprocess.run([NFK_CLI, *map(str, args)], capture_output=True, text=True, env=CLI_ENV)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+CNN = dict(model="cnn.pt", kind="classifier", cli=[])
+GAN = dict(model="disc.pt", kind="gan", cli=["--generator", "gen.pt", "--latent-dim", "4"])
+
+# (model, data, NFK options): every fit method, both dtypes, and a GAN whose z and I come from
+# seeded generator samples (true Fisher) or from the data.
+FITS = [
+    (CNN, "x64.npy", dict(method="exact", dtype="float64", rank=8)),
+    (CNN, "x32.npy", dict(method="per-example", rank=8, seed=3)),
+    (CNN, "x32.npy", dict(method="matrix-free", rank=6, oversample=4, power_iters=3, seed=5)),
+    (CNN, "xu8.npy", dict(rank=4, batch_size=16, estimator="empirical")),
+    (GAN, "x32.npy", dict(method="matrix-free", rank=4, power_iters=2, seed=7, estimator="true",
+                          reference_samples=40)),
+    (GAN, "x64.npy", dict(method="per-example", dtype="float64", rank=4, estimator="empirical")),
+]
+
+
+def cli_flags(opts):
+    return [a for k, v in opts.items() for a in (f"--{k.replace('_', '-')}", v)]
+
+
+def nfk_options(model, d, opts):
+    extra = {}
+    if model is GAN:
+        extra = dict(generator=str(d / "gen.pt"), latent_dim=4)
+    return dict(opts, **extra)
+
+
+@pytest.mark.parametrize("model,data,opts", FITS,
+                         ids=[f"{m['kind']}-{x}-{o.get('method', 'auto')}" for m, x, o in FITS])
+def test_fit_transform_spectrum_match_cli(d, model, data, opts):
+    path = d / model["model"]
+    gen = [str(d / a) if a.endswith(".pt") else a for a in model["cli"]]
+    tag = f"{model['kind']}_{data}_{opts.get('method', 'auto')}"
+    cli("fit", "--model", path, "--kind", model["kind"], *gen, "--data", d / data,
+        *cli_flags(opts), "--out", d / f"{tag}.nfk", "--embedding-out", d / f"{tag}_emb.npy",
+        "--quiet")
+    cli("transform", "--projector", d / f"{tag}.nfk", "--data", d / "y32.npy",
+        "--out", d / f"{tag}_y.npy", "--quiet")
+    cli_spectrum = json.loads(cli("spectrum", "--projector", d / f"{tag}.nfk", "--json"))
+
+    m = nfk.NFK(model["kind"], **nfk_options(model, d, opts))
+    emb = m.fit_transform(str(path), np.load(d / data))
+    ref = nfk.NFK.load(d / f"{tag}.nfk")
+
+    assert m.method_ == ref.method_ == cli_spectrum["method"]
+    for attr in ["singular_values_", "components_", "mean_score_", "fisher_diag_",
+                 "explained_variance_ratio_"]:
+        assert np.array_equal(getattr(m, attr), getattr(ref, attr)), attr
+    assert emb.shape == (N, m.rank)
+    assert np.array_equal(emb, np.load(d / f"{tag}_emb.npy"))
+    assert np.array_equal(m.transform(np.load(d / "y32.npy")), np.load(d / f"{tag}_y.npy"))
+    assert np.array_equal(ref.transform(d / "y32.npy"), np.load(d / f"{tag}_y.npy"))
+    assert m.spectrum() == cli_spectrum
+    assert np.array_equal(m.singular_values_, np.array(cli_spectrum["singular_values"],
+                                                       dtype=m.singular_values_.dtype))
+
+    # A projector saved from Python is a CLI projector.
+    m.save(d / f"{tag}_py.nfk")
+    cli("transform", "--projector", d / f"{tag}_py.nfk", "--data", d / "y32.npy",
+        "--out", d / f"{tag}_py_y.npy", "--quiet")
+    assert np.array_equal(np.load(d / f"{tag}_py_y.npy"), np.load(d / f"{tag}_y.npy"))
+
+
+def test_input_forms_agree(d):
+    """A path string, NumPy array, torch tensor, ScriptModule and nn.Module give the same fit."""
+    x = np.load(d / "x32.npy")
+    base = nfk.NFK("classifier", rank=4, seed=1).fit(str(d / "cnn.pt"), x)
+    cnn = torch.jit.load(str(d / "cnn.pt"))
+    for model, data in [(d / "cnn.pt", str(d / "x32.npy")), (cnn, torch.from_numpy(x)),
+                        (str(d / "cnn.pt"), x[:, :, ::1, :].copy())]:
+        m = nfk.NFK("classifier", rank=4, seed=1).fit(model, data)
+        assert np.array_equal(m.singular_values_, base.singular_values_)
+        assert np.array_equal(m.transform(torch.from_numpy(x[:5])), base.transform(x[:5]))
+    # An (unscripted) nn.Module with the same weights is scripted first.
+    eager = Cnn()
+    eager.load_state_dict({k: v for k, v in cnn.state_dict().items()})
+    m = nfk.NFK("classifier", rank=4, seed=1).fit(eager, x)
+    assert np.array_equal(m.singular_values_, base.singular_values_)
+    # The same call gives the same numbers however often the model has run in this process.
+    first = base.transform(x)
+    assert all(np.array_equal(base.transform(x), first) for _ in range(3))
+    # Non-contiguous arrays are copied.
+    assert np.array_equal(base.transform(np.asfortranarray(x[:5])), base.transform(x[:5]))
+
+
+@pytest.mark.parametrize("model,data,opts", [
+    (CNN, "x32.npy", {}),
+    (CNN, "x64.npy", dict(dtype="float64", reference_samples=20, seed=2)),
+    (GAN, "x32.npy", dict(estimator="true", seed=4)),
+], ids=["classifier", "classifier-f64-subset", "gan-true"])
+def test_fisher_diag_matches_cli(d, model, data, opts):
+    gen = [str(d / a) if a.endswith(".pt") else a for a in model["cli"]]
+    tag = f"fisher_{model['kind']}_{data}"
+    cli("fisher", "--model", d / model["model"], "--kind", model["kind"], *gen,
+        "--data", d / data, *cli_flags(opts), "--out", d / f"{tag}_i.npy",
+        "--mean-out", d / f"{tag}_z.npy", "--quiet")
+    i, z = nfk.fisher_diag(d / model["model"], np.load(d / data), kind=model["kind"],
+                           return_mean=True, **nfk_options(model, d, opts))
+    assert np.array_equal(i, np.load(d / f"{tag}_i.npy"))
+    assert np.array_equal(z, np.load(d / f"{tag}_z.npy"))
+
+
+def test_fisher_distance_matches_cli(d):
+    cli("fit", "--model", d / "cnn.pt", "--kind", "classifier", "--data", d / "x32.npy",
+        "--rank", 4, "--seed", 9, "--out", d / "dist.nfk", "--quiet")
+    out = json.loads(cli("distance", "--projector", d / "dist.nfk", "--a", d / "x32.npy",
+                         "--b", d / "y32.npy", "--json"))
+    m = nfk.NFK("classifier", rank=4, seed=9).fit(d / "cnn.pt", np.load(d / "x32.npy"))
+    for p in [m, d / "dist.nfk"]:
+        dist = nfk.fisher_distance(p, np.load(d / "x32.npy"), torch.from_numpy(np.load(d / "y32.npy")))
+        assert (dist.fisher, dist.embedding) == (out["fisher"], out["embedding"])
+        assert dist.fisher > 0
+
+
+def test_named_set(d):
+    """Data source strings are read by the library, as by the CLI (MNIST from scripts/setup)."""
+    try:
+        x, y = nfk.load_dataset("mnist:test[:16]")
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    except ValueError as e:
+        pytest.skip(str(e))
+    assert x.shape == (16, 1, 28, 28) and x.dtype == np.float32 and y.shape == (16,)
+    torch.manual_seed(0)
+    torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 3))).save(
+        str(d / "mlp.pt"))
+    cli("fit", "--model", d / "mlp.pt", "--kind", "classifier", "--data", "mnist:test[:16]",
+        "--rank", 3, "--out", d / "mlp.nfk", "--embedding-out", d / "mlp_emb.npy", "--quiet")
+    m = nfk.NFK("classifier", rank=3)
+    assert np.array_equal(m.fit_transform(d / "mlp.pt", "mnist:test[:16]"),
+                          np.load(d / "mlp_emb.npy"))
+    assert m.projector_.data_source == "mnist:test[:16]"
+
+
+# --- errors: the CLI's one-line messages as Python exceptions ----------------------------------
+
+def test_missing_model_file(d):
+    line = cli_error("fit", "--model", d / "nope.pt", "--kind", "classifier",
+                     "--data", d / "x32.npy", "--out", d / "e.nfk")
+    with pytest.raises(FileNotFoundError) as e:
+        nfk.NFK("classifier").fit(str(d / "nope.pt"), np.load(d / "x32.npy"))
+    assert str(e.value) == line
+    assert line.startswith("nfk: ") and "no such file" in line
+
+
+def test_missing_data_file(d):
+    line = cli_error("fit", "--model", d / "cnn.pt", "--kind", "classifier",
+                     "--data", d / "nope.npy", "--out", d / "e.nfk")
+    with pytest.raises(FileNotFoundError) as e:
+        nfk.NFK("classifier").fit(d / "cnn.pt", d / "nope.npy")
+    assert str(e.value) == line
+
+
+def test_bad_shape(d):
+    line = cli_error("fit", "--model", d / "cnn.pt", "--kind", "classifier",
+                     "--data", d / "bad_shape.npy", "--out", d / "e.nfk")
+    with pytest.raises(ValueError) as e:
+        nfk.NFK("classifier").fit(str(d / "cnn.pt"), np.load(d / "bad_shape.npy"))
+    assert str(e.value) == line
+    # transform with a fitted projector: the same message as `nfk transform`.
+    cli("fit", "--model", d / "cnn.pt", "--kind", "classifier", "--data", d / "x32.npy",
+        "--rank", 2, "--out", d / "shape.nfk", "--quiet")
+    line = cli_error("transform", "--projector", d / "shape.nfk", "--data", d / "bad_shape.npy",
+                     "--out", d / "e.npy")
+    with pytest.raises(RuntimeError) as e:  # raised inside TorchScript, as in PyTorch
+        nfk.NFK.load(d / "shape.nfk").transform(np.load(d / "bad_shape.npy"))
+    assert str(e.value) == line
+
+
+def test_bad_options(d):
+    x = np.load(d / "x32.npy")
+    line = cli_error("fit", "--model", d / "cnn.pt", "--kind", "classifier", "--data",
+                     d / "x32.npy", "--rank", 0, "--out", d / "e.nfk")
+    with pytest.raises(ValueError) as e:
+        nfk.NFK("classifier", rank=0).fit(d / "cnn.pt", x)
+    assert str(e.value) == line
+    with pytest.raises(ValueError, match="kind"):
+        nfk.NFK("regressor").fit(d / "cnn.pt", x)
+    with pytest.raises(ValueError, match="^nfk: .*gan.*"):
+        nfk.NFK("gan").fit(d / "disc.pt", x)  # no generator, estimator auto → true
+    with pytest.raises(RuntimeError, match="not fitted"):
+        nfk.NFK("classifier").transform(x)
+
+
+def test_bad_arrays(d):
+    x = np.load(d / "x32.npy")
+    x[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError) as e:
+        nfk.fisher_diag(d / "cnn.pt", x, kind="classifier")
+    assert str(e.value) == "nfk: inputs: data holds 1 NaN and 0 Inf values (first at flat index 0)"
+    with pytest.raises(ValueError, match="unsupported array dtype"):
+        nfk.fisher_diag(d / "cnn.pt", x.astype(np.complex64), kind="classifier")
+    with pytest.raises(ValueError, match="expected an array"):
+        nfk.fisher_diag(d / "cnn.pt", np.float32(1), kind="classifier")
