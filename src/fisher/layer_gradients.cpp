@@ -25,9 +25,19 @@ struct Slot {
   int64_t offset = 0;
 };
 
-// dst [B, numel] (a column block of J_b) += src [B, ...].
-void add_rows(torch::Tensor dst, const torch::Tensor& src) {
-  dst.add_(src.reshape(dst.sizes()));
+// dst [B, numel] (a column block of J_b) = src [B, ...], or += where a weight shared by several
+// calls has been written already.
+void put_rows(torch::Tensor dst, const torch::Tensor& src, bool accumulate) {
+  if (accumulate) {
+    dst.add_(src.reshape(dst.sizes()));
+  } else {
+    dst.copy_(src.reshape(dst.sizes()));
+  }
+}
+
+// Per-example sums Σ_positions of [B, ...] straight into dst [B, numel] (no temporaries kept).
+torch::Tensor sum_rows(const torch::Tensor& t, int64_t numel) {
+  return t.reshape({t.size(0), -1, numel}).sum(/*dim=*/1);
 }
 
 // Σ over every dim but the batch dim 0 and channel dim 1: [B, C, *] → [B, C].
@@ -35,19 +45,30 @@ torch::Tensor sum_spatial(const torch::Tensor& t) {
   return t.reshape({t.size(0), t.size(1), -1}).sum(/*dim=*/2);
 }
 
+// dst3 [b, m, n] (a strided view into J_b) = a [b, m, k] @ c [b, k, n] (+ dst3 if accumulate):
+// the GEMMs write into J directly, without a temporary of J's size.
+void batched_gemm_into(torch::Tensor dst3, const torch::Tensor& a, const torch::Tensor& c,
+                       bool accumulate) {
+  dst3.baddbmm_(a, c, /*beta=*/accumulate ? 1 : 0);
+}
+
 void linear_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp,
-                      torch::Tensor b_bp) {
+                      torch::Tensor b_bp, bool accumulate) {
   const int64_t batch = g.size(0), out = r.weight.size(0), in = r.weight.size(1);
-  auto x3 = r.input.reshape({batch, -1, in});    // [B, T, in]
-  auto g3 = g.reshape({batch, -1, out});         // [B, T, out]
-  auto gw = torch::bmm(g3.transpose(1, 2), x3);  // [B, out, in]
-  if (r.weight_mask.defined()) gw.mul_(r.weight_mask);
-  add_rows(w_bp, gw);
-  if (b_bp.defined()) add_rows(b_bp, g3.sum(/*dim=*/1));
+  auto w3 = w_bp.view({batch, out, in});
+  if (r.input.dim() == 2 && !accumulate) {  // outer products g_i x_iᵀ
+    torch::mul_out(w3, g.unsqueeze(2), r.input.unsqueeze(1));
+  } else {
+    auto x3 = r.input.reshape({batch, -1, in});  // [B, T, in]
+    auto g3 = g.reshape({batch, -1, out});       // [B, T, out]
+    batched_gemm_into(w3, g3.transpose(1, 2), x3, accumulate);
+  }
+  if (r.weight_mask.defined()) w3.mul_(r.weight_mask);
+  if (b_bp.defined()) put_rows(b_bp, sum_rows(g, out), accumulate);
 }
 
 void conv2d_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp,
-                      torch::Tensor b_bp) {
+                      torch::Tensor b_bp, bool accumulate) {
   const int64_t batch = g.size(0), groups = r.groups, out = g.size(1);
   const int64_t patch = r.weight[0].numel();  // C/G · kh · kw
   const int64_t positions = g.size(2) * g.size(3);
@@ -60,16 +81,20 @@ void conv2d_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor
     TORCH_CHECK(cols.size(2) == positions, "conv2d: unfolded positions ", cols.size(2),
                 " != output positions ", positions);
     auto gg = g.narrow(0, start, b).reshape({b, groups, out / groups, positions});
-    auto gw = torch::matmul(gg, cols.view({b, groups, patch, positions}).transpose(2, 3));
-    add_rows(w_bp.narrow(0, start, b), gw);  // [b, G, O/G, patch] = weight layout
+    auto cc = cols.view({b, groups, patch, positions});
+    auto w4 = w_bp.narrow(0, start, b).view({b, groups, out / groups, patch});  // weight layout
+    for (int64_t k = 0; k < groups; ++k) {
+      batched_gemm_into(w4.select(1, k), gg.select(1, k), cc.select(1, k).transpose(1, 2),
+                        accumulate);
+    }
   }
-  if (b_bp.defined()) add_rows(b_bp, sum_spatial(g));
+  if (b_bp.defined()) put_rows(b_bp, sum_spatial(g), accumulate);
 }
 
 // y = conv_transpose(x, W): ∂s/∂W[c, o, k] = Σ_i x[c, i] g[o, i·stride − pad + k·dil], i.e. the
 // unfolded output gradient (same kernel, stride, padding, dilation) against the input.
 void conv_transpose2d_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp,
-                                torch::Tensor b_bp) {
+                                torch::Tensor b_bp, bool accumulate) {
   const int64_t batch = g.size(0), groups = r.groups, in = r.input.size(1);
   const int64_t patch = r.weight[0].numel();  // O/G · kh · kw
   const int64_t positions = r.input.size(2) * r.input.size(3);
@@ -82,44 +107,51 @@ void conv_transpose2d_gradients(const TapeRecord& r, const torch::Tensor& g, tor
     TORCH_CHECK(cols.size(2) == positions, "conv_transpose2d: unfolded positions ", cols.size(2),
                 " != input positions ", positions, " (output_padding >= stride)");
     auto xx = r.input.narrow(0, start, b).reshape({b, groups, in / groups, positions});
-    auto gw = torch::matmul(xx, cols.view({b, groups, patch, positions}).transpose(2, 3));
-    add_rows(w_bp.narrow(0, start, b), gw);  // [b, G, C/G, patch] = weight layout
+    auto cc = cols.view({b, groups, patch, positions});
+    auto w4 = w_bp.narrow(0, start, b).view({b, groups, in / groups, patch});  // weight layout
+    for (int64_t k = 0; k < groups; ++k) {
+      batched_gemm_into(w4.select(1, k), xx.select(1, k), cc.select(1, k).transpose(1, 2),
+                        accumulate);
+    }
   }
-  if (b_bp.defined()) add_rows(b_bp, sum_spatial(g));
+  if (b_bp.defined()) put_rows(b_bp, sum_spatial(g), accumulate);
 }
 
 // Affine norms: y = x̂ ⊙ γ + β with x̂ independent of γ, β.
 void affine_norm_gradients(const torch::Tensor& x_hat, const torch::Tensor& g, int64_t numel,
-                           torch::Tensor w_bp, torch::Tensor b_bp, bool channel_first) {
-  const int64_t batch = g.size(0);
+                           torch::Tensor w_bp, torch::Tensor b_bp, bool channel_first,
+                           bool accumulate) {
   if (channel_first) {  // [B, C, *] → per channel
-    add_rows(w_bp, sum_spatial(g * x_hat));
-    if (b_bp.defined()) add_rows(b_bp, sum_spatial(g));
+    put_rows(w_bp, sum_spatial(g * x_hat), accumulate);
+    if (b_bp.defined()) put_rows(b_bp, sum_spatial(g), accumulate);
   } else {  // [B, *, normalized...] → per normalized entry
-    add_rows(w_bp, (g * x_hat).reshape({batch, -1, numel}).sum(/*dim=*/1));
-    if (b_bp.defined()) add_rows(b_bp, g.reshape({batch, -1, numel}).sum(/*dim=*/1));
+    put_rows(w_bp, sum_rows(g * x_hat, numel), accumulate);
+    if (b_bp.defined()) put_rows(b_bp, sum_rows(g, numel), accumulate);
   }
 }
 
 void norm_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp,
-                    torch::Tensor b_bp) {
+                    torch::Tensor b_bp, bool accumulate) {
   const auto& x = r.input;
   switch (r.layer) {
     case TapedLayer::kLayerNorm: {
       auto x_hat = torch::layer_norm(x, r.normalized_shape, {}, {}, r.eps);
-      affine_norm_gradients(x_hat, g, r.weight.numel(), w_bp, b_bp, /*channel_first=*/false);
+      affine_norm_gradients(x_hat, g, r.weight.numel(), w_bp, b_bp, /*channel_first=*/false,
+                            accumulate);
       return;
     }
     case TapedLayer::kGroupNorm: {
       auto x_hat = torch::group_norm(x, r.groups, {}, {}, r.eps);
-      affine_norm_gradients(x_hat, g, r.weight.numel(), w_bp, b_bp, /*channel_first=*/true);
+      affine_norm_gradients(x_hat, g, r.weight.numel(), w_bp, b_bp, /*channel_first=*/true,
+                            accumulate);
       return;
     }
     case TapedLayer::kBatchNorm: {
       std::vector<int64_t> shape(x.dim(), 1);
       shape[1] = x.size(1);
       auto x_hat = (x - r.running_mean.view(shape)) * (r.running_var.view(shape) + r.eps).rsqrt();
-      affine_norm_gradients(x_hat, g, r.weight.numel(), w_bp, b_bp, /*channel_first=*/true);
+      affine_norm_gradients(x_hat, g, r.weight.numel(), w_bp, b_bp, /*channel_first=*/true,
+                            accumulate);
       return;
     }
     default:
@@ -127,7 +159,8 @@ void norm_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w
   }
 }
 
-void embedding_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp) {
+void embedding_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp,
+                         bool accumulate) {
   const int64_t batch = g.size(0), vocab = r.weight.size(0), dim = r.weight.size(1);
   auto rows =
       (torch::arange(batch, r.input.options().dtype(torch::kLong)) * vocab).view({batch, 1}) +
@@ -136,24 +169,26 @@ void embedding_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Ten
   gw.index_add_(0, rows.reshape(-1), g.reshape({-1, dim}));
   auto gw3 = gw.view({batch, vocab, dim});
   if (r.padding_idx >= 0) gw3.select(/*dim=*/1, r.padding_idx).zero_();
-  add_rows(w_bp, gw3);
+  put_rows(w_bp, gw3, accumulate);
 }
 
-void add_layer_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp,
-                         torch::Tensor b_bp) {
+// Writes (or, for a weight already written by an earlier call, adds) one layer call's
+// per-example gradients into its column blocks w_bp [B, |W|] and b_bp [B, |b|] of J_b.
+void put_layer_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp,
+                         torch::Tensor b_bp, bool accumulate) {
   switch (r.layer) {
     case TapedLayer::kLinear:
-      return linear_gradients(r, g, w_bp, b_bp);
+      return linear_gradients(r, g, w_bp, b_bp, accumulate);
     case TapedLayer::kConv2d:
-      return conv2d_gradients(r, g, w_bp, b_bp);
+      return conv2d_gradients(r, g, w_bp, b_bp, accumulate);
     case TapedLayer::kConvTranspose2d:
-      return conv_transpose2d_gradients(r, g, w_bp, b_bp);
+      return conv_transpose2d_gradients(r, g, w_bp, b_bp, accumulate);
     case TapedLayer::kLayerNorm:
     case TapedLayer::kGroupNorm:
     case TapedLayer::kBatchNorm:
-      return norm_gradients(r, g, w_bp, b_bp);
+      return norm_gradients(r, g, w_bp, b_bp, accumulate);
     case TapedLayer::kEmbedding:
-      return embedding_gradients(r, g, w_bp);
+      return embedding_gradients(r, g, w_bp, accumulate);
   }
 }
 
@@ -205,16 +240,29 @@ std::string tape_per_example_gradients(ScoreModel& model, const torch::Tensor& x
   auto grads = torch::autograd::grad({s.sum()}, outputs, {}, /*retain_graph=*/false,
                                      /*create_graph=*/false, /*allow_unused=*/true);
   torch::NoGradGuard no_grad;
-  out_bp.zero_();
+  // Every parameter tensor is covered; a layer called twice (shared weights) adds to its rows.
+  // Its weight and bias share one call, so the weight's flag stands for both.
+  std::vector<bool> written(params.size(), false);
   for (size_t k = 0; k < used.size(); ++k) {
     if (!grads[k].defined()) continue;  // the output does not reach the score
     const TapeRecord& r = *used[k];
     const Slot* w = slot_of(r.weight);
     const Slot* b = slot_of(r.bias);
+    const bool accumulate = (w && written[w->index]) || (b && written[b->index]);
     auto w_bp = w ? out_bp.narrow(1, w->offset, r.weight.numel())
                   : torch::zeros({x.size(0), r.weight.numel()}, out_bp.options());
     auto b_bp = b ? out_bp.narrow(1, b->offset, r.bias.numel()) : torch::Tensor();
-    add_layer_gradients(r, grads[k], w_bp, b_bp);
+    if (accumulate) {  // zero whichever of the two has not been written yet
+      if (w && !written[w->index]) w_bp.zero_();
+      if (b && !written[b->index]) b_bp.zero_();
+    }
+    put_layer_gradients(r, grads[k], w_bp, b_bp, accumulate);
+    if (w) written[w->index] = true;
+    if (b) written[b->index] = true;
+  }
+  for (size_t i = 0; i < params.size(); ++i) {  // parameters whose layers do not reach s
+    if (!written[i])
+      out_bp.narrow(1, slots.at(params[i].unsafeGetTensorImpl()).offset, params[i].numel()).zero_();
   }
   return "";
 }
