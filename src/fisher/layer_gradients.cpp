@@ -49,7 +49,9 @@ torch::Tensor sum_spatial(const torch::Tensor& t) {
 // the GEMMs write into J directly, without a temporary of J's size.
 void batched_gemm_into(torch::Tensor dst3, const torch::Tensor& a, const torch::Tensor& c,
                        bool accumulate) {
-  dst3.baddbmm_(a, c, /*beta=*/accumulate ? 1 : 0);
+  // beta = 0 does not mask NaN in the uninitialised block on every LibTorch CPU path: zero it.
+  if (!accumulate) dst3.zero_();
+  dst3.baddbmm_(a, c);
 }
 
 void linear_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp,
