@@ -55,7 +55,7 @@ torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
                                     int64_t first_index = 0, torch::Tensor out_bp = {});
 
 /// Streams per-example gradient rows into the mean score z and diagonal Fisher I, accumulated
-/// in float64 around a shift (the first batch's mean) so that E[d²] − E[d]² does not cancel.
+/// in float64 around a shift (the first rows' mean) so that E[d²] − E[d]² does not cancel.
 class FisherAccumulator {
  public:
   void add(const torch::Tensor& j_bp);

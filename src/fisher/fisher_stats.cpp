@@ -101,16 +101,21 @@ FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
 }
 
 void FisherAccumulator::add(const torch::Tensor& j_bp) {
-  auto j = j_bp.to(torch::kFloat64);
-  if (!shift_.defined()) {
-    shift_ = j.mean(0);
-    sum_ = torch::zeros_like(shift_);
-    sum_sq_ = torch::zeros_like(shift_);
+  // A few rows at a time: float64 temporaries of a whole [B, P] block cost more in page faults
+  // than the per-example gradients take to compute.
+  constexpr int64_t kRows = 16;
+  for (int64_t start = 0; start < j_bp.size(0); start += kRows) {
+    auto j = j_bp.slice(0, start, std::min(j_bp.size(0), start + kRows)).to(torch::kFloat64);
+    if (!shift_.defined()) {
+      shift_ = j.mean(0);
+      sum_ = torch::zeros_like(shift_);
+      sum_sq_ = torch::zeros_like(shift_);
+    }
+    auto d = j - shift_;
+    sum_ += d.sum(0);
+    sum_sq_ += d.square_().sum(0);
+    count_ += j.size(0);
   }
-  auto d = j - shift_;
-  sum_ += d.sum(0);
-  sum_sq_ += d.square().sum(0);
-  count_ += j.size(0);
 }
 
 FisherStats FisherAccumulator::finish(double floor, torch::Dtype dtype,
