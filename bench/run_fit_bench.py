@@ -28,7 +28,7 @@ TOOL = os.path.join(ROOT, "build", "nfk_bench")
 PLANS = {
     "small": [
         ("lenet5", "classifier", "mnist", [10, 11, 12], ["per-example"]),
-        ("lenet5", "classifier", "mnist", [8, 9], ["matrix-free"]),
+        ("lenet5", "classifier", "mnist", [7, 8], ["matrix-free"]),
         ("dcgan-d", "score", "noise", [9, 10], ["per-example"]),
         ("wrn-40-2", "classifier", "noise", [5, 6], ["per-example"]),
     ],
