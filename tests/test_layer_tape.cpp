@@ -252,5 +252,26 @@ TEST(LayerTape, Float32AgreesWithFloat64Loop) {
   test::expect_close(j32, loop32, 1e-5, "float32 tape vs loop");
 }
 
+TEST(PerExampleOperator, ProductsMatchExplicitFisherVectors) {
+  for (bool native : {true, false}) {
+    test::seed(0);
+    auto zoo = make_zoo_module("lenet5", {{"image_size", 12}});
+    auto model = native ? score_model(ModelKind::kClassifier, zoo)
+                        : test::make_test_model(ModelKind::kClassifier, test::temp_dir("peo"));
+    test::seed(1);
+    auto x = native ? torch::rand({9, 1, 12, 12}, torch::kFloat64) : test::test_inputs(9);
+    FisherOptions fo;
+    auto stats = compute_fisher_stats(model, x, fo);
+    auto v = (test::explicit_jacobian(model, x, 4) - stats.mean_score) * stats.inv_sqrt();
+    PerExampleOperator op(model, x, stats, /*batch_size=*/4);
+    auto q = torch::randn({op.cols(), 5}, torch::kFloat64);
+    auto m = torch::randn({9, 5}, torch::kFloat64);
+    const std::string what = native ? "zoo lenet5" : "torchscript";
+    test::expect_close(op.apply(q), v.mm(q), 1e-10, "VQ " + what);
+    test::expect_close(op.apply_t(m), v.t().mm(m), 1e-10, "VtM " + what);
+    test::expect_close(op.dense(), v, 1e-10, "dense " + what);
+  }
+}
+
 }  // namespace
 }  // namespace nfk

@@ -127,4 +127,30 @@ class FisherVectorOperator : public LinearOperator {
   ProgressFn progress_;
 };
 
+/// V [N, P] over `inputs` [N, ...] as GEMMs on per-example gradient blocks recomputed on every
+/// pass (SPEC §2 per-example fast path when V does not fit the memory budget):
+/// apply(Q) = Σ_b V_b Q and apply_t(M) = Σ_b V_bᵀ M_b with V_b = (J_b − 1zᵀ) I^{-1/2} from
+/// `per_example_gradients` (one backward per batch where the layer tape covers the model).
+/// Memory O(B·P + P·u); the products equal FisherVectorOperator's.
+class PerExampleOperator : public LinearOperator {
+ public:
+  PerExampleOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
+                     int64_t batch_size, ProgressFn progress = {});
+  int64_t rows() const override { return inputs_.size(0); }
+  int64_t cols() const override { return z_.size(0); }
+  torch::Tensor apply(const torch::Tensor& q_pu) override;
+  torch::Tensor apply_t(const torch::Tensor& m_nu) override;
+  torch::Tensor dense() override;
+  torch::TensorOptions options() const override { return z_.options(); }
+
+ private:
+  ScoreModel& model_;
+  torch::Tensor inputs_;    // [N, ...]
+  torch::Tensor z_;         // [P]
+  torch::Tensor inv_sqrt_;  // [P]
+  torch::Tensor j_bp_;      // [B, P] reused gradient block
+  int64_t batch_size_;
+  ProgressFn progress_;
+};
+
 }  // namespace nfk
