@@ -23,7 +23,7 @@ torch::Tensor PerExampleOperator::apply(const torch::Tensor& q_pu) {
               ", u], got ", q_pu.sizes());
   const int64_t n = rows();
   auto t_pu = q_pu.to(options()) * inv_sqrt_.unsqueeze(1);  // I^{-1/2} ⊙ Q
-  auto offset_u = z_.unsqueeze(0).mm(t_pu);                  // [1, u] zᵀ T
+  auto offset_u = z_.unsqueeze(0).mm(t_pu);                 // [1, u] zᵀ T
   auto out_nu = torch::empty({n, q_pu.size(1)}, options());
   for (int64_t start = 0; start < n; start += batch_size_) {
     const int64_t end = std::min(n, start + batch_size_);
