@@ -41,6 +41,7 @@ void run_fit(const FitFlags& f) {
   auto proj = fit(model, ds.inputs, o, f.data, progress.fn(),
                   f.embedding_out.empty() ? nullptr : &embedding);
   progress.finish();
+  if (!f.quiet) std::fprintf(stderr, "nfk fit: method %s\n", proj.method_note.c_str());
   save_projector(f.out, proj);
   if (!f.embedding_out.empty()) write_npy(f.embedding_out, embedding);
 
@@ -93,12 +94,14 @@ void add_fit_command(CLI::App& app) {
   cmd->add_option("--power-iters", f->power_iters, "Power (subspace) iterations")
       ->capture_default_str();
   cmd->add_option("--method", f->method,
-                  "auto | exact (Gram eigendecomposition) | per-example (V resident, GEMMs) | "
+                  "auto | exact (Gram eigendecomposition) | per-example (GEMMs on per-example gradients: "
+                  "V resident, or recomputed per pass beyond --memory-budget) | "
                   "matrix-free (streaming JVP/VJP)")
       ->check(CLI::IsMember({"auto", "exact", "per-example", "matrix-free"}))
       ->capture_default_str();
   cmd->add_option("--memory-budget", f->memory_budget_mib,
-                  "MiB that a materialised V may take (auto picks matrix-free beyond it)")
+                  "MiB that a resident V may take (beyond it per-example recomputes V's blocks per pass; "
+                  "auto also weighs matrix-free)")
       ->capture_default_str();
   cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
   cmd->add_option("--out", f->out, "Projector file to write (P.nfk)")->required();

@@ -144,7 +144,11 @@ TEST(Fit, MethodAutoRespectsTheMemoryBudget) {
   auto x = c.x.slice(0, 0, 10);
   EXPECT_EQ(fit(model, x, o).method, FitMethod::kPerExample);
   o.memory_budget = 1000;  // bytes: V cannot be kept
-  EXPECT_EQ(fit(model, x, o).method, FitMethod::kMatrixFree);
+  auto over = fit(model, x, o);  // the layer tape covers the zoo LeNet: blocks recomputed
+  EXPECT_EQ(over.method, FitMethod::kPerExample);
+  EXPECT_NE(over.method_note.find("recomputed"), std::string::npos) << over.method_note;
+  auto ts = test::make_test_model(ModelKind::kClassifier, dir);  // TorchScript: no tape
+  EXPECT_EQ(fit(ts, test::test_inputs(10), o).method, FitMethod::kMatrixFree);
   o.method = FitMethod::kExact;
   EXPECT_THROW(fit(model, x, o), c10::Error);
 }

@@ -17,9 +17,12 @@ namespace nfk {
 
 /// How the truncated SVD of V is computed (SPEC §2).
 /// kExact: materialise V, eigendecompose the Gram matrix (paper Alg. 1);
-/// kPerExample: materialise V once from per-example gradients, then randomized SVD by GEMMs;
+/// kPerExample: randomized SVD by GEMMs on per-example gradient blocks: V kept resident when
+///   N·P fits the memory budget, else its blocks recomputed on every pass;
 /// kMatrixFree: randomized SVD by streaming JVP/VJP passes (paper Alg. 4);
-/// kAuto: per-example when N·P fits the memory budget, else matrix-free.
+/// kAuto: per-example with V resident when it fits the budget; otherwise per-example recomputed
+///   where the layer tape covers the model (a pass costs about one batched backward instead of
+///   one forward-mode pass per probe), else matrix-free. `Projector::method_note` says why.
 enum class FitMethod { kAuto, kExact, kPerExample, kMatrixFree };
 FitMethod parse_fit_method(const std::string& name);  // "auto" | "exact" | "per-example" | ...
 std::string to_string(FitMethod m);
@@ -50,6 +53,7 @@ struct Projector {
   int64_t n_examples = 0;
   std::string data_source;
   int64_t batch_size = 256;
+  std::string method_note;         // how the method was chosen, one line (not saved)
 
   int64_t rank() const { return singular_values.size(0); }
   int64_t n_params() const { return basis.size(0); }

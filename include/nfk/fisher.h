@@ -55,7 +55,7 @@ torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
                                     int64_t first_index = 0, torch::Tensor out_bp = {});
 
 /// Streams per-example gradient rows into the mean score z and diagonal Fisher I, accumulated
-/// in float64 around a shift (the first batch's mean) so that E[d²] − E[d]² does not cancel.
+/// in float64 around a shift (the first rows' mean) so that E[d²] − E[d]² does not cancel.
 class FisherAccumulator {
  public:
   void add(const torch::Tensor& j_bp);
@@ -130,6 +130,32 @@ class FisherVectorOperator : public LinearOperator {
   torch::Tensor inputs_;  // [N, ...] as given (moved to the model's device per batch)
   torch::Tensor z_;       // [P]
   torch::Tensor inv_sqrt_;  // [P]
+  int64_t batch_size_;
+  ProgressFn progress_;
+};
+
+/// V [N, P] over `inputs` [N, ...] as GEMMs on per-example gradient blocks recomputed on every
+/// pass (SPEC §2 per-example fast path when V does not fit the memory budget):
+/// apply(Q) = Σ_b V_b Q and apply_t(M) = Σ_b V_bᵀ M_b with V_b = (J_b − 1zᵀ) I^{-1/2} from
+/// `per_example_gradients` (one backward per batch where the layer tape covers the model).
+/// Memory O(B·P + P·u); the products equal FisherVectorOperator's.
+class PerExampleOperator : public LinearOperator {
+ public:
+  PerExampleOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
+                     int64_t batch_size, ProgressFn progress = {});
+  int64_t rows() const override { return inputs_.size(0); }
+  int64_t cols() const override { return z_.size(0); }
+  torch::Tensor apply(const torch::Tensor& q_pu) override;
+  torch::Tensor apply_t(const torch::Tensor& m_nu) override;
+  torch::Tensor dense() override;
+  torch::TensorOptions options() const override { return z_.options(); }
+
+ private:
+  ScoreModel& model_;
+  torch::Tensor inputs_;    // [N, ...]
+  torch::Tensor z_;         // [P]
+  torch::Tensor inv_sqrt_;  // [P]
+  torch::Tensor j_bp_;      // [B, P] reused gradient block
   int64_t batch_size_;
   ProgressFn progress_;
 };

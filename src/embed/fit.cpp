@@ -1,4 +1,5 @@
 #include <filesystem>
+#include <sstream>
 
 #include "nfk/data.h"
 #include "nfk/embed.h"
@@ -80,36 +81,54 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
   check_finite(inputs, data_source.empty() ? "inputs" : data_source);
 
   const int64_t v_bytes = n * p * static_cast<int64_t>(c10::elementSize(model.options().dtype));
+  const bool v_fits = v_bytes <= o.memory_budget;
   FitMethod method = o.method;
-  if (method == FitMethod::kAuto) {
-    method = v_bytes <= o.memory_budget ? FitMethod::kPerExample : FitMethod::kMatrixFree;
+  if (method == FitMethod::kAuto && v_fits) method = FitMethod::kPerExample;
+  if (method == FitMethod::kExact) {
+    TORCH_CHECK(v_fits, "nfk::fit: --method exact keeps V in memory: ", n, " x ", p,
+                " values = ", v_bytes >> 20, " MiB exceed the memory budget of ",
+                o.memory_budget >> 20, " MiB (raise --memory-budget or use another method)");
   }
-  if (method != FitMethod::kMatrixFree) {
-    TORCH_CHECK(v_bytes <= o.memory_budget, "nfk::fit: --method ", to_string(method),
-                " keeps V in memory: ", n, " x ", p, " values = ", v_bytes >> 20,
-                " MiB exceed the memory budget of ", o.memory_budget >> 20,
-                " MiB (raise --memory-budget or use --method matrix-free)");
-  }
+  std::ostringstream note;  // the choice first, then the sizes it rests on
 
   Projector proj;
   SvdResult r;
-  if (method == FitMethod::kMatrixFree) {
-    proj.fisher = compute_fisher_stats(model, inputs, o.fisher, progress);
-    FisherVectorOperator op(model, inputs, proj.fisher, o.batch_size, progress);
-    r = randomized_svd(op, o.svd, progress);
-  } else {
+  if (method == FitMethod::kExact || (method == FitMethod::kPerExample && v_fits)) {
     auto v_np = materialize_fisher_vectors(model, inputs, o.fisher, o.batch_size, &proj.fisher,
                                            progress);
     if (method == FitMethod::kExact) {
+      note << "exact (Gram eigendecomposition)";
       r = exact_svd(v_np, o.svd.rank);
     } else {
+      note << "per-example, V resident" << (o.method == FitMethod::kAuto ? " (fits)" : "");
       DenseOperator resident(v_np);
       r = randomized_svd(resident, o.svd, progress);
       // V is in hand: the total variance is exact, not estimated.
       r.total_variance = squared_norm(v_np);
       r.total_variance_exact = true;
     }
+  } else {
+    // The statistics pass also settles whether the layer tape covers the model.
+    proj.fisher = compute_fisher_stats(model, inputs, o.fisher, progress);
+    const bool tape = model.gradient_path() == GradientPath::kLayerTape;
+    if (method == FitMethod::kAuto) method = tape ? FitMethod::kPerExample : FitMethod::kMatrixFree;
+    if (method == FitMethod::kPerExample) {
+      note << "per-example, V recomputed per pass ("
+           << (tape ? "layer tape" : "per-example loop: " + model.gradient_path_note()) << ")";
+      PerExampleOperator op(model, inputs, proj.fisher, o.batch_size, progress);
+      r = randomized_svd(op, o.svd, progress);
+    } else {
+      note << "matrix-free (JVP/VJP)"
+           << (o.method == FitMethod::kAuto
+                   ? "; the layer tape does not cover the model: " + model.gradient_path_note()
+                   : "");
+      FisherVectorOperator op(model, inputs, proj.fisher, o.batch_size, progress);
+      r = randomized_svd(op, o.svd, progress);
+    }
   }
+  note << "; V is " << n << " x " << p << " = " << (v_bytes >> 20) << " MiB, memory budget "
+       << (o.memory_budget >> 20) << " MiB";
+  proj.method_note = note.str();
 
   proj.kind = model.kind();
   proj.model = model.options();

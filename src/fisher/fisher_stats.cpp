@@ -85,9 +85,14 @@ FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
   const int64_t n = ref.size(0);
 
   FisherAccumulator acc;
+  // One J_b buffer for every batch: a fresh [B, P] block per batch costs more in page faults
+  // than the fast per-example path takes to fill it.
+  auto j_bp = torch::empty({std::min(n, options.batch_size), model.num_parameters()},
+                           model.parameters().front().options());
   for (int64_t start = 0; start < n; start += options.batch_size) {
     const int64_t end = std::min(n, start + options.batch_size);
-    acc.add(per_example_gradients(model, ref.slice(0, start, end), kReferenceIndexOffset + start));
+    acc.add(per_example_gradients(model, ref.slice(0, start, end), kReferenceIndexOffset + start,
+                                  j_bp.narrow(0, 0, end - start)));
     if (progress) progress("gradients", end, n);
   }
   auto finished = acc.finish(options.floor, model.options().dtype, stats.reference);
@@ -96,16 +101,21 @@ FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
 }
 
 void FisherAccumulator::add(const torch::Tensor& j_bp) {
-  auto j = j_bp.to(torch::kFloat64);
-  if (!shift_.defined()) {
-    shift_ = j.mean(0);
-    sum_ = torch::zeros_like(shift_);
-    sum_sq_ = torch::zeros_like(shift_);
+  // A few rows at a time: float64 temporaries of a whole [B, P] block cost more in page faults
+  // than the per-example gradients take to compute.
+  constexpr int64_t kRows = 16;
+  for (int64_t start = 0; start < j_bp.size(0); start += kRows) {
+    auto j = j_bp.slice(0, start, std::min(j_bp.size(0), start + kRows)).to(torch::kFloat64);
+    if (!shift_.defined()) {
+      shift_ = j.mean(0);
+      sum_ = torch::zeros_like(shift_);
+      sum_sq_ = torch::zeros_like(shift_);
+    }
+    auto d = j - shift_;
+    sum_ += d.sum(0);
+    sum_sq_ += d.square_().sum(0);
+    count_ += j.size(0);
   }
-  auto d = j - shift_;
-  sum_ += d.sum(0);
-  sum_sq_ += d.square().sum(0);
-  count_ += j.size(0);
 }
 
 FisherStats FisherAccumulator::finish(double floor, torch::Dtype dtype,
@@ -130,9 +140,8 @@ FisherStats FisherAccumulator::finish(double floor, torch::Dtype dtype,
   return stats;
 }
 
-FisherSimilarity fisher_similarity(ScoreModel& gan, const torch::Tensor& real,
-                                   int64_t n_generated, uint64_t seed, double c,
-                                   double floor, int64_t batch_size) {
+FisherSimilarity fisher_similarity(ScoreModel& gan, const torch::Tensor& real, int64_t n_generated,
+                                   uint64_t seed, double c, double floor, int64_t batch_size) {
   TORCH_CHECK(gan.kind() == ModelKind::kGan, "nfk: Fisher similarity needs a gan model");
   FisherOptions fo;
   fo.estimator = Estimator::kTrue;

@@ -1,5 +1,6 @@
 #include <torch/csrc/autograd/autograd.h>
 
+#include "fisher/layer_gradients.h"
 #include "nfk/fisher.h"
 
 namespace nfk {
@@ -35,6 +36,58 @@ void write_row(const std::vector<torch::Tensor>& grads, const std::vector<torch:
 
 }  // namespace
 
+namespace {
+
+// One backward per example (or per row of the batch graph for stochastic models): the reference
+// path, and the fallback for models the layer tape does not cover. Fills the first `rows` rows.
+void loop_gradients(ScoreModel& model, const torch::Tensor& x, int64_t first_index,
+                    torch::Tensor out_bp, int64_t rows) {
+  auto params = model.parameters();
+  torch::AutoGradMode grad_on(true);
+  if (model.stochastic()) {
+    // The noise inside s is drawn per batch: differentiate each example on the batch graph so
+    // that J_b matches the batched JVP/VJP products exactly.
+    auto s = model.score(x, first_index);
+    for (int64_t i = 0; i < rows; ++i) {
+      auto g = torch::autograd::grad({s[i]}, params, {}, /*retain_graph=*/i + 1 < rows,
+                                     /*create_graph=*/false, /*allow_unused=*/true);
+      write_row(g, params, out_bp[i]);
+    }
+  } else {
+    for (int64_t i = 0; i < rows; ++i) {
+      auto s = model.score(x.slice(/*dim=*/0, i, i + 1), first_index + i);
+      auto g = torch::autograd::grad({s.sum()}, params, {}, /*retain_graph=*/false,
+                                     /*create_graph=*/false, /*allow_unused=*/true);
+      write_row(g, params, out_bp[i]);
+    }
+  }
+}
+
+// The layer tape's rows, or the reason it cannot give them.
+std::string try_layer_tape(ScoreModel& model, const torch::Tensor& x, int64_t first_index,
+                           torch::Tensor out_bp) {
+  try {
+    return detail::tape_per_example_gradients(model, x, first_index, out_bp);
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+}
+
+// On a model's first batch the tape's rows are checked against the loop on a few examples, so
+// that a parameter reaching the score outside its taped layer (or examples that interact)
+// turns the tape off instead of giving a wrong answer.
+bool agrees_with_loop(ScoreModel& model, const torch::Tensor& x, int64_t first_index,
+                      const torch::Tensor& fast_bp) {
+  const int64_t rows = std::min<int64_t>(2, x.size(0));
+  auto ref = torch::empty({rows, fast_bp.size(1)}, fast_bp.options());
+  loop_gradients(model, model.stochastic() ? x : x.slice(0, 0, rows), first_index, ref, rows);
+  const double tol = fast_bp.scalar_type() == torch::kFloat64 ? 1e-9 : 1e-3;
+  auto diff = (fast_bp.slice(0, 0, rows) - ref).norm().item<double>();
+  return diff <= tol * ref.norm().item<double>() + 1e-30;
+}
+
+}  // namespace
+
 torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
                                     int64_t first_index, torch::Tensor out_bp) {
   auto params = model.parameters();
@@ -44,24 +97,25 @@ torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
   for (const auto& t : params) p += t.numel();
   if (!out_bp.defined()) out_bp = torch::empty({batch, p}, params.front().options());
   TORCH_INTERNAL_ASSERT(out_bp.size(0) == batch && out_bp.size(1) == p);
-  torch::AutoGradMode grad_on(true);
-  if (model.stochastic()) {
-    // The noise inside s is drawn per batch: differentiate each example on the batch graph so
-    // that J_b matches the batched JVP/VJP products exactly.
-    auto s = model.score(x, first_index);
-    for (int64_t i = 0; i < batch; ++i) {
-      auto g = torch::autograd::grad({s[i]}, params, {}, /*retain_graph=*/i + 1 < batch,
-                                     /*create_graph=*/false, /*allow_unused=*/true);
-      write_row(g, params, out_bp[i]);
+  if (batch == 0) return out_bp;
+
+  if (model.gradient_path() != GradientPath::kLoop) {
+    std::string why = try_layer_tape(model, x, first_index, out_bp);
+    if (why.empty() && model.gradient_path() == GradientPath::kUnchecked &&
+        !agrees_with_loop(model, x, first_index, out_bp)) {
+      why =
+          "its rows disagree with the per-example loop (a parameter used outside its layer, "
+          "or examples that interact)";
     }
-  } else {
-    for (int64_t i = 0; i < batch; ++i) {
-      auto s = model.score(x.slice(/*dim=*/0, i, i + 1), first_index + i);
-      auto g = torch::autograd::grad({s.sum()}, params, {}, /*retain_graph=*/false,
-                                     /*create_graph=*/false, /*allow_unused=*/true);
-      write_row(g, params, out_bp[i]);
+    if (why.empty()) {
+      model.set_gradient_path(GradientPath::kLayerTape);
+      return out_bp;
     }
+    TORCH_WARN("nfk: per-example gradients of ", model.network().describe(),
+               " fall back to one backward pass per example: ", why);
+    model.set_gradient_path(GradientPath::kLoop, why);
   }
+  loop_gradients(model, x, first_index, out_bp, batch);
   return out_bp;
 }
 

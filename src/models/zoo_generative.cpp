@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "nfk/layer_tape.h"
+
 namespace nfk {
 
 namespace nnf = torch::nn::functional;
@@ -64,16 +66,16 @@ void VaeImpl::reset() {
 }
 
 std::pair<torch::Tensor, torch::Tensor> VaeImpl::encode(const torch::Tensor& x) {
-  auto h = torch::relu(conv1(x));
-  h = torch::relu(conv2(h)).flatten(/*start_dim=*/1);
-  return {enc_mean(h), enc_logvar(h)};
+  auto h = torch::relu(taped(*conv1, x));
+  h = torch::relu(taped(*conv2, h)).flatten(/*start_dim=*/1);
+  return {taped(*enc_mean, h), taped(*enc_logvar, h)};
 }
 
 torch::Tensor VaeImpl::decode(const torch::Tensor& z) {
   const int64_t side = options.image_size() / 4;
-  auto h = torch::relu(project(z)).view({z.size(0), 2 * options.width(), side, side});
-  h = torch::relu(deconv1(h));
-  return deconv2(h);
+  auto h = torch::relu(taped(*project, z)).view({z.size(0), 2 * options.width(), side, side});
+  h = torch::relu(taped(*deconv1, h));
+  return taped(*deconv2, h);
 }
 
 torch::Tensor VaeImpl::decode_mean(const torch::Tensor& z) {
@@ -217,8 +219,7 @@ std::pair<torch::Tensor, torch::Tensor> MadeImpl::conditionals(const torch::Tens
   auto h = v.reshape({v.size(0), d});
   const size_t n = layers->size();
   for (size_t i = 0; i < n; ++i) {
-    auto* lin = layers[i]->as<torch::nn::Linear>();
-    h = nnf::linear(h, lin->weight * masks[i], lin->bias);
+    h = taped_masked_linear(*layers[i]->as<torch::nn::Linear>(), masks[i], h);
     if (i + 1 < n) h = torch::relu(h);
   }
   if (options.likelihood() == "bernoulli") return {h, torch::Tensor()};

@@ -1,3 +1,4 @@
+#include "nfk/layer_tape.h"
 #include "nfk/zoo.h"
 
 namespace nfk {
@@ -20,13 +21,13 @@ void LeNet5Impl::reset() {
 }
 
 torch::Tensor LeNet5Impl::features(const torch::Tensor& x) {
-  auto h = nnf::max_pool2d(torch::relu(conv1(x)), nnf::MaxPool2dFuncOptions(2));
-  h = nnf::max_pool2d(torch::relu(conv2(h)), nnf::MaxPool2dFuncOptions(2));
-  h = torch::relu(fc1(h.flatten(/*start_dim=*/1)));
-  return torch::relu(fc2(h));
+  auto h = nnf::max_pool2d(torch::relu(taped(*conv1, x)), nnf::MaxPool2dFuncOptions(2));
+  h = nnf::max_pool2d(torch::relu(taped(*conv2, h)), nnf::MaxPool2dFuncOptions(2));
+  h = torch::relu(taped(*fc1, h.flatten(/*start_dim=*/1)));
+  return torch::relu(taped(*fc2, h));
 }
 
-torch::Tensor LeNet5Impl::forward(const torch::Tensor& x) { return fc3(features(x)); }
+torch::Tensor LeNet5Impl::forward(const torch::Tensor& x) { return taped(*fc3, features(x)); }
 
 MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) { reset(); }
 
@@ -44,7 +45,7 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
   auto h = x.flatten(/*start_dim=*/1);
   const size_t n = layers->size();
   for (size_t i = 0; i < n; ++i) {
-    h = layers[i]->as<torch::nn::Linear>()->forward(h);
+    h = taped(*layers[i]->as<torch::nn::Linear>(), h);
     if (i + 1 < n) h = torch::tanh(h);
   }
   return options.out_features() == 1 ? h.squeeze(/*dim=*/1) : h;
@@ -68,12 +69,12 @@ void DcganDiscriminatorImpl::reset() {
 }
 
 torch::Tensor DcganDiscriminatorImpl::features(const torch::Tensor& x) {
-  auto h = torch::leaky_relu(conv1(x), 0.2);
-  return torch::leaky_relu(conv2(h), 0.2).flatten(/*start_dim=*/1);
+  auto h = torch::leaky_relu(taped(*conv1, x), 0.2);
+  return torch::leaky_relu(taped(*conv2, h), 0.2).flatten(/*start_dim=*/1);
 }
 
 torch::Tensor DcganDiscriminatorImpl::forward(const torch::Tensor& x) {
-  return head(features(x)).squeeze(/*dim=*/1);
+  return taped(*head, features(x)).squeeze(/*dim=*/1);
 }
 
 DcganGeneratorImpl::DcganGeneratorImpl(const DcganGeneratorOptions& options_)
@@ -100,11 +101,11 @@ void DcganGeneratorImpl::reset() {
 
 torch::Tensor DcganGeneratorImpl::forward(const torch::Tensor& h) {
   const int64_t side = options.image_size() / 4;
-  auto x = project(h).view({h.size(0), 2 * options.width(), side, side});
-  x = torch::relu(bn1 ? bn1(x) : x);
-  x = deconv1(x);
-  x = torch::relu(bn2 ? bn2(x) : x);
-  return torch::sigmoid(deconv2(x));
+  auto x = taped(*project, h).view({h.size(0), 2 * options.width(), side, side});
+  x = torch::relu(bn1 ? taped(*bn1, x) : x);
+  x = taped(*deconv1, x);
+  x = torch::relu(bn2 ? taped(*bn2, x) : x);
+  return torch::sigmoid(taped(*deconv2, x));
 }
 
 // Builders: options JSON → module, with every field written back (defaults made explicit).

@@ -1,6 +1,7 @@
 // Wide residual networks (zoo arch "wrn"): pre-activation wide basic blocks and the builder.
 #include "nfk/zoo_wrn.h"
 
+#include "nfk/layer_tape.h"
 #include "nfk/zoo.h"
 
 namespace nfk {
@@ -39,12 +40,12 @@ void WideBasicBlockImpl::reset() {
 }
 
 torch::Tensor WideBasicBlockImpl::forward(const torch::Tensor& x) {
-  auto a = torch::relu(bn1(x));
-  auto h = torch::relu(bn2(conv1(a)));
+  auto a = torch::relu(taped(*bn1, x));
+  auto h = torch::relu(taped(*bn2, taped(*conv1, a)));
   if (options.dropout() > 0) {
     h = nnf::dropout(h, nnf::DropoutFuncOptions().p(options.dropout()).training(is_training()));
   }
-  return conv2(h) + (has_projection() ? shortcut(a) : x);
+  return taped(*conv2, h) + (has_projection() ? taped(*shortcut, a) : x);
 }
 
 WideResNetImpl::WideResNetImpl(const WideResNetOptions& options_) : options(options_) { reset(); }
@@ -98,9 +99,9 @@ void WideResNetImpl::reset() {
 torch::Tensor WideResNetImpl::forward(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 4 && x.size(1) == options.in_channels(), "nfk: wrn expects images [B, ",
               options.in_channels(), ", H, W], got ", x.sizes());
-  auto h = group3->forward(group2->forward(group1->forward(conv1(x))));
-  h = torch::relu(bn(h)).mean({2, 3});  // global average pool → [B, 64k]
-  return fc(h);
+  auto h = group3->forward(group2->forward(group1->forward(taped(*conv1, x))));
+  h = torch::relu(taped(*bn, h)).mean({2, 3});  // global average pool → [B, 64k]
+  return taped(*fc, h);
 }
 
 // Builder: options JSON → module, with every field written back (defaults made explicit).
