@@ -2,6 +2,7 @@
 
 #include "nfk/data.h"
 #include "nfk/embed.h"
+#include "nfk/sharded_operator.h"
 
 namespace nfk {
 
@@ -91,22 +92,45 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
                 " MiB (raise --memory-budget or use --method matrix-free)");
   }
 
+  // Data parallel: this rank's rows of V, the others' through a ShardedOperator.
+  dist::Group* group = o.group != nullptr && o.group->distributed() ? o.group : nullptr;
+  FisherOptions fisher_options = o.fisher;
+  fisher_options.group = group;
+  dist::Shard shard{0, n};
+  std::vector<int64_t> shard_rows{n};
+  if (group != nullptr) {
+    shard = dist::shard_range(n, o.batch_size, group->rank(), group->world_size());
+    shard_rows = dist::shard_sizes(n, o.batch_size, group->world_size());
+  }
+  auto svd_of = [&](LinearOperator& local) {
+    if (group == nullptr) return randomized_svd(local, o.svd, progress);
+    ShardedOperator sharded(local, *group, shard_rows);
+    return randomized_svd(sharded, o.svd, progress);
+  };
+
   Projector proj;
   SvdResult r;
   if (method == FitMethod::kMatrixFree) {
-    proj.fisher = compute_fisher_stats(model, inputs, o.fisher, progress);
-    FisherVectorOperator op(model, inputs, proj.fisher, o.batch_size, progress);
-    r = randomized_svd(op, o.svd, progress);
+    proj.fisher = compute_fisher_stats(model, inputs, fisher_options, progress);
+    FisherVectorOperator op(model, inputs.slice(/*dim=*/0, shard.begin, shard.end), proj.fisher,
+                            o.batch_size, progress, /*first_index=*/shard.begin);
+    r = svd_of(op);
   } else {
-    auto v_np = materialize_fisher_vectors(model, inputs, o.fisher, o.batch_size, &proj.fisher,
-                                           progress);
+    // With a group: this rank's rows only.
+    auto v_np = materialize_fisher_vectors(model, inputs, fisher_options, o.batch_size,
+                                           &proj.fisher, progress);
     if (method == FitMethod::kExact) {
+      if (group != nullptr) v_np = group->allgather_rows(v_np, shard_rows);
       r = exact_svd(v_np, o.svd.rank);
     } else {
       DenseOperator resident(v_np);
-      r = randomized_svd(resident, o.svd, progress);
+      r = svd_of(resident);
       // V is in hand: the total variance is exact, not estimated.
       r.total_variance = squared_norm(v_np);
+      if (group != nullptr) {
+        r.total_variance = group->allreduce_sum(torch::tensor({r.total_variance}, torch::kFloat64))
+                               .item<double>();
+      }
       r.total_variance_exact = true;
     }
   }
@@ -134,12 +158,20 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
 }
 
 torch::Tensor transform(const Projector& projector, ScoreModel& model, const torch::Tensor& inputs,
-                        int64_t batch_size, const ProgressFn& progress) {
+                        int64_t batch_size, const ProgressFn& progress, dist::Group* group) {
   TORCH_CHECK(model.num_parameters() == projector.n_params(), "nfk::transform: the model has ",
               model.num_parameters(), " parameters but the projector was fitted with ",
               projector.n_params());
   check_finite(inputs, "inputs");
-  FisherVectorOperator op(model, inputs, projector.fisher, batch_size, progress);
+  if (group == nullptr || !group->distributed()) {
+    FisherVectorOperator op(model, inputs, projector.fisher, batch_size, progress);
+    return op.apply(projector.basis);
+  }
+  const int64_t n = inputs.size(0);
+  const auto shard = dist::shard_range(n, batch_size, group->rank(), group->world_size());
+  FisherVectorOperator local(model, inputs.slice(/*dim=*/0, shard.begin, shard.end),
+                             projector.fisher, batch_size, progress, /*first_index=*/shard.begin);
+  ShardedOperator op(local, *group, dist::shard_sizes(n, batch_size, group->world_size()));
   return op.apply(projector.basis);
 }
 
