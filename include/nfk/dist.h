@@ -49,6 +49,11 @@ class Group {
   /// every collective (and the rendezvous) gives up after `timeout`.
   static std::unique_ptr<Group> from_env(std::chrono::milliseconds timeout);
 
+  /// Rank `rank` of `world` ranks meeting at addr:port (rank 0 hosts the store there).
+  /// Example: `auto g = Group::create(0, 2, "127.0.0.1", 29500, std::chrono::seconds(60));`
+  static std::unique_ptr<Group> create(int rank, int world, const std::string& addr, int port,
+                                       std::chrono::milliseconds timeout);
+
   int rank() const { return rank_; }
   int world_size() const { return world_; }
   bool is_root() const { return rank_ == 0; }

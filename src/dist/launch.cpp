@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -74,6 +75,10 @@ void launch_local(const std::vector<std::string>& argv, int nproc) {
   TORCH_CHECK(available() || nproc == 1, "nfk: --nproc ", nproc, " needs distributed support, ",
               "and this nfk was built without c10d/Gloo (NFK_WITH_DISTRIBUTED=OFF)");
   const std::string port = std::to_string(free_port());
+  // Like torchrun, keep N ranks from oversubscribing the cores: cores / N threads each, unless
+  // the user chose.
+  const long cores = std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN));
+  const std::string threads = std::to_string(std::max(1L, cores / nproc));
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -94,6 +99,7 @@ void launch_local(const std::vector<std::string>& argv, int nproc) {
       ::setenv("LOCAL_WORLD_SIZE", world.c_str(), 1);
       ::setenv("MASTER_ADDR", "127.0.0.1", 1);
       ::setenv("MASTER_PORT", port.c_str(), 1);
+      ::setenv("OMP_NUM_THREADS", threads.c_str(), /*overwrite=*/0);
       ::execv("/proc/self/exe", args.data());
       ::execvp(args[0], args.data());
       std::fprintf(stderr, "nfk: --nproc: cannot run %s: %s\n", args[0], std::strerror(errno));

@@ -71,10 +71,9 @@ Group::Group() = default;
 Group::~Group() = default;
 
 std::unique_ptr<Group> Group::from_env(std::chrono::milliseconds timeout) {
-  auto group = std::make_unique<Group>();
   const int world = env_int("WORLD_SIZE", 1);
   TORCH_CHECK(world >= 1, "nfk: WORLD_SIZE must be >= 1, got ", world);
-  if (world == 1) return group;
+  if (world == 1) return std::make_unique<Group>();
   TORCH_CHECK(available(), "nfk: WORLD_SIZE=", world, " asks for a distributed run, but this nfk ",
               "was built without c10d/Gloo (NFK_WITH_DISTRIBUTED=OFF: LibTorch without the gloo "
               "headers); run single-process or rebuild against a LibTorch with libgloo-dev");
@@ -84,7 +83,16 @@ std::unique_ptr<Group> Group::from_env(std::chrono::milliseconds timeout) {
   const int port = env_int("MASTER_PORT", -1);
   TORCH_CHECK(port > 0 && port < 65536, "nfk: a distributed run needs MASTER_PORT, got ",
               env_str("MASTER_PORT", "(unset)"));
-  const std::string addr = env_str("MASTER_ADDR", "127.0.0.1");
+  return create(rank, world, env_str("MASTER_ADDR", "127.0.0.1"), port, timeout);
+}
+
+std::unique_ptr<Group> Group::create(int rank, int world, const std::string& addr, int port,
+                                     std::chrono::milliseconds timeout) {
+  TORCH_CHECK(world >= 1 && rank >= 0 && rank < world, "nfk: bad rank ", rank, " of ", world);
+  auto group = std::make_unique<Group>();
+  if (world == 1) return group;
+  TORCH_CHECK(available(), "nfk: a distributed run (", world, " ranks) needs c10d/Gloo, and this ",
+              "nfk was built without it (NFK_WITH_DISTRIBUTED=OFF)");
 #ifdef NFK_WITH_DISTRIBUTED
   group->rank_ = rank;
   group->world_ = world;
