@@ -86,7 +86,12 @@ torch::Device parse_device(const std::string& name) {
   TORCH_CHECK(name == "cpu" || name == "cuda", "nfk: unknown device `", name, "` (cpu or cuda)");
   TORCH_CHECK(name == "cpu" || torch::cuda::is_available(),
               "nfk: --device cuda asked for, but no CUDA device is available");
-  return name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  // A rank of a distributed run takes its node-local GPU (torchrun's LOCAL_RANK).
+  const char* local_rank = std::getenv("LOCAL_RANK");
+  const int count = static_cast<int>(torch::cuda::device_count());
+  const int index = local_rank != nullptr && *local_rank != '\0' ? std::atoi(local_rank) % count : 0;
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
