@@ -1,6 +1,6 @@
 """Helpers of distributed.sh: a tiny TorchScript classifier, and comparisons of nfk outputs.
 
-  distributed.py make DIR                   # DIR/mlp.pt: 784 -> 16 -> 10 MLP, seeded
+  distributed.py make DIR                   # DIR/mlp.pt: 784-16-10 MLP; DIR/vae.pt: tiny VAE
   distributed.py close A.npy B.npy TOL      # max |a - b| / max |a| <= TOL (exit 1 otherwise)
   distributed.py spectrum A.json B.json TOL # singular values relative to the largest
 """
@@ -18,11 +18,8 @@ def fail(msg):
 def main():
     cmd = sys.argv[1]
     if cmd == "make":
-        import torch
-        torch.manual_seed(0)
-        net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.Tanh(),
-                                  torch.nn.Linear(16, 10))
-        torch.jit.script(net).save(sys.argv[2] + "/mlp.pt")
+        import distributed_models  # torch: only here, the comparisons start fast without it
+        distributed_models.make(sys.argv[2])
     elif cmd == "close":
         a, b, tol = np.load(sys.argv[2]), np.load(sys.argv[3]), float(sys.argv[4])
         if a.shape != b.shape:

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Data-parallel runs over c10d/Gloo on CPU (float64): `nfk fit --nproc 2` and two ranks launched
-# torchrun-style (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT) must give the single-process singular
-# values, training embeddings, `nfk transform` embeddings and `nfk fisher` diagonal to 1e-6; a
-# rank that dies must make the job fail with a one-line reason within the timeout, not hang.
+# Data-parallel runs over c10d/Gloo on CPU (float64): `nfk fit --nproc 2` (an MLP classifier by
+# every method, a VAE whose score draws noise per batch) and two ranks launched torchrun-style
+# (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT) must give the single-process singular values,
+# training embeddings, `nfk transform` embeddings and `nfk fisher` diagonal to 1e-6; a rank that
+# dies must make the job fail with a one-line reason within the timeout, not hang.
 # Usage: bash tests/cli/distributed.sh path/to/nfk
 set -euo pipefail
 nfk=$(realpath "$1")
@@ -33,6 +34,17 @@ for method in matrix-free exact per-example; do
   fit "${method}_1" "$method"
   fit "${method}_2" "$method" --nproc 2
   compare "${method}_1" "${method}_2"
+done
+
+echo "== vae (noise seeded per batch, reference = model samples): 1 process vs --nproc 2"
+for method in matrix-free exact; do
+  for np in 1 2; do
+    "$nfk" fit --model "$tmp/vae.pt" --kind vae --dtype float64 --batch-size 64 --data "$data" \
+      --rank 8 --power-iters 4 --method $method --out "$tmp/vae_${method}_$np.nfk" \
+      --embedding-out "$tmp/vae_${method}_${np}_train.npy" --quiet --nproc $np
+    "$nfk" spectrum --projector "$tmp/vae_${method}_$np.nfk" --json > "$tmp/vae_${method}_$np.json"
+  done
+  compare "vae_${method}_1" "vae_${method}_2"
 done
 
 echo "== transform: 1 process vs --nproc 2 (same projector)"
