@@ -83,7 +83,7 @@ expect_fail() {  # what, regex, log file, rc, started (s)
   if [[ $elapsed -gt 40 ]]; then echo "FAIL: $1: took ${elapsed}s"; exit 1; fi
   echo "  $1: exit $rc after ${elapsed}s: $(grep -E "$2" "$3" | head -1)"
 }
-big=(--data "mnist:test[:4000]" --rank 8 --method matrix-free --power-iters 10 --quiet
+big=(--data "mnist:test[:4000]" --rank 8 --method matrix-free --power-iters 50 --quiet
      --dist-timeout 20)
 
 echo "== dead rank under --nproc 2: the launcher names it and stops the other"
@@ -97,7 +97,7 @@ for _ in $(seq 100); do  # wait for both ranks, then kill rank 1 (the younger ch
   sleep 0.1
 done
 sleep 1.5
-kill -9 "$child"
+kill -9 "$child" || { echo "FAIL: rank 1 ended before it could be killed"; exit 1; }
 rc=0; wait $launcher || rc=$?
 expect_fail "--nproc 2, rank 1 killed" "rank 1 of 2 was killed by signal 9" "$tmp/dead.err" $rc $start
 [[ ! -e "$tmp/dead.nfk" ]] || { echo "FAIL: a failed job wrote its output"; exit 1; }
