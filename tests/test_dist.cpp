@@ -63,7 +63,8 @@ TEST(Group, ShardedRandomizedSvdEqualsSingleProcess) {
   if (!dist::available()) GTEST_SKIP() << "built without c10d/Gloo";
   test::seed(3);
   const int64_t n = 70, p = 40, block = 16;
-  auto v = torch::randn({n, p}, torch::kFloat64) * torch::pow(0.8, torch::arange(p, torch::kFloat64));
+  auto v =
+      torch::randn({n, p}, torch::kFloat64) * torch::pow(0.8, torch::arange(p, torch::kFloat64));
   SvdOptions o;
   o.rank = 6;
   DenseOperator whole(v);

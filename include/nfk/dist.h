@@ -63,7 +63,8 @@ class Group {
   torch::Tensor allreduce_sum(const torch::Tensor& t);
   /// Rows of every rank, concatenated in rank order: `local` is [rows_per_rank[rank], ...] and
   /// the result [Σ rows_per_rank, ...]. Trailing shape and dtype must agree across ranks.
-  torch::Tensor allgather_rows(const torch::Tensor& local, const std::vector<int64_t>& rows_per_rank);
+  torch::Tensor allgather_rows(const torch::Tensor& local,
+                               const std::vector<int64_t>& rows_per_rank);
   /// Rank `root`'s tensor on every rank (`t` gives shape and dtype on the others).
   torch::Tensor broadcast(const torch::Tensor& t, int root = 0);
   void barrier();

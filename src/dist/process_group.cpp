@@ -44,8 +44,8 @@ bool available() {
 
 Shard shard_range(int64_t n, int64_t block, int rank, int world) {
   TORCH_CHECK(n >= 0 && block > 0 && world > 0 && rank >= 0 && rank < world,
-              "nfk: bad shard request (n=", n, ", block=", block, ", rank=", rank, ", world=",
-              world, ")");
+              "nfk: bad shard request (n=", n, ", block=", block, ", rank=", rank,
+              ", world=", world, ")");
   const int64_t blocks = (n + block - 1) / block;
   // Rank r takes blocks [r·b/w, (r+1)·b/w): sizes differ by at most one block.
   const int64_t first = blocks * rank / world, last = blocks * (rank + 1) / world;
@@ -109,8 +109,8 @@ std::unique_ptr<Group> Group::create(int rank, int world, const std::string& add
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(addr));
     options->threads = 1;
-    group->impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(group->impl_->store, rank,
-                                                                   world, options);
+    group->impl_->pg =
+        c10::make_intrusive<c10d::ProcessGroupGloo>(group->impl_->store, rank, world, options);
   } catch (const std::exception& e) {
     TORCH_CHECK(false, "nfk: rank ", rank, " of ", world, " could not join the process group at ",
                 addr, ":", port, " within ", timeout.count() / 1000.0,
@@ -151,8 +151,8 @@ torch::Tensor Group::allreduce_sum(const torch::Tensor& t) {
 
 torch::Tensor Group::allgather_rows(const torch::Tensor& local,
                                     const std::vector<int64_t>& rows_per_rank) {
-  TORCH_CHECK(static_cast<int>(rows_per_rank.size()) == world_ &&
-                  local.dim() >= 1 && local.size(0) == rows_per_rank[rank_],
+  TORCH_CHECK(static_cast<int>(rows_per_rank.size()) == world_ && local.dim() >= 1 &&
+                  local.size(0) == rows_per_rank[rank_],
               "nfk: allgather_rows: rank ", rank_, " holds ", local.dim() >= 1 ? local.size(0) : -1,
               " rows, expected ", rows_per_rank.size() > size_t(rank_) ? rows_per_rank[rank_] : -1);
   if (!distributed()) return local;

@@ -13,8 +13,8 @@ ShardedOperator::ShardedOperator(LinearOperator& local, dist::Group& group,
   TORCH_CHECK(rows_per_rank_[group_.rank()] == local_.rows(), "nfk: rank ", group_.rank(),
               " holds ", local_.rows(), " rows, expected ", rows_per_rank_[group_.rank()]);
   rows_ = std::accumulate(rows_per_rank_.begin(), rows_per_rank_.end(), int64_t{0});
-  begin_ = std::accumulate(rows_per_rank_.begin(), rows_per_rank_.begin() + group_.rank(),
-                           int64_t{0});
+  begin_ =
+      std::accumulate(rows_per_rank_.begin(), rows_per_rank_.begin() + group_.rank(), int64_t{0});
 }
 
 torch::Tensor ShardedOperator::apply(const torch::Tensor& q_pu) {
