@@ -15,6 +15,7 @@ void add_fisher_command(CLI::App& app) {
     int64_t reference_samples = 0, batch_size = 256;
     double fisher_floor = 1e-8;
     bool quiet = false;
+    DistFlags dist;
   };
   auto f = std::make_shared<Flags>();
   auto* cmd = app.add_subcommand("fisher", "Diagonal Fisher information I = E_ref[(grad s - z)^2] "
@@ -34,7 +35,8 @@ void add_fisher_command(CLI::App& app) {
   cmd->add_option("--out", f->out, "Fisher diagonal I [P] as .npy")->required();
   cmd->add_option("--mean-out", f->mean_out, "Also write the mean score z [P] as .npy");
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
-  cmd->callback([f] {
+  f->dist.add_to(cmd);
+  cmd->callback([f] { run_distributed(f->dist, [&](dist::Group& group) {
     detail::check_writable(f->out);
     if (!f->mean_out.empty()) detail::check_writable(f->mean_out);
     auto ds = load_dataset(f->data);
@@ -46,9 +48,12 @@ void add_fisher_command(CLI::App& app) {
     o.floor = f->fisher_floor;
     o.batch_size = f->batch_size;
     o.seed = f->model.seed;
-    ProgressLine progress("fisher", f->quiet);
+    o.group = &group;
+    // Every rank streams its shard of the reference; rank 0 writes.
+    ProgressLine progress("fisher", f->quiet || !group.is_root());
     auto stats = compute_fisher_stats(model, ds.inputs, o, progress.fn());
     progress.finish();
+    if (!group.is_root()) return;
     write_npy(f->out, stats.fisher_diag);
     if (!f->mean_out.empty()) write_npy(f->mean_out, stats.mean_score);
     if (f->quiet) return;
@@ -59,7 +64,7 @@ void add_fisher_command(CLI::App& app) {
                 stats.fisher_diag.mean().item<double>(), stats.fisher_diag.min().item<double>(),
                 stats.fisher_diag.max().item<double>(), static_cast<long long>(stats.n_floored),
                 stats.floor_value);
-  });
+  }); });
 }
 
 }  // namespace nfk::cli

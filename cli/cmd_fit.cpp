@@ -11,6 +11,7 @@ namespace {
 
 struct FitFlags {
   ModelFlags model;
+  DistFlags dist;
   std::string data, out, embedding_out, estimator = "auto", method = "auto";
   int64_t rank = 32, oversample = 10, power_iters = 10, batch_size = 256;
   int64_t reference_samples = 0, memory_budget_mib = 4096;
@@ -18,7 +19,7 @@ struct FitFlags {
   bool quiet = false;
 };
 
-void run_fit(const FitFlags& f) {
+void run_fit(const FitFlags& f, dist::Group& group) {
   const auto t0 = std::chrono::steady_clock::now();
   detail::check_writable(f.out);
   if (!f.embedding_out.empty()) detail::check_writable(f.embedding_out);
@@ -35,17 +36,21 @@ void run_fit(const FitFlags& f) {
   o.fisher.seed = f.model.seed;
   o.batch_size = f.batch_size;
   o.memory_budget = f.memory_budget_mib << 20;
+  o.group = &group;
 
-  ProgressLine progress("fit", f.quiet);
+  // Rank 0 alone reports and writes.
+  const bool quiet = f.quiet || !group.is_root();
+  ProgressLine progress("fit", quiet);
   torch::Tensor embedding;
   auto proj = fit(model, ds.inputs, o, f.data, progress.fn(),
                   f.embedding_out.empty() ? nullptr : &embedding);
   progress.finish();
+  if (!group.is_root()) return;
   if (!f.quiet) std::fprintf(stderr, "nfk fit: method %s\n", proj.method_note.c_str());
   save_projector(f.out, proj);
   if (!f.embedding_out.empty()) write_npy(f.embedding_out, embedding);
 
-  if (f.quiet) return;
+  if (quiet) return;
   auto ratio = proj.explained_variance_ratio();
   std::printf("nfk fit: %s model, %lld examples, %lld parameters, rank %lld, method %s, %s\n",
               to_string(proj.kind).c_str(), static_cast<long long>(proj.n_examples),
@@ -63,6 +68,7 @@ void run_fit(const FitFlags& f) {
     if (c > 0) std::printf("  %.0f%% of the variance in the top %lld\n", 100 * target,
                            static_cast<long long>(c));
   }
+  if (group.distributed()) std::printf("  %d processes (c10d/Gloo)\n", group.world_size());
   std::printf("  wrote %s in %.1f s\n", f.out.c_str(), seconds_since(t0));
 }
 
@@ -108,7 +114,8 @@ void add_fit_command(CLI::App& app) {
   cmd->add_option("--embedding-out", f->embedding_out,
                   "Also write the training embedding e(X) = Phi diag(sigma) as .npy");
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
-  cmd->callback([f] { run_fit(*f); });
+  f->dist.add_to(cmd);
+  cmd->callback([f] { run_distributed(f->dist, [&](dist::Group& g) { run_fit(*f, g); }); });
 }
 
 }  // namespace nfk::cli

@@ -13,6 +13,7 @@ void add_transform_command(CLI::App& app) {
     std::string projector, data, out, model;
     int64_t batch_size = 256;
     bool quiet = false;
+    DistFlags dist;
   };
   auto f = std::make_shared<Flags>();
   auto* cmd = app.add_subcommand("transform", "Embed data with a fitted projector: e(x) = P^T V_x");
@@ -23,15 +24,18 @@ void add_transform_command(CLI::App& app) {
                   "Model file if it moved since the fit (its hash must match)");
   cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
-  cmd->callback([f] {
+  f->dist.add_to(cmd);
+  cmd->callback([f] { run_distributed(f->dist, [&](dist::Group& group) {
     const auto t0 = std::chrono::steady_clock::now();
     detail::check_writable(f->out);
     auto proj = load_projector(f->projector);
     auto ds = load_dataset(f->data);
     auto model = load_projector_model(proj, f->model);
-    ProgressLine progress("transform", f->quiet);
-    auto e = transform(proj, model, ds.inputs, f->batch_size, progress.fn());
+    // Every rank embeds its shard; rank 0 gathers the rows and writes them.
+    ProgressLine progress("transform", f->quiet || !group.is_root());
+    auto e = transform(proj, model, ds.inputs, f->batch_size, progress.fn(), &group);
     progress.finish();
+    if (!group.is_root()) return;
     write_npy(f->out, e);
     if (!f->quiet) {
       std::printf("nfk transform: %lld examples -> %s [%lld, %lld] in %.1f s\n",
@@ -39,7 +43,7 @@ void add_transform_command(CLI::App& app) {
                   static_cast<long long>(e.size(0)), static_cast<long long>(e.size(1)),
                   seconds_since(t0));
     }
-  });
+  }); });
 }
 
 }  // namespace nfk::cli

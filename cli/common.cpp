@@ -1,6 +1,8 @@
 #include "common.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <vector>
 
 namespace nfk::cli {
 
@@ -38,11 +40,58 @@ ModelOptions ModelFlags::to_options() const {
   return o;
 }
 
+namespace {
+std::vector<std::string> g_command_line;
+}  // namespace
+
+void set_command_line(int argc, char** argv) { g_command_line.assign(argv, argv + argc); }
+
+void DistFlags::add_to(CLI::App* app) {
+  app->add_option("--nproc", nproc,
+                  "Run as N data-parallel processes on this machine (c10d/Gloo); under torchrun "
+                  "leave it out: RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT are read instead")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  app->add_option("--dist-timeout", timeout_s,
+                  "Seconds a rank waits for the others (rendezvous and each collective) before "
+                  "the run fails")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+}
+
+void run_distributed(const DistFlags& flags, const std::function<void(dist::Group&)>& body) {
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(flags.timeout_s * 1000));
+  if (flags.nproc > 1) {
+    const char* world = std::getenv("WORLD_SIZE");
+    TORCH_CHECK(world == nullptr || std::string(world) == "1" || std::string(world).empty(),
+                "nfk: --nproc ", flags.nproc, " inside a distributed job (WORLD_SIZE=", world,
+                "): use one or the other");
+    std::vector<std::string> argv;
+    for (size_t i = 0; i < g_command_line.size(); ++i) {
+      const std::string& a = g_command_line[i];
+      if (a == "--nproc") {
+        ++i;  // and its value
+      } else if (a.rfind("--nproc=", 0) != 0) {
+        argv.push_back(a);
+      }
+    }
+    dist::launch_local(argv, flags.nproc);
+    return;
+  }
+  auto group = dist::Group::from_env(timeout);
+  body(*group);
+}
+
 torch::Device parse_device(const std::string& name) {
   TORCH_CHECK(name == "cpu" || name == "cuda", "nfk: unknown device `", name, "` (cpu or cuda)");
   TORCH_CHECK(name == "cpu" || torch::cuda::is_available(),
               "nfk: --device cuda asked for, but no CUDA device is available");
-  return name == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  if (name == "cpu") return torch::Device(torch::kCPU);
+  // A rank of a distributed run takes its node-local GPU (torchrun's LOCAL_RANK).
+  const char* local_rank = std::getenv("LOCAL_RANK");
+  const int count = static_cast<int>(torch::cuda::device_count());
+  const int index = local_rank != nullptr && *local_rank != '\0' ? std::atoi(local_rank) % count : 0;
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {

@@ -4,8 +4,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <string>
 
+#include "nfk/dist.h"
 #include "nfk/model.h"
 #include "nfk/progress.h"
 
@@ -20,6 +22,22 @@ struct ModelFlags {
   void add_to(CLI::App* app);
   ModelOptions to_options() const;
 };
+
+/// --nproc/--dist-timeout: data-parallel runs, launched by nfk itself or by torchrun.
+struct DistFlags {
+  int nproc = 1;
+  double timeout_s = 1800;
+
+  void add_to(CLI::App* app);
+};
+
+/// Remembers the command line, for `--nproc` to re-run it as every rank (main() calls it).
+void set_command_line(int argc, char** argv);
+
+/// With --nproc N > 1: re-runs this command line (without --nproc) as ranks 0..N−1 and waits;
+/// a failed rank stops the others and throws. Otherwise joins the process group described by
+/// torchrun's variables (a single-process group without them) and runs `body` with it.
+void run_distributed(const DistFlags& flags, const std::function<void(dist::Group&)>& body);
 
 /// Draws "[stage] done/total, rate/s, ETA" on stderr at most 4 times a second; silent if quiet.
 /// A fit's passes come as ("svd", step, steps) followed by per-batch ("JVP"/"VJP", done, N);

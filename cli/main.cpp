@@ -3,9 +3,12 @@
 
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
+#include <string>
 
 #include "commands.h"
+#include "common.h"
 #include "detail/strings.h"
 
 int main(int argc, char** argv) {
@@ -22,13 +25,22 @@ int main(int argc, char** argv) {
   nfk::cli::add_probe_commands(app);
   nfk::cli::add_gan_eval_commands(app);
   nfk::cli::add_train_command(app);
+  nfk::cli::set_command_line(argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
-    const std::string line = nfk::detail::summary_line(nfk::detail::error_text(e));
-    std::fprintf(stderr, "%s%s\n", line.rfind("nfk", 0) == 0 ? "" : "nfk: ", line.c_str());
+    std::string line = nfk::detail::summary_line(nfk::detail::error_text(e));
+    if (line.rfind("nfk", 0) != 0) line = "nfk: " + line;
+    // A rank of a distributed run says which one it is.
+    const char* rank = std::getenv("RANK");
+    const char* world = std::getenv("WORLD_SIZE");
+    if (rank != nullptr && world != nullptr && std::string(world) != "1") {
+      line = "nfk [rank " + std::string(rank) + "/" + world + "]: " +
+             nfk::detail::strip_prefix(line);
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
     return 1;
   }
   return 0;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "nfk/dist.h"
 #include "nfk/fisher.h"
 #include "nfk/linalg.h"
 #include "nfk/model.h"
@@ -33,6 +34,10 @@ struct FitOptions {
   FisherOptions fisher;
   int64_t batch_size = 256;
   int64_t memory_budget = int64_t{4} << 30;  // bytes V may take when materialised
+  /// Data-parallel ranks (not owned; null: this process alone). Every rank calls fit() with the
+  /// same inputs and options, streams its shard (dist::shard_range in whole batches) and gets the
+  /// same projector; products, Fisher statistics and the projector are reduced once per pass.
+  dist::Group* group = nullptr;
 };
 
 /// A fitted NFK projector: everything `transform` needs, plus provenance.
@@ -76,8 +81,11 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
 
 /// e(x) = Pᵀ V_x for every row of `inputs` [N, ...] → [N, k] (projector dtype), by k JVPs per
 /// batch. `model` must be the projector's model (checked by parameter count).
+/// With `group` (every rank passing the same inputs), each rank embeds its shard and every rank
+/// gets all N rows.
 torch::Tensor transform(const Projector& projector, ScoreModel& model, const torch::Tensor& inputs,
-                        int64_t batch_size = 256, const ProgressFn& progress = {});
+                        int64_t batch_size = 256, const ProgressFn& progress = {},
+                        dist::Group* group = nullptr);
 
 /// Rebuilds the projector's score model from its stored paths, checking the files' hashes.
 /// `model_path_override` (if not empty) replaces the stored model path.

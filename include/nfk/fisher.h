@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 
+#include "nfk/dist.h"
 #include "nfk/linalg.h"
 #include "nfk/model.h"
 #include "nfk/progress.h"
@@ -28,6 +29,7 @@ struct FisherOptions {
   double floor = 1e-8;            // I is floored at floor × mean(I) (SPEC: "floored by ε")
   int64_t batch_size = 256;
   uint64_t seed = 0;              // seeds model samples and data subsets
+  dist::Group* group = nullptr;   // data-parallel ranks (not owned); null: this process alone
 };
 
 /// z, I and how they were obtained; stored with every projector.
@@ -62,6 +64,10 @@ class FisherAccumulator {
   /// z, I floored at floor × mean(I), in `dtype`; throws if I is zero everywhere.
   FisherStats finish(double floor, torch::Dtype dtype, const std::string& reference) const;
   int64_t count() const { return count_; }
+  /// Sums the statistics of every rank of `group` (each rank added its own rows), so that
+  /// finish() gives the statistics of all rows on every rank. `p`/`device`: the row size and
+  /// device, for ranks that added no rows. Every rank must call it.
+  void reduce(dist::Group& group, int64_t p, torch::Device device);
 
  private:
   torch::Tensor shift_, sum_, sum_sq_;
@@ -80,6 +86,8 @@ torch::Tensor reference_inputs(ScoreModel& model, const torch::Tensor& data,
 
 /// z = E_ref[∇s], I = E_ref[(∇s − z)²], floored; one pass of per-example gradients over the
 /// reference. For kind `ntk` returns z = 0, I = 1 without touching the data.
+/// With `options.group`, every rank draws the same reference, takes its shard of it
+/// (dist::shard_range in whole batches) and the sums are all-reduced: same result on every rank.
 FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
                                  const FisherOptions& options, const ProgressFn& progress = {});
 
@@ -100,6 +108,9 @@ FisherSimilarity fisher_similarity(ScoreModel& gan, const torch::Tensor& real,
 /// V [N, P] = (J − 1zᵀ) I^{-1/2} materialised from per-example gradients, with its Fisher
 /// statistics in `stats`. When the reference is all of `inputs` (empirical, no subsampling) z and
 /// I come from the same pass over the data as J; otherwise `compute_fisher_stats` runs first.
+/// With `options.group` (world size > 1) only this rank's rows are returned:
+/// V[shard] [shard.size(), P] for shard = dist::shard_range(N, batch_size, rank, world), and
+/// `stats` holds the global statistics.
 torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor& inputs,
                                          const FisherOptions& options, int64_t batch_size,
                                          FisherStats* stats, const ProgressFn& progress = {});
@@ -107,17 +118,21 @@ torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor&
 /// V B [N, k] for a basis B [P, k] (e.g. the projector's P: NFK embeddings) from per-example
 /// gradient blocks: one batch of J at a time, then one GEMM, so memory is O(batch·P) and the cost
 /// does not grow with k the way k forward-mode passes would.
+/// `first_index`: the index of inputs[0] in its data set (seeds per-example noise).
 torch::Tensor project_fisher_vectors(ScoreModel& model, const torch::Tensor& inputs,
                                      const FisherStats& stats, const torch::Tensor& basis_pk,
-                                     int64_t batch_size, const ProgressFn& progress = {});
+                                     int64_t batch_size, const ProgressFn& progress = {},
+                                     int64_t first_index = 0);
 
 /// V [N, P] over `inputs` [N, ...] as a streaming operator (SPEC §2 matrix-free):
 /// apply(Q) = V Q by forward-mode AD (dual tensors on the parameters), apply_t(M) = Vᵀ M by
 /// reverse-mode AD; neither stores J, V or K. dense() materialises V from per-example gradients.
 class FisherVectorOperator : public LinearOperator {
  public:
+  /// `first_index`: the index of inputs[0] in its data set (a rank's shard starts past 0), which
+  /// seeds per-example noise of stochastic scores.
   FisherVectorOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
-                       int64_t batch_size, ProgressFn progress = {});
+                       int64_t batch_size, ProgressFn progress = {}, int64_t first_index = 0);
   int64_t rows() const override { return inputs_.size(0); }
   int64_t cols() const override { return z_.size(0); }
   torch::Tensor apply(const torch::Tensor& q_pu) override;
@@ -132,6 +147,7 @@ class FisherVectorOperator : public LinearOperator {
   torch::Tensor inv_sqrt_;  // [P]
   int64_t batch_size_;
   ProgressFn progress_;
+  int64_t first_index_;
 };
 
 /// V [N, P] over `inputs` [N, ...] as GEMMs on per-example gradient blocks recomputed on every
@@ -141,8 +157,9 @@ class FisherVectorOperator : public LinearOperator {
 /// Memory O(B·P + P·u); the products equal FisherVectorOperator's.
 class PerExampleOperator : public LinearOperator {
  public:
+  /// `first_index`: the index of inputs[0] in its data set (as for FisherVectorOperator).
   PerExampleOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
-                     int64_t batch_size, ProgressFn progress = {});
+                     int64_t batch_size, ProgressFn progress = {}, int64_t first_index = 0);
   int64_t rows() const override { return inputs_.size(0); }
   int64_t cols() const override { return z_.size(0); }
   torch::Tensor apply(const torch::Tensor& q_pu) override;
@@ -158,6 +175,7 @@ class PerExampleOperator : public LinearOperator {
   torch::Tensor j_bp_;      // [B, P] reused gradient block
   int64_t batch_size_;
   ProgressFn progress_;
+  int64_t first_index_;
 };
 
 }  // namespace nfk

@@ -3,6 +3,7 @@
 
 #include "nfk/data.h"
 #include "nfk/embed.h"
+#include "nfk/sharded_operator.h"
 
 namespace nfk {
 
@@ -91,39 +92,62 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
   }
   std::ostringstream note;  // the choice first, then the sizes it rests on
 
+  // Data parallel: this rank's rows of V, the others' through a ShardedOperator.
+  dist::Group* group = o.group != nullptr && o.group->distributed() ? o.group : nullptr;
+  FisherOptions fisher_options = o.fisher;
+  fisher_options.group = group;
+  dist::Shard shard{0, n};
+  std::vector<int64_t> shard_rows{n};
+  if (group != nullptr) {
+    shard = dist::shard_range(n, o.batch_size, group->rank(), group->world_size());
+    shard_rows = dist::shard_sizes(n, o.batch_size, group->world_size());
+  }
+  auto svd_of = [&](LinearOperator& local) {
+    if (group == nullptr) return randomized_svd(local, o.svd, progress);
+    ShardedOperator sharded(local, *group, shard_rows);
+    return randomized_svd(sharded, o.svd, progress);
+  };
+
   Projector proj;
   SvdResult r;
   if (method == FitMethod::kExact || (method == FitMethod::kPerExample && v_fits)) {
-    auto v_np = materialize_fisher_vectors(model, inputs, o.fisher, o.batch_size, &proj.fisher,
-                                           progress);
+    // With a group: this rank's rows only.
+    auto v_np = materialize_fisher_vectors(model, inputs, fisher_options, o.batch_size,
+                                           &proj.fisher, progress);
     if (method == FitMethod::kExact) {
       note << "exact (Gram eigendecomposition)";
+      if (group != nullptr) v_np = group->allgather_rows(v_np, shard_rows);
       r = exact_svd(v_np, o.svd.rank);
     } else {
       note << "per-example, V resident" << (o.method == FitMethod::kAuto ? " (fits)" : "");
       DenseOperator resident(v_np);
-      r = randomized_svd(resident, o.svd, progress);
+      r = svd_of(resident);
       // V is in hand: the total variance is exact, not estimated.
       r.total_variance = squared_norm(v_np);
+      if (group != nullptr) {
+        r.total_variance = group->allreduce_sum(torch::tensor({r.total_variance}, torch::kFloat64))
+                               .item<double>();
+      }
       r.total_variance_exact = true;
     }
   } else {
     // The statistics pass also settles whether the layer tape covers the model.
-    proj.fisher = compute_fisher_stats(model, inputs, o.fisher, progress);
+    proj.fisher = compute_fisher_stats(model, inputs, fisher_options, progress);
+    auto local = inputs.slice(/*dim=*/0, shard.begin, shard.end);
     const bool tape = model.gradient_path() == GradientPath::kLayerTape;
     if (method == FitMethod::kAuto) method = tape ? FitMethod::kPerExample : FitMethod::kMatrixFree;
     if (method == FitMethod::kPerExample) {
       note << "per-example, V recomputed per pass ("
            << (tape ? "layer tape" : "per-example loop: " + model.gradient_path_note()) << ")";
-      PerExampleOperator op(model, inputs, proj.fisher, o.batch_size, progress);
-      r = randomized_svd(op, o.svd, progress);
+      PerExampleOperator op(model, local, proj.fisher, o.batch_size, progress, shard.begin);
+      r = svd_of(op);
     } else {
       note << "matrix-free (JVP/VJP)"
            << (o.method == FitMethod::kAuto
                    ? "; the layer tape does not cover the model: " + model.gradient_path_note()
                    : "");
-      FisherVectorOperator op(model, inputs, proj.fisher, o.batch_size, progress);
-      r = randomized_svd(op, o.svd, progress);
+      FisherVectorOperator op(model, local, proj.fisher, o.batch_size, progress, shard.begin);
+      r = svd_of(op);
     }
   }
   note << "; V is " << n << " x " << p << " = " << (v_bytes >> 20) << " MiB, memory budget "
@@ -153,13 +177,21 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
 }
 
 torch::Tensor transform(const Projector& projector, ScoreModel& model, const torch::Tensor& inputs,
-                        int64_t batch_size, const ProgressFn& progress) {
+                        int64_t batch_size, const ProgressFn& progress, dist::Group* group) {
   TORCH_CHECK(model.num_parameters() == projector.n_params(), "nfk::transform: the model has ",
               model.num_parameters(), " parameters but the projector was fitted with ",
               projector.n_params());
   check_finite(inputs, "inputs");
-  return project_fisher_vectors(model, inputs, projector.fisher, projector.basis, batch_size,
-                                progress);
+  if (group == nullptr || !group->distributed()) {
+    return project_fisher_vectors(model, inputs, projector.fisher, projector.basis, batch_size,
+                                  progress);
+  }
+  const int64_t n = inputs.size(0);
+  const auto shard = dist::shard_range(n, batch_size, group->rank(), group->world_size());
+  auto local = project_fisher_vectors(model, inputs.slice(/*dim=*/0, shard.begin, shard.end),
+                                      projector.fisher, projector.basis, batch_size, progress,
+                                      /*first_index=*/shard.begin);
+  return group->allgather_rows(local, dist::shard_sizes(n, batch_size, group->world_size()));
 }
 
 ScoreModel load_projector_model(const Projector& projector, const std::string& override_path) {

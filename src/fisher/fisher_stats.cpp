@@ -83,18 +83,26 @@ FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
   }
   auto ref = reference_inputs(model, data, options, &stats.estimator, &stats.reference);
   const int64_t n = ref.size(0);
+  // Every rank holds the same reference (same seed); each one streams its shard of it.
+  dist::Shard shard{0, n};
+  if (options.group != nullptr) {
+    shard = dist::shard_range(n, options.batch_size, options.group->rank(),
+                              options.group->world_size());
+  }
 
   FisherAccumulator acc;
   // One J_b buffer for every batch: a fresh [B, P] block per batch costs more in page faults
   // than the fast per-example path takes to fill it.
-  auto j_bp = torch::empty({std::min(n, options.batch_size), model.num_parameters()},
+  auto j_bp = torch::empty({std::min(std::max<int64_t>(shard.size(), 1), options.batch_size),
+                            model.num_parameters()},
                            model.parameters().front().options());
-  for (int64_t start = 0; start < n; start += options.batch_size) {
-    const int64_t end = std::min(n, start + options.batch_size);
+  for (int64_t start = shard.begin; start < shard.end; start += options.batch_size) {
+    const int64_t end = std::min(shard.end, start + options.batch_size);
     acc.add(per_example_gradients(model, ref.slice(0, start, end), kReferenceIndexOffset + start,
                                   j_bp.narrow(0, 0, end - start)));
-    if (progress) progress("gradients", end, n);
+    if (progress) progress("gradients", end - shard.begin, shard.size());
   }
+  if (options.group != nullptr) acc.reduce(*options.group, p, model.options().device);
   auto finished = acc.finish(options.floor, model.options().dtype, stats.reference);
   finished.estimator = stats.estimator;
   return finished;
@@ -116,6 +124,32 @@ void FisherAccumulator::add(const torch::Tensor& j_bp) {
     sum_sq_ += d.square_().sum(0);
     count_ += j.size(0);
   }
+}
+
+void FisherAccumulator::reduce(dist::Group& group, int64_t p, torch::Device device) {
+  if (!group.distributed()) return;
+  auto f64 = torch::dtype(torch::kFloat64).device(device);
+  if (!shift_.defined()) {
+    shift_ = torch::zeros({p}, f64);
+    sum_ = torch::zeros({p}, f64);
+    sum_sq_ = torch::zeros({p}, f64);
+  }
+  TORCH_CHECK(shift_.numel() == p, "nfk: Fisher statistics of ", shift_.numel(),
+              " parameters, expected ", p);
+  // Re-centre every rank's sums on the global mean c before adding them up:
+  // Σ(d − δ)² = Σd² − 2δΣd + nδ² with δ = c − shift, d = j − shift.
+  auto count = group.allreduce_sum(torch::tensor({static_cast<double>(count_)}, f64));
+  auto total = group.allreduce_sum(sum_ + shift_ * static_cast<double>(count_));
+  const int64_t global_count = static_cast<int64_t>(count.item<double>());
+  auto centre = global_count > 0 ? total / static_cast<double>(global_count) : total;
+  auto delta = centre - shift_;
+  auto local_sum_sq = sum_sq_ - 2 * delta * sum_ + static_cast<double>(count_) * delta.square();
+  auto local_sum = sum_ - static_cast<double>(count_) * delta;
+  auto both = group.allreduce_sum(torch::stack({local_sum, local_sum_sq}));
+  shift_ = centre;
+  sum_ = both[0].clone();
+  sum_sq_ = both[1].clone();
+  count_ = global_count;
 }
 
 FisherStats FisherAccumulator::finish(double floor, torch::Dtype dtype,

@@ -5,17 +5,18 @@ namespace nfk {
 
 PerExampleOperator::PerExampleOperator(ScoreModel& model, torch::Tensor inputs,
                                        const FisherStats& stats, int64_t batch_size,
-                                       ProgressFn progress)
+                                       ProgressFn progress, int64_t first_index)
     : model_(model),
       inputs_(std::move(inputs)),
       z_(stats.mean_score),
       inv_sqrt_(stats.inv_sqrt()),
       batch_size_(batch_size),
-      progress_(std::move(progress)) {
+      progress_(std::move(progress)),
+      first_index_(first_index) {
   TORCH_CHECK(batch_size_ > 0, "nfk: batch size must be positive, got ", batch_size_);
   TORCH_CHECK(z_.numel() == model_.num_parameters(), "nfk: Fisher statistics have ", z_.numel(),
               " entries but the model has ", model_.num_parameters(), " parameters");
-  j_bp_ = torch::empty({std::min(rows(), batch_size_), cols()}, options());
+  j_bp_ = torch::empty({std::max<int64_t>(1, std::min(rows(), batch_size_)), cols()}, options());
 }
 
 torch::Tensor PerExampleOperator::apply(const torch::Tensor& q_pu) {
@@ -28,7 +29,7 @@ torch::Tensor PerExampleOperator::apply(const torch::Tensor& q_pu) {
   for (int64_t start = 0; start < n; start += batch_size_) {
     const int64_t end = std::min(n, start + batch_size_);
     auto j_bp = j_bp_.narrow(0, 0, end - start);
-    per_example_gradients(model_, inputs_.slice(0, start, end), start, j_bp);
+    per_example_gradients(model_, inputs_.slice(0, start, end), first_index_ + start, j_bp);
     torch::NoGradGuard no_grad;
     auto out_bu = out_nu.slice(0, start, end);
     torch::mm_out(out_bu, j_bp, t_pu);
@@ -47,7 +48,7 @@ torch::Tensor PerExampleOperator::apply_t(const torch::Tensor& m_nu) {
   for (int64_t start = 0; start < n; start += batch_size_) {
     const int64_t end = std::min(n, start + batch_size_);
     auto j_bp = j_bp_.narrow(0, 0, end - start);
-    per_example_gradients(model_, inputs_.slice(0, start, end), start, j_bp);
+    per_example_gradients(model_, inputs_.slice(0, start, end), first_index_ + start, j_bp);
     torch::NoGradGuard no_grad;
     acc_pu.addmm_(j_bp.t(), m.slice(0, start, end));  // Jᵀ M
     if (progress_) progress_("VtM", end, n);
@@ -63,7 +64,7 @@ torch::Tensor PerExampleOperator::dense() {
   for (int64_t start = 0; start < n; start += batch_size_) {
     const int64_t end = std::min(n, start + batch_size_);
     auto rows_bp = v_np.slice(0, start, end);
-    per_example_gradients(model_, inputs_.slice(0, start, end), start, rows_bp);
+    per_example_gradients(model_, inputs_.slice(0, start, end), first_index_ + start, rows_bp);
     torch::NoGradGuard no_grad;
     rows_bp.sub_(z_).mul_(inv_sqrt_);
   }

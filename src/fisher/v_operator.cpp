@@ -24,13 +24,14 @@ class DualLevel {
 
 FisherVectorOperator::FisherVectorOperator(ScoreModel& model, torch::Tensor inputs,
                                            const FisherStats& stats, int64_t batch_size,
-                                           ProgressFn progress)
+                                           ProgressFn progress, int64_t first_index)
     : model_(model),
       inputs_(std::move(inputs)),
       z_(stats.mean_score),
       inv_sqrt_(stats.inv_sqrt()),
       batch_size_(batch_size),
-      progress_(std::move(progress)) {
+      progress_(std::move(progress)),
+      first_index_(first_index) {
   TORCH_CHECK(batch_size_ > 0, "nfk: batch size must be positive, got ", batch_size_);
   TORCH_CHECK(z_.numel() == model_.num_parameters(), "nfk: Fisher statistics have ", z_.numel(),
               " entries but the model has ", model_.num_parameters(), " parameters");
@@ -56,7 +57,7 @@ torch::Tensor FisherVectorOperator::apply(const torch::Tensor& q_pu) {
                        /*is_inplace_op=*/false);
         offset += p.numel();
       }
-      auto s = model_.score(x, start);
+      auto s = model_.score(x, first_index_ + start);
       auto jvp = s._fw_grad(dual.level());
       auto col = out_nu.select(/*dim=*/1, j).slice(0, start, end);
       if (jvp.defined()) {
@@ -80,7 +81,7 @@ torch::Tensor FisherVectorOperator::apply_t(const torch::Tensor& m_nu) {
   torch::AutoGradMode grad_on(true);
   for (int64_t start = 0; start < n; start += batch_size_) {
     const int64_t end = std::min(n, start + batch_size_);
-    auto s = model_.score(model_.prepare(inputs_.slice(0, start, end)), start);
+    auto s = model_.score(model_.prepare(inputs_.slice(0, start, end)), first_index_ + start);
     // One forward per batch, one backward per column on the retained graph.
     for (int64_t j = 0; j < u; ++j) {
       auto m_b = m.select(/*dim=*/1, j).slice(0, start, end);
@@ -98,13 +99,15 @@ torch::Tensor FisherVectorOperator::apply_t(const torch::Tensor& m_nu) {
 namespace {
 
 // V rows from per-example gradients, written in place: v_np[start:end] = J_b.
+// `first_index`: index of inputs[0] in its data set.
 void fill_gradients(ScoreModel& model, const torch::Tensor& inputs, int64_t batch_size,
-                    torch::Tensor v_np, FisherAccumulator* acc, const ProgressFn& progress) {
+                    torch::Tensor v_np, FisherAccumulator* acc, const ProgressFn& progress,
+                    int64_t first_index = 0) {
   const int64_t n = inputs.size(0);
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t end = std::min(n, start + batch_size);
     auto rows = v_np.slice(0, start, end);
-    per_example_gradients(model, inputs.slice(0, start, end), start, rows);
+    per_example_gradients(model, inputs.slice(0, start, end), first_index + start, rows);
     if (acc) acc->add(rows);
     if (progress) progress("gradients", end, n);
   }
@@ -122,7 +125,7 @@ void centre_and_scale(torch::Tensor v_np, const torch::Tensor& z, const torch::T
 
 torch::Tensor FisherVectorOperator::dense() {
   auto v_np = torch::empty({rows(), cols()}, options());
-  fill_gradients(model_, inputs_, batch_size_, v_np, nullptr, progress_);
+  fill_gradients(model_, inputs_, batch_size_, v_np, nullptr, progress_, first_index_);
   centre_and_scale(v_np, z_, inv_sqrt_);
   return v_np;
 }
@@ -132,7 +135,13 @@ torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor&
                                          FisherStats* stats, const ProgressFn& progress) {
   TORCH_CHECK(batch_size > 0, "nfk: batch size must be positive, got ", batch_size);
   const int64_t n = inputs.size(0);
-  auto v_np = torch::empty({n, model.num_parameters()},
+  // A rank materialises its own rows only; z and I are reduced over all ranks.
+  dist::Shard shard{0, n};
+  if (options.group != nullptr) {
+    shard = dist::shard_range(n, batch_size, options.group->rank(), options.group->world_size());
+  }
+  auto local_inputs = inputs.slice(/*dim=*/0, shard.begin, shard.end);
+  auto v_np = torch::empty({shard.size(), model.num_parameters()},
                            torch::dtype(model.options().dtype).device(model.options().device));
   // The reference is the data itself: J gives z and I in the same pass. (Not for noisy scores,
   // whose reference pass draws its own noise stream.)
@@ -141,12 +150,15 @@ torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor&
                         !model.stochastic();
   if (one_pass) {
     FisherAccumulator acc;
-    fill_gradients(model, inputs, batch_size, v_np, &acc, progress);
+    fill_gradients(model, local_inputs, batch_size, v_np, &acc, progress, shard.begin);
+    if (options.group != nullptr) {
+      acc.reduce(*options.group, model.num_parameters(), model.options().device);
+    }
     *stats = acc.finish(options.floor, model.options().dtype, "data");
     stats->estimator = Estimator::kEmpirical;
   } else {
     *stats = compute_fisher_stats(model, inputs, options, progress);
-    fill_gradients(model, inputs, batch_size, v_np, nullptr, progress);
+    fill_gradients(model, local_inputs, batch_size, v_np, nullptr, progress, shard.begin);
   }
   centre_and_scale(v_np, stats->mean_score, stats->inv_sqrt());
   return v_np;

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Data-parallel runs over c10d/Gloo on CPU (float64): `nfk fit --nproc 2` (an MLP classifier by
+# every method, a VAE whose score draws noise per batch) and two ranks launched torchrun-style
+# (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT) must give the single-process singular values,
+# training embeddings, `nfk transform` embeddings and `nfk fisher` diagonal to 1e-6; a rank that
+# dies must make the job fail with a one-line reason within the timeout, not hang.
+# Usage: bash tests/cli/distributed.sh path/to/nfk
+set -euo pipefail
+nfk=$(realpath "$1")
+here=$(cd "$(dirname "$0")" && pwd)
+py=/usr/bin/python3  # Debian's python3 with python3-torch and python3-numpy
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+tol=1e-6
+data="mnist:test[:300]"
+
+"$py" "$here/distributed.py" make "$tmp"
+model=(--model "$tmp/mlp.pt" --kind classifier --dtype float64 --batch-size 64)
+
+fit() {  # name, method, extra args...
+  local name=$1 method=$2
+  shift 2
+  "$nfk" fit "${model[@]}" --data "$data" --rank 8 --power-iters 4 --method "$method" \
+    --out "$tmp/$name.nfk" --embedding-out "$tmp/${name}_train.npy" --quiet "$@"
+  "$nfk" spectrum --projector "$tmp/$name.nfk" --json > "$tmp/$name.json"
+}
+compare() {  # single-process name, distributed name
+  "$py" "$here/distributed.py" spectrum "$tmp/$1.json" "$tmp/$2.json" $tol
+  "$py" "$here/distributed.py" close "$tmp/${1}_train.npy" "$tmp/${2}_train.npy" $tol
+}
+
+for method in matrix-free exact per-example; do
+  echo "== $method: 1 process vs --nproc 2"
+  fit "${method}_1" "$method"
+  fit "${method}_2" "$method" --nproc 2
+  compare "${method}_1" "${method}_2"
+done
+
+echo "== vae (noise seeded per batch, reference = model samples): 1 process vs --nproc 2"
+for method in matrix-free exact; do
+  for np in 1 2; do
+    "$nfk" fit --model "$tmp/vae.pt" --kind vae --dtype float64 --batch-size 64 --data "$data" \
+      --rank 8 --power-iters 4 --method $method --out "$tmp/vae_${method}_$np.nfk" \
+      --embedding-out "$tmp/vae_${method}_${np}_train.npy" --quiet --nproc $np
+    "$nfk" spectrum --projector "$tmp/vae_${method}_$np.nfk" --json > "$tmp/vae_${method}_$np.json"
+  done
+  compare "vae_${method}_1" "vae_${method}_2"
+done
+
+echo "== transform: 1 process vs --nproc 2 (same projector)"
+"$nfk" transform --projector "$tmp/matrix-free_1.nfk" --data "mnist:train[:200]" \
+  --out "$tmp/t1.npy" --batch-size 64 --quiet
+"$nfk" transform --projector "$tmp/matrix-free_1.nfk" --data "mnist:train[:200]" \
+  --out "$tmp/t2.npy" --batch-size 64 --quiet --nproc 2
+"$py" "$here/distributed.py" close "$tmp/t1.npy" "$tmp/t2.npy" $tol
+echo "== transform of --nproc 2's projector vs the single-process one"
+"$nfk" transform --projector "$tmp/matrix-free_2.nfk" --data "mnist:train[:200]" \
+  --out "$tmp/t3.npy" --batch-size 64 --quiet
+"$py" "$here/distributed.py" close "$tmp/t1.npy" "$tmp/t3.npy" $tol
+
+echo "== fisher: 1 process vs --nproc 3 (uneven shards)"
+"$nfk" fisher "${model[@]}" --data "$data" --out "$tmp/i1.npy" --mean-out "$tmp/z1.npy" --quiet
+"$nfk" fisher "${model[@]}" --data "$data" --out "$tmp/i3.npy" --mean-out "$tmp/z3.npy" --quiet \
+  --nproc 3
+"$py" "$here/distributed.py" close "$tmp/i1.npy" "$tmp/i3.npy" $tol
+"$py" "$here/distributed.py" close "$tmp/z1.npy" "$tmp/z3.npy" $tol
+
+port=$(( 20000 + RANDOM % 20000 ))
+echo "== torchrun-style: two ranks from the environment (MASTER_PORT=$port)"
+for r in 0 1; do
+  RANK=$r LOCAL_RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+    "$nfk" fit "${model[@]}" --data "$data" --rank 8 --power-iters 4 --method matrix-free \
+    --out "$tmp/env.nfk" --embedding-out "$tmp/env_train.npy" --quiet --dist-timeout 60 &
+done
+wait
+"$nfk" spectrum --projector "$tmp/env.nfk" --json > "$tmp/env.json"
+compare matrix-free_1 env
+
+expect_fail() {  # what, regex, log file, rc, started (s)
+  local rc=$4 elapsed=$((SECONDS - $5))
+  if [[ $rc -eq 0 ]]; then echo "FAIL: $1: exit status 0"; exit 1; fi
+  if ! grep -Eq "$2" "$3"; then echo "FAIL: $1: no message matching /$2/ in:"; cat "$3"; exit 1; fi
+  if [[ $elapsed -gt 40 ]]; then echo "FAIL: $1: took ${elapsed}s"; exit 1; fi
+  echo "  $1: exit $rc after ${elapsed}s: $(grep -E "$2" "$3" | head -1)"
+}
+big=(--data "mnist:test[:4000]" --rank 8 --method matrix-free --power-iters 50 --quiet
+     --dist-timeout 20)
+
+echo "== dead rank under --nproc 2: the launcher names it and stops the other"
+start=$SECONDS
+"$nfk" fit "${model[@]}" "${big[@]}" --out "$tmp/dead.nfk" --nproc 2 2> "$tmp/dead.err" &
+launcher=$!
+child=""
+for _ in $(seq 100); do  # wait for both ranks, then kill rank 1 (the younger child)
+  child=$(pgrep -P $launcher | sort -n | tail -1 || true)
+  [[ $(pgrep -P $launcher | wc -l) -eq 2 ]] && break
+  sleep 0.1
+done
+sleep 1.5
+kill -9 "$child" || { echo "FAIL: rank 1 ended before it could be killed"; exit 1; }
+rc=0; wait $launcher || rc=$?
+expect_fail "--nproc 2, rank 1 killed" "rank 1 of 2 was killed by signal 9" "$tmp/dead.err" $rc $start
+[[ ! -e "$tmp/dead.nfk" ]] || { echo "FAIL: a failed job wrote its output"; exit 1; }
+
+echo "== dead rank, torchrun-style: the survivor fails with a clear message"
+port=$(( 20000 + RANDOM % 20000 ))
+start=$SECONDS
+RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+  "$nfk" fit "${model[@]}" "${big[@]}" --out "$tmp/dead0.nfk" 2> "$tmp/dead0.err" &
+rank0=$!
+RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+  "$nfk" fit "${model[@]}" "${big[@]}" --out "$tmp/dead0.nfk" 2> /dev/null &
+rank1=$!
+sleep 3
+{ kill -9 $rank1 && wait $rank1; } 2> /dev/null || true
+rc=0; wait $rank0 || rc=$?
+expect_fail "rank 1 killed" "\[rank 0/2\]: distributed .* failed on rank 0 of 2" "$tmp/dead0.err" $rc $start
+
+echo "== missing rank, torchrun-style: rendezvous gives up after --dist-timeout"
+port=$(( 20000 + RANDOM % 20000 ))
+start=$SECONDS
+rc=0
+RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+  "$nfk" fit "${model[@]}" --data "$data" --rank 8 --out "$tmp/alone.nfk" --quiet \
+  --dist-timeout 3 2> "$tmp/alone.err" || rc=$?
+expect_fail "rank 1 never started" "rank 0 of 2 could not join" "$tmp/alone.err" $rc $start
+echo "distributed: all checks passed"
