@@ -115,15 +115,6 @@ torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor&
                                          const FisherOptions& options, int64_t batch_size,
                                          FisherStats* stats, const ProgressFn& progress = {});
 
-/// V B [N, k] for a basis B [P, k] (e.g. the projector's P: NFK embeddings) from per-example
-/// gradient blocks: one batch of J at a time, then one GEMM, so memory is O(batch·P) and the cost
-/// does not grow with k the way k forward-mode passes would.
-/// `first_index`: the index of inputs[0] in its data set (seeds per-example noise).
-torch::Tensor project_fisher_vectors(ScoreModel& model, const torch::Tensor& inputs,
-                                     const FisherStats& stats, const torch::Tensor& basis_pk,
-                                     int64_t batch_size, const ProgressFn& progress = {},
-                                     int64_t first_index = 0);
-
 /// V [N, P] over `inputs` [N, ...] as a streaming operator (SPEC §2 matrix-free):
 /// apply(Q) = V Q by forward-mode AD (dual tensors on the parameters), apply_t(M) = Vᵀ M by
 /// reverse-mode AD; neither stores J, V or K. dense() materialises V from per-example gradients.

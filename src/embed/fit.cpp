@@ -183,14 +183,16 @@ torch::Tensor transform(const Projector& projector, ScoreModel& model, const tor
               projector.n_params());
   check_finite(inputs, "inputs");
   if (group == nullptr || !group->distributed()) {
-    return project_fisher_vectors(model, inputs, projector.fisher, projector.basis, batch_size,
-                                  progress);
+    // Per-example gradient blocks and one GEMM each: k forward-mode passes cost far more.
+    return PerExampleOperator(model, inputs, projector.fisher, batch_size, progress)
+        .apply(projector.basis);
   }
   const int64_t n = inputs.size(0);
   const auto shard = dist::shard_range(n, batch_size, group->rank(), group->world_size());
-  auto local = project_fisher_vectors(model, inputs.slice(/*dim=*/0, shard.begin, shard.end),
-                                      projector.fisher, projector.basis, batch_size, progress,
-                                      /*first_index=*/shard.begin);
+  auto local = PerExampleOperator(model, inputs.slice(/*dim=*/0, shard.begin, shard.end),
+                                  projector.fisher, batch_size, progress,
+                                  /*first_index=*/shard.begin)
+                   .apply(projector.basis);
   return group->allgather_rows(local, dist::shard_sizes(n, batch_size, group->world_size()));
 }
 
