@@ -27,18 +27,29 @@ TOOL = os.path.join(ROOT, "build", "nfk_bench")
 # whole job takes minutes on two cores; the full plan is the 2^10..2^16 (for a GPU).
 PLANS = {
     "small": [
-        ("lenet5", "classifier", "mnist", [10, 11, 12], ["per-example"]),
+        ("lenet5", "classifier", "mnist", [10, 11, 12], ["per-example", "per-example-stream", "sketch"]),
         ("lenet5", "classifier", "mnist", [7, 8], ["matrix-free"]),
         ("dcgan-d", "score", "noise", [9, 10], ["per-example"]),
         ("wrn-40-2", "classifier", "noise", [5, 6], ["per-example"]),
     ],
     "full": [
-        ("lenet5", "classifier", "mnist", list(range(10, 17)), ["per-example", "matrix-free"]),
+        ("lenet5", "classifier", "mnist", list(range(10, 17)),
+         ["per-example", "per-example-stream", "sketch", "matrix-free"]),
         ("dcgan-d", "score", "noise", list(range(10, 17)), ["per-example", "matrix-free"]),
         ("wrn-40-2", "classifier", "noise", list(range(10, 17)), ["per-example", "matrix-free"]),
     ],
 }
 FUNCTORCH_LOG2N = {"small": [8], "full": list(range(10, 17))}
+# Bench method names → `nfk fit` flags: "per-example" lets V stay resident (it fits the default
+# 4 GiB budget up to N = 2^14 on LeNet-5); "per-example-stream" forces V's blocks to be recomputed
+# on every pass (memory flat in N); "sketch" reads V once (single-pass sketch).
+METHOD_FLAGS = {
+    "per-example": ["--method", "per-example"],
+    "per-example-stream": ["--method", "per-example", "--memory-budget", "0"],
+    "sketch": ["--method", "sketch"],
+    "matrix-free": ["--method", "matrix-free"],
+    "exact": ["--method", "exact"],
+}
 
 
 def peak_rss_cmd(cmd):
@@ -69,6 +80,8 @@ def main():
     ap.add_argument("--power-iters", type=int, default=10)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="folder with nfk, nfk_bench")
+    ap.add_argument("--methods", nargs="*", help="only these bench methods (default: the plan's)")
+    ap.add_argument("--skip-functorch", action="store_true", help="leave out the Alg. 4 reference")
     a = ap.parse_args()
     global NFK, TOOL
     NFK, TOOL = os.path.join(a.build, "nfk"), os.path.join(a.build, "nfk_bench")
@@ -95,12 +108,14 @@ def main():
         src = ("mnist:train" if data == "mnist" else noise) + "[:%d]" % n
         return [NFK, "fit", "--model", os.path.join(work, net + ".pt"), "--kind", kind,
                 "--data", src, "--rank", str(a.rank), "--power-iters", str(a.power_iters),
-                "--method", method, "--estimator", "empirical", "--dtype", dtype,
+                *METHOD_FLAGS[method], "--estimator", "empirical", "--dtype", dtype,
                 "--device", a.device, "--batch-size", str(batch), "--out", out, "--quiet"]
 
     for net, kind, data, log2ns, methods in PLANS[a.plan]:
         batch = {"lenet5": 256, "dcgan-d": 64, "wrn-40-2": 16}[net]
         for method in methods:
+            if a.methods and method not in a.methods:
+                continue
             for log2n in log2ns:
                 n = 2 ** log2n
                 times, rss = [], []
@@ -115,7 +130,7 @@ def main():
                 report["runs"].append(row)
                 print(json.dumps(row), flush=True)
 
-    for log2n in FUNCTORCH_LOG2N[a.plan]:
+    for log2n in [] if a.skip_functorch else FUNCTORCH_LOG2N[a.plan]:
         times, last = [], None
         for _ in range(a.repeats):
             s, m, out, _ = peak_rss_cmd([sys.executable, os.path.join(ROOT, "bench", "functorch_alg4.py"),
@@ -147,6 +162,18 @@ def main():
         "net": "lenet5", "n": 1024, "fast": "per-example float32, oversample 32",
         "reference": "exact float64", "max_rel_err_top_k": float(rel.max()), "rel_err": rel.tolist()}
     print(json.dumps({"accuracy_oversample_32_max_rel_err": float(rel.max())}), flush=True)
+    # The single-pass sketch (no power iterations) at the default and at a larger oversample.
+    report["accuracy_sketch"] = []
+    for oversample in (10, 96):
+        cmd = fit_cmd("lenet5", "classifier", "mnist", 1024, "sketch", fast)
+        subprocess.run(cmd[:-1] + ["--oversample", str(oversample), "--quiet"], check=True)
+        rel = np.abs(np.array(spectrum(fast)) - se) / se
+        row = {"net": "lenet5", "n": 1024, "fast": "sketch float32, oversample %d" % oversample,
+               "reference": "exact float64", "max_rel_err_top_k": float(rel.max()),
+               "rel_err": rel.tolist()}
+        report["accuracy_sketch"].append(row)
+        print(json.dumps({"accuracy_sketch_oversample_%d_max_rel_err" % oversample: float(rel.max())}),
+              flush=True)
     report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as f:

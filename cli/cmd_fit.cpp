@@ -97,13 +97,16 @@ void add_fit_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--oversample", f->oversample, "Extra random probes beyond k")
       ->capture_default_str();
-  cmd->add_option("--power-iters", f->power_iters, "Power (subspace) iterations")
+  cmd->add_option("--power-iters", f->power_iters,
+                  "Power (subspace) iterations (randomized SVD; sketch makes none)")
       ->capture_default_str();
   cmd->add_option("--method", f->method,
                   "auto | exact (Gram eigendecomposition) | per-example (GEMMs on per-example gradients: "
                   "V resident, or recomputed per pass beyond --memory-budget) | "
-                  "matrix-free (streaming JVP/VJP)")
-      ->check(CLI::IsMember({"auto", "exact", "per-example", "matrix-free"}))
+                  "matrix-free (streaming JVP/VJP) | sketch (single-pass sketch on per-example "
+                  "gradients: V read once after the Fisher statistics, no power iterations, less "
+                  "accurate on flat spectra)")
+      ->check(CLI::IsMember({"auto", "exact", "per-example", "matrix-free", "sketch"}))
       ->capture_default_str();
   cmd->add_option("--memory-budget", f->memory_budget_mib,
                   "MiB that a resident V may take (beyond it per-example recomputes V's blocks per pass; "

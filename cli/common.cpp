@@ -24,6 +24,9 @@ void ModelFlags::add_to(CLI::App* app) {
   app->add_option("--device", device, "Device: cpu or cuda")
       ->check(CLI::IsMember({"cpu", "cuda"}))
       ->capture_default_str();
+  app->add_flag("--tf32", tf32,
+                "cuda, float32: allow TF32 tensor-core math in matrix products and convolutions "
+                "(faster, about 1e-3 relative error per product; off: full float32)");
   app->add_option("--seed", seed, "Seed for every random choice (probes, samples, noise)")
       ->capture_default_str();
 }
@@ -37,6 +40,7 @@ ModelOptions ModelFlags::to_options() const {
   o.seed = seed;
   o.dtype = parse_dtype(dtype);
   o.device = parse_device(device);
+  set_tf32(tf32);
   return o;
 }
 
@@ -130,7 +134,9 @@ void ProgressLine::update(const std::string& stage, int64_t done, int64_t total)
   const double rate = elapsed > 0 ? done / elapsed : 0;
   double remaining = rate > 0 ? (total - done) / rate : 0;
   std::string pass;
-  if (svd_step_ >= 0 && (stage == "JVP" || stage == "VJP")) {
+  const bool svd_pass =
+      stage == "JVP" || stage == "VJP" || stage == "VQ" || stage == "VtM" || stage == "VQ+VtM";
+  if (svd_step_ >= 0 && svd_pass) {
     pass = " pass " + std::to_string(svd_step_ + 1) + "/" + std::to_string(svd_steps_);
     if (rate > 0) remaining += double(svd_steps_ - svd_step_ - 1) * total / rate;
   }

@@ -13,11 +13,12 @@
 
 namespace nfk::cli {
 
-/// --model/--kind/--generator/--latent-dim/--output/--dtype/--device/--seed.
+/// --model/--kind/--generator/--latent-dim/--output/--dtype/--device/--tf32/--seed.
 struct ModelFlags {
   std::string model, kind, generator, dtype = "float32", device = "cpu";
   int64_t latent_dim = 0, output = -1;
   uint64_t seed = 0;
+  bool tf32 = false;
 
   void add_to(CLI::App* app);
   ModelOptions to_options() const;
@@ -40,7 +41,8 @@ void set_command_line(int argc, char** argv);
 void run_distributed(const DistFlags& flags, const std::function<void(dist::Group&)>& body);
 
 /// Draws "[stage] done/total, rate/s, ETA" on stderr at most 4 times a second; silent if quiet.
-/// A fit's passes come as ("svd", step, steps) followed by per-batch ("JVP"/"VJP", done, N);
+/// A fit's passes come as ("svd", step, steps) followed by per-batch ("JVP"/"VJP" or, per-example,
+/// "VQ"/"VtM"/"VQ+VtM", done, N);
 /// the ETA then covers the whole SVD.
 class ProgressLine {
  public:

@@ -295,6 +295,8 @@ PYBIND11_MODULE(_nfk, m) {
   m.def("set_distance", &set_distance, py::arg("projector"), py::arg("model"), py::arg("a"),
         py::arg("b"), py::arg("batch_size"));
   m.def("get_num_threads", [] { return at::get_num_threads(); });
+  m.def("set_tf32", &nfk::set_tf32, py::arg("allowed"));
+  m.def("tf32_allowed", &nfk::tf32_allowed);
   m.def(
       "set_num_threads", [](int n) { at::set_num_threads(n); }, py::arg("n"));
   m.def(

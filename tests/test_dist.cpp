@@ -59,7 +59,7 @@ void run_ranks(int world, const std::function<void(dist::Group&)>& body) {
   for (int r = 0; r < world; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
 }
 
-TEST(Group, ShardedRandomizedSvdEqualsSingleProcess) {
+TEST(Group, ShardedRandomizedAndSketchSvdEqualSingleProcess) {
   if (!dist::available()) GTEST_SKIP() << "built without c10d/Gloo";
   test::seed(3);
   const int64_t n = 70, p = 40, block = 16;
@@ -69,14 +69,16 @@ TEST(Group, ShardedRandomizedSvdEqualsSingleProcess) {
   o.rank = 6;
   DenseOperator whole(v);
   auto ref = randomized_svd(whole, o);
+  auto ref_sketch = sketch_svd(whole, o);
   const int world = 3;
-  std::vector<SvdResult> results(world);
+  std::vector<SvdResult> results(world), sketches(world);
   std::vector<torch::Tensor> gathered(world);
   run_ranks(world, [&](dist::Group& g) {
     auto shard = dist::shard_range(n, block, g.rank(), world);
     DenseOperator local(v.slice(0, shard.begin, shard.end));
     ShardedOperator op(local, g, dist::shard_sizes(n, block, world));
     results[g.rank()] = randomized_svd(op, o);
+    sketches[g.rank()] = sketch_svd(op, o);  // apply_pair: one local pass, two reductions
     gathered[g.rank()] = op.dense();
   });
   for (int r = 0; r < world; ++r) {
@@ -84,6 +86,8 @@ TEST(Group, ShardedRandomizedSvdEqualsSingleProcess) {
     test::expect_close(results[r].singular_values, ref.singular_values, 1e-12, "sigma");
     test::expect_close(results[r].right, ref.right, 1e-10, "P");
     test::expect_close(results[r].left, ref.left, 1e-10, "Phi");
+    test::expect_close(sketches[r].singular_values, ref_sketch.singular_values, 1e-12, "sketch");
+    test::expect_close(sketches[r].right, ref_sketch.right, 1e-10, "sketch P");
     EXPECT_TRUE(gathered[r].equal(v)) << "dense() gathers V in row order";
   }
 }

@@ -47,6 +47,17 @@ TEST_P(FitAgreement, FastMethodsMatchExactInFloat64) {
   }
   auto e = transform(exact, model, c.x, 50);
   test::expect_close(e, e_exact, 1e-6, c.name + " exact transform");
+
+  // The single-pass sketch is exact when its range sketch spans all N rows (s = N): this checks
+  // its centring, scaling and factor bookkeeping end to end, not its approximation quality.
+  o.method = FitMethod::kSketch;
+  o.svd.oversample = c.x.size(0);
+  torch::Tensor e_sketch;
+  auto sk = fit(model, c.x, o, "synthetic", {}, &e_sketch);
+  EXPECT_EQ(sk.method, FitMethod::kSketch);
+  EXPECT_LE(test::max_entry_rel_err(sk.singular_values, exact.singular_values), 1e-8) << c.name;
+  EXPECT_GE(principal_cosines(sk.basis, exact.basis).min().item<double>(), 1 - 1e-8) << c.name;
+  test::expect_close(transform(sk, model, c.x, 50), e_sketch, 1e-6, c.name + " sketch transform");
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, FitAgreement, ::testing::Values("cnn", "gan"));

@@ -231,10 +231,73 @@ TEST(LayerTape, WeightUsedOutsideItsLayerIsCaughtByTheFirstBatchCheck) {
   expect_matches_loop(model, x, GradientPath::kLoop, "reused weight");
 }
 
-TEST(LayerTape, TorchScriptModelsUseTheLoop) {
+TEST(LayerTape, TorchScriptWithoutRecognisedOpsUsesTheLoop) {
+  // Raw matmuls (x @ W.t() + b) are not parametric ops the graph rewrite recognises.
   auto model = test::make_test_model(ModelKind::kClassifier, test::temp_dir("tape_ts"));
   auto x = test::test_inputs(4);
   expect_matches_loop(model, x, GradientPath::kLoop, "torchscript");
+}
+
+// A TorchScript CNN built from submodules the way scripted nn layers look after inlining:
+// conv2d with its stride and groups read from int attributes, batch_norm whose `training`
+// flag is an attribute (eval: running statistics), layer_norm, linear, and an embedding-free
+// tail. Every parameter is covered by a recognised op, so the graph rewrite should give the
+// per-example gradients from one backward.
+torch::jit::Module scripted_cnn(bool reuse_weight) {
+  auto o = torch::dtype(torch::kFloat64);
+  auto param = [&](torch::jit::Module& m, const char* name, torch::Tensor t) {
+    m.register_parameter(name, t.to(torch::kFloat64).requires_grad_(true), false);
+  };
+  torch::jit::Module conv("Conv");
+  param(conv, "weight", torch::randn({4, 1, 3, 3}, o) * 0.3);  // 2 groups
+  param(conv, "bias", torch::randn({4}, o) * 0.1);
+  conv.register_attribute("stride", c10::IntType::get(), int64_t{1});
+  conv.register_attribute("groups", c10::IntType::get(), int64_t{2});
+  conv.define(
+      "def forward(self, x):\n"
+      "        return torch.conv2d(x, self.weight, self.bias, [self.stride, self.stride], [1, 1], "
+      "[1, 1], self.groups)\n");
+  torch::jit::Module bn("Bn");
+  param(bn, "weight", 1 + 0.1 * torch::randn({4}, o));
+  param(bn, "bias", 0.1 * torch::randn({4}, o));
+  bn.register_buffer("running_mean", 0.1 * torch::randn({4}, o));
+  bn.register_buffer("running_var", 1 + 0.1 * torch::rand({4}, o));
+  bn.register_attribute("training", c10::BoolType::get(), true);  // eval() turns it off
+  bn.define(
+      "def forward(self, x):\n"
+      "        return torch.batch_norm(x, self.weight, self.bias, self.running_mean, "
+      "self.running_var, self.training, 0.1, 1e-5, False)\n");
+  torch::jit::Module net("Net");
+  net.register_module("conv", conv);
+  net.register_module("bn", bn);
+  param(net, "ln_weight", 1 + 0.1 * torch::randn({16}, o));
+  param(net, "ln_bias", 0.1 * torch::randn({16}, o));
+  param(net, "fc_weight", torch::randn({3, 16}, o) * 0.3);
+  param(net, "fc_bias", torch::randn({3}, o) * 0.1);
+  net.define(std::string(
+      "def forward(self, x):\n"
+      "        h = torch.relu(self.bn.forward(self.conv.forward(x)))\n"
+      "        h = torch.adaptive_avg_pool2d(h, [2, 2]).flatten(1)\n"
+      "        h = torch.layer_norm(h, [16], self.ln_weight, self.ln_bias, 1e-5, False)\n") +
+      (reuse_weight ? "        h = h + 0.1 * (h @ self.ln_weight)[:, None]\n" : "") +
+      "        return torch.linear(torch.tanh(h), self.fc_weight, self.fc_bias)\n");
+  return net;
+}
+
+TEST(LayerTape, TorchScriptGraphOpsMatchThePerExampleLoop) {
+  for (bool reuse : {false, true}) {
+    test::seed(0);
+    ModelOptions o;
+    o.dtype = torch::kFloat64;
+    o.model_path = test::temp_dir("tape_ts_cnn") + (reuse ? "/reuse.pt" : "/cnn.pt");
+    scripted_cnn(reuse).save(o.model_path);
+    test::seed(1);
+    auto x = torch::rand({7, 2, 6, 6}, torch::kFloat64);
+    auto model = load_score_model(ModelKind::kClassifier, o, x);
+    // A parameter also used outside its op is caught by the first-batch check: loop.
+    expect_matches_loop(model, x, reuse ? GradientPath::kLoop : GradientPath::kLayerTape,
+                        reuse ? "torchscript, weight reused" : "torchscript cnn");
+  }
 }
 
 TEST(LayerTape, Float32AgreesWithFloat64Loop) {
@@ -270,6 +333,18 @@ TEST(PerExampleOperator, ProductsMatchExplicitFisherVectors) {
     test::expect_close(op.apply(q), v.mm(q), 1e-10, "VQ " + what);
     test::expect_close(op.apply_t(m), v.t().mm(m), 1e-10, "VtM " + what);
     test::expect_close(op.dense(), v, 1e-10, "dense " + what);
+    // The sketch's pair of products comes from one pass: one progress report per batch.
+    int reports = 0;
+    PerExampleOperator counted(model, x, stats, /*batch_size=*/4,
+                               [&](const std::string& stage, int64_t, int64_t) {
+                                 EXPECT_EQ(stage, "VQ+VtM");
+                                 ++reports;
+                               });
+    auto l = torch::randn({9, 7}, torch::kFloat64);
+    auto [vq, vtl] = counted.apply_pair(q, l);
+    EXPECT_EQ(reports, 3) << what;  // ceil(9 / 4) batches
+    test::expect_close(vq, v.mm(q), 1e-10, "pair VQ " + what);
+    test::expect_close(vtl, v.t().mm(l), 1e-10, "pair VtM " + what);
   }
 }
 

@@ -21,10 +21,12 @@ namespace nfk {
 /// kPerExample: randomized SVD by GEMMs on per-example gradient blocks: V kept resident when
 ///   N·P fits the memory budget, else its blocks recomputed on every pass;
 /// kMatrixFree: randomized SVD by streaming JVP/VJP passes (paper Alg. 4);
+/// kSketch: single-pass sketch SVD (Tropp et al. 2017) on per-example blocks: after the Fisher
+///   statistics, V is read once (instead of 2L + 2 times); less accurate on flat spectra;
 /// kAuto: per-example with V resident when it fits the budget; otherwise per-example recomputed
 ///   where the layer tape covers the model (a pass costs about one batched backward instead of
 ///   one forward-mode pass per probe), else matrix-free. `Projector::method_note` says why.
-enum class FitMethod { kAuto, kExact, kPerExample, kMatrixFree };
+enum class FitMethod { kAuto, kExact, kPerExample, kMatrixFree, kSketch };
 FitMethod parse_fit_method(const std::string& name);  // "auto" | "exact" | "per-example" | ...
 std::string to_string(FitMethod m);
 
@@ -33,7 +35,7 @@ struct FitOptions {
   SvdOptions svd;
   FisherOptions fisher;
   int64_t batch_size = 256;
-  int64_t memory_budget = int64_t{4} << 30;  // bytes V may take when materialised
+  int64_t memory_budget = int64_t{4} << 30;  // bytes V (this rank's rows) may take in memory
   /// Data-parallel ranks (not owned; null: this process alone). Every rank calls fit() with the
   /// same inputs and options, streams its shard (dist::shard_range in whole batches) and gets the
   /// same projector; products, Fisher statistics and the projector are reduced once per pass.

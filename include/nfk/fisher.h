@@ -115,30 +115,41 @@ torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor&
                                          const FisherOptions& options, int64_t batch_size,
                                          FisherStats* stats, const ProgressFn& progress = {});
 
-/// V [N, P] over `inputs` [N, ...] as a streaming operator (SPEC §2 matrix-free):
-/// apply(Q) = V Q by forward-mode AD (dual tensors on the parameters), apply_t(M) = Vᵀ M by
-/// reverse-mode AD; neither stores J, V or K. dense() materialises V from per-example gradients.
-class FisherVectorOperator : public LinearOperator {
+/// What the streaming V operators share: the data (moved to the model's device per batch), z and
+/// I^{-1/2} on the model's device and dtype, the batch size and the progress callback.
+class StreamingVOperator : public LinearOperator {
  public:
-  /// `first_index`: the index of inputs[0] in its data set (a rank's shard starts past 0), which
-  /// seeds per-example noise of stochastic scores.
-  FisherVectorOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
-                       int64_t batch_size, ProgressFn progress = {}, int64_t first_index = 0);
   int64_t rows() const override { return inputs_.size(0); }
   int64_t cols() const override { return z_.size(0); }
-  torch::Tensor apply(const torch::Tensor& q_pu) override;
-  torch::Tensor apply_t(const torch::Tensor& m_nu) override;
-  torch::Tensor dense() override;
   torch::TensorOptions options() const override { return z_.options(); }
 
- private:
+ protected:
+  /// `first_index`: the index of inputs[0] in its data set (a rank's shard starts past 0), which
+  /// seeds per-example noise of stochastic scores.
+  StreamingVOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
+                     int64_t batch_size, ProgressFn progress, int64_t first_index);
+
   ScoreModel& model_;
-  torch::Tensor inputs_;  // [N, ...] as given (moved to the model's device per batch)
-  torch::Tensor z_;       // [P]
+  torch::Tensor inputs_;    // [N, ...]
+  torch::Tensor z_;         // [P]
   torch::Tensor inv_sqrt_;  // [P]
   int64_t batch_size_;
   ProgressFn progress_;
   int64_t first_index_;
+};
+
+/// V [N, P] over `inputs` [N, ...] as a streaming operator (SPEC §2 matrix-free):
+/// apply(Q) = V Q by forward-mode AD (dual tensors on the parameters), apply_t(M) = Vᵀ M by
+/// reverse-mode AD; neither stores J, V or K. dense() materialises V from per-example gradients.
+class FisherVectorOperator : public StreamingVOperator {
+ public:
+  FisherVectorOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
+                       int64_t batch_size, ProgressFn progress = {}, int64_t first_index = 0)
+      : StreamingVOperator(model, std::move(inputs), stats, batch_size, std::move(progress),
+                           first_index) {}
+  torch::Tensor apply(const torch::Tensor& q_pu) override;
+  torch::Tensor apply_t(const torch::Tensor& m_nu) override;
+  torch::Tensor dense() override;
 };
 
 /// V [N, P] over `inputs` [N, ...] as GEMMs on per-example gradient blocks recomputed on every
@@ -146,27 +157,19 @@ class FisherVectorOperator : public LinearOperator {
 /// apply(Q) = Σ_b V_b Q and apply_t(M) = Σ_b V_bᵀ M_b with V_b = (J_b − 1zᵀ) I^{-1/2} from
 /// `per_example_gradients` (one backward per batch where the layer tape covers the model).
 /// Memory O(B·P + P·u); the products equal FisherVectorOperator's.
-class PerExampleOperator : public LinearOperator {
+class PerExampleOperator : public StreamingVOperator {
  public:
-  /// `first_index`: the index of inputs[0] in its data set (as for FisherVectorOperator).
   PerExampleOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
                      int64_t batch_size, ProgressFn progress = {}, int64_t first_index = 0);
-  int64_t rows() const override { return inputs_.size(0); }
-  int64_t cols() const override { return z_.size(0); }
   torch::Tensor apply(const torch::Tensor& q_pu) override;
   torch::Tensor apply_t(const torch::Tensor& m_nu) override;
+  /// V Q and Vᵀ M from one pass over the per-example blocks.
+  std::pair<torch::Tensor, torch::Tensor> apply_pair(const torch::Tensor& q_pu,
+                                                      const torch::Tensor& m_nl) override;
   torch::Tensor dense() override;
-  torch::TensorOptions options() const override { return z_.options(); }
 
  private:
-  ScoreModel& model_;
-  torch::Tensor inputs_;    // [N, ...]
-  torch::Tensor z_;         // [P]
-  torch::Tensor inv_sqrt_;  // [P]
-  torch::Tensor j_bp_;      // [B, P] reused gradient block
-  int64_t batch_size_;
-  ProgressFn progress_;
-  int64_t first_index_;
+  torch::Tensor j_bp_;  // [B, P] reused gradient block
 };
 
 }  // namespace nfk

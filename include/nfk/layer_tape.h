@@ -9,6 +9,9 @@
 /// LayerNorm and GroupNorm (affine), BatchNorm1d/2d in eval mode with running statistics, and
 /// Embedding (no max_norm, no scale_grad_by_freq). Calls these rules exclude are not recorded:
 /// their parameters stay uncovered and fisher/ falls back to the per-example loop.
+/// Users' TorchScript models are recorded too (src/models/torchscript_tape.h): their graphs are
+/// rewritten to return each aten::linear, conv2d, _convolution, conv_transpose2d, layer_norm,
+/// group_norm, eval-mode batch_norm and embedding call's input, output and parameters.
 /// Example (a module's forward): `auto h = torch::relu(nfk::taped(*fc1, x));`
 
 #include <torch/torch.h>

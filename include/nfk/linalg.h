@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "nfk/progress.h"
 
@@ -20,6 +21,10 @@ class LinearOperator {
   virtual torch::Tensor apply(const torch::Tensor& q_pu) = 0;
   /// Vᵀ M: M [N, u] → [P, u].
   virtual torch::Tensor apply_t(const torch::Tensor& m_nu) = 0;
+  /// (V Q, Vᵀ M) for Q [P, u] and M [N, l] together. The default makes two passes (apply, then
+  /// apply_t); operators that stream V override it to make one, for `sketch_svd`.
+  virtual std::pair<torch::Tensor, torch::Tensor> apply_pair(const torch::Tensor& q_pu,
+                                                              const torch::Tensor& m_nl);
   /// V itself, [N, P]. The default builds it from apply_t on identity blocks (N passes' worth);
   /// operators that can do better override it.
   virtual torch::Tensor dense();
@@ -65,6 +70,16 @@ struct SvdResult {
 /// Example: `auto r = nfk::randomized_svd(op, {.rank = 16});`
 SvdResult randomized_svd(LinearOperator& op, const SvdOptions& options,
                          const ProgressFn& progress = {});
+
+/// Single-pass sketch SVD (Tropp, Yurtsever, Udell & Cevher 2017, "Practical sketching algorithms
+/// for low-rank matrix approximation", Alg. 7 with the fixed-rank truncation of §5): one
+/// `apply_pair` call takes the range sketch Y = VΩ (s = k + oversample columns) and the co-range
+/// sketch W = ΨᵀV (l = 2s + 1 rows) in a single pass over V; then Q = qr(Y), X = (ΨᵀQ)⁺W,
+/// V ≈ Q X and the top k of svd(X). Less accurate than `randomized_svd` when the spectrum decays
+/// slowly (no power iterations), but it reads V once. The total variance is the Hutchinson
+/// estimate ‖W‖_F² / l. Same sign convention as `randomized_svd`.
+SvdResult sketch_svd(LinearOperator& op, const SvdOptions& options,
+                     const ProgressFn& progress = {});
 
 /// Exact truncated SVD of a materialised V [N, P] (paper Alg. 1): eigendecomposition of the
 /// smaller Gram matrix (VVᵀ or VᵀV). Same sign convention as `randomized_svd`.

@@ -120,6 +120,12 @@ ScoreModel load_score_model(ModelKind kind, const ModelOptions& options,
 torch::Dtype parse_dtype(const std::string& name);
 std::string dtype_name(torch::Dtype dtype);
 
+/// TF32 tensor-core math for float32 matrix products (cuBLAS) and convolutions (cuDNN) on CUDA.
+/// nfk turns it off unless asked (`--tf32`; LibTorch itself allows it for cuDNN by default), so
+/// float32 means float32. No effect on CPU or in float64.
+void set_tf32(bool allowed);
+bool tf32_allowed();  // both cuBLAS and cuDNN allow it
+
 /// Stable hash (FNV-1a 64, hex) of a file's bytes, stored in projectors to catch model swaps.
 std::string file_hash(const std::string& path);
 

@@ -34,7 +34,7 @@ from . import _nfk
 
 __version__ = _nfk.__version__
 __all__ = ["NFK", "fisher_diag", "fisher_distance", "load_dataset", "SetDistance",
-           "get_num_threads", "set_num_threads"]
+           "get_num_threads", "set_num_threads", "set_tf32", "tf32_allowed"]
 
 SetDistance = collections.namedtuple("SetDistance", ["fisher", "embedding"])
 SetDistance.__doc__ = """Distance between two sets (AFV): ``fisher`` = ||mean_A V - mean_B V||
@@ -50,6 +50,20 @@ def load_dataset(source):
     source has none. Example: ``x, y = nfk.load_dataset("mnist:test[:1000]")``.
     """
     return _nfk.load_dataset(os.fspath(source))
+
+
+def set_tf32(allowed):
+    """Allows (True) or forbids (False) TF32 tensor-core math for float32 matrix products and
+    convolutions on CUDA, as ``nfk --tf32`` does. The switch is LibTorch's global one, shared with
+    PyTorch in the same process (``torch.backends.cuda.matmul.allow_tf32`` and
+    ``torch.backends.cudnn.allow_tf32``); PyTorch's default allows it for convolutions, the CLI's
+    default forbids it. No effect on CPU or in float64."""
+    _nfk.set_tf32(bool(allowed))
+
+
+def tf32_allowed():
+    """True when both matrix products and convolutions may use TF32 (see ``set_tf32``)."""
+    return _nfk.tf32_allowed()
 
 
 def get_num_threads():
@@ -121,7 +135,8 @@ class NFK:
         rank: k, the number of NFK components (32).
         estimator: reference for z and I: ``"auto"``, ``"true"`` (model samples) or
             ``"empirical"`` (the data).
-        method: ``"auto"``, ``"exact"``, ``"per-example"`` or ``"matrix-free"``.
+        method: ``"auto"``, ``"exact"``, ``"per-example"``, ``"matrix-free"`` or ``"sketch"``
+            (single pass over V after the Fisher statistics).
         oversample, power_iters: randomized SVD probes beyond k (10) and iterations (10).
         dtype: ``"float32"`` or ``"float64"``; device: ``"cpu"`` or ``"cuda"``.
         batch_size (256), seed (0), reference_samples (0: as many as the data),

@@ -8,12 +8,17 @@ Run by ctest (`python_bindings`) with PYTHONPATH=<build>/python and NFK_CLI=<bui
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 import nfk
+
+# The same small PyTorch models as the CLI's TorchScript interop check.
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "cli"))
+from torchscript_interop import Cnn, Disc, Gen  # noqa: E402
 
 NFK_CLI = os.environ.get(
     "NFK_CLI", os.path.join(os.path.dirname(__file__), "..", "..", "build", "nfk"))
@@ -24,37 +29,6 @@ N = 64
 THREADS = 1
 CLI_ENV = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
 nfk.set_num_threads(THREADS)
-
-
-class Cnn(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
-        self.fc1 = torch.nn.Linear(4 * 4 * 4, 16)
-        self.fc2 = torch.nn.Linear(16, 5)
-
-    def forward(self, x):
-        h = torch.nn.functional.max_pool2d(torch.tanh(self.conv(x)), 2)
-        return self.fc2(torch.tanh(self.fc1(h.flatten(1))))
-
-
-class Disc(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(1, 3, 4, stride=2, padding=1)
-        self.fc = torch.nn.Linear(3 * 4 * 4, 1)
-
-    def forward(self, x):
-        return self.fc(torch.nn.functional.leaky_relu(self.conv(x), 0.2).flatten(1))
-
-
-class Gen(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc = torch.nn.Linear(4, 64)
-
-    def forward(self, h):
-        return torch.sigmoid(self.fc(h)).view(h.size(0), 1, 8, 8)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +72,7 @@ FITS = [
     (CNN, "x64.npy", dict(method="exact", dtype="float64", rank=8)),
     (CNN, "x32.npy", dict(method="per-example", rank=8, seed=3)),
     (CNN, "x32.npy", dict(method="matrix-free", rank=6, oversample=4, power_iters=3, seed=5)),
+    (CNN, "x32.npy", dict(method="sketch", rank=6, oversample=8, seed=2)),
     (CNN, "xu8.npy", dict(rank=4, batch_size=16, estimator="empirical")),
     (GAN, "x32.npy", dict(method="matrix-free", rank=4, power_iters=2, seed=7, estimator="true",
                           reference_samples=40)),
@@ -283,3 +258,16 @@ def test_bad_arrays(d):
         nfk.fisher_diag(d / "cnn.pt", x.astype(np.complex64), kind="classifier")
     with pytest.raises(ValueError, match="expected an array"):
         nfk.fisher_diag(d / "cnn.pt", np.float32(1), kind="classifier")
+
+
+def test_tf32_switch_is_the_shared_libtorch_flag():
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        nfk.set_tf32(True)
+        assert nfk.tf32_allowed()
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        nfk.set_tf32(False)
+        assert not nfk.tf32_allowed()
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -12,8 +13,9 @@ FitMethod parse_fit_method(const std::string& name) {
   if (name == "exact") return FitMethod::kExact;
   if (name == "per-example") return FitMethod::kPerExample;
   if (name == "matrix-free") return FitMethod::kMatrixFree;
+  if (name == "sketch") return FitMethod::kSketch;
   TORCH_CHECK(false, "nfk: unknown method `", name,
-              "` (expected auto, exact, per-example or matrix-free)");
+              "` (expected auto, exact, per-example, matrix-free or sketch)");
 }
 
 std::string to_string(FitMethod m) {
@@ -26,6 +28,8 @@ std::string to_string(FitMethod m) {
       return "per-example";
     case FitMethod::kMatrixFree:
       return "matrix-free";
+    case FitMethod::kSketch:
+      return "sketch";
   }
   TORCH_INTERNAL_ASSERT(false, "unhandled FitMethod");
 }
@@ -81,17 +85,6 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
               std::min(n, p), "] (min of examples and parameters), got ", o.svd.rank);
   check_finite(inputs, data_source.empty() ? "inputs" : data_source);
 
-  const int64_t v_bytes = n * p * static_cast<int64_t>(c10::elementSize(model.options().dtype));
-  const bool v_fits = v_bytes <= o.memory_budget;
-  FitMethod method = o.method;
-  if (method == FitMethod::kAuto && v_fits) method = FitMethod::kPerExample;
-  if (method == FitMethod::kExact) {
-    TORCH_CHECK(v_fits, "nfk::fit: --method exact keeps V in memory: ", n, " x ", p,
-                " values = ", v_bytes >> 20, " MiB exceed the memory budget of ",
-                o.memory_budget >> 20, " MiB (raise --memory-budget or use another method)");
-  }
-  std::ostringstream note;  // the choice first, then the sizes it rests on
-
   // Data parallel: this rank's rows of V, the others' through a ShardedOperator.
   dist::Group* group = o.group != nullptr && o.group->distributed() ? o.group : nullptr;
   FisherOptions fisher_options = o.fisher;
@@ -102,10 +95,29 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
     shard = dist::shard_range(n, o.batch_size, group->rank(), group->world_size());
     shard_rows = dist::shard_sizes(n, o.batch_size, group->world_size());
   }
-  auto svd_of = [&](LinearOperator& local) {
-    if (group == nullptr) return randomized_svd(local, o.svd, progress);
+  // The budget is per process: a rank keeps only its rows of V (the largest shard decides, so
+  // that every rank makes the same choice). The exact method gathers all of V on every rank.
+  const int64_t value_bytes = static_cast<int64_t>(c10::elementSize(model.options().dtype));
+  const int64_t v_bytes = n * p * value_bytes;
+  const int64_t shard_bytes =
+      *std::max_element(shard_rows.begin(), shard_rows.end()) * p * value_bytes;
+  FitMethod method = o.method;
+  const bool v_fits = (method == FitMethod::kExact ? v_bytes : shard_bytes) <= o.memory_budget;
+  if (method == FitMethod::kAuto && v_fits) method = FitMethod::kPerExample;
+  if (method == FitMethod::kExact) {
+    TORCH_CHECK(v_fits, "nfk::fit: --method exact keeps V in memory: ", n, " x ", p,
+                " values = ", v_bytes >> 20, " MiB exceed the memory budget of ",
+                o.memory_budget >> 20, " MiB (raise --memory-budget or use another method)");
+  }
+  std::ostringstream note;  // the choice first, then the sizes it rests on
+  auto svd_of = [&](LinearOperator& local) {  // by the method resolved at the call
+    auto solve = [&](LinearOperator& op) {
+      return method == FitMethod::kSketch ? sketch_svd(op, o.svd, progress)
+                                          : randomized_svd(op, o.svd, progress);
+    };
+    if (group == nullptr) return solve(local);
     ShardedOperator sharded(local, *group, shard_rows);
-    return randomized_svd(sharded, o.svd, progress);
+    return solve(sharded);
   };
 
   Projector proj;
@@ -136,8 +148,9 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
     auto local = inputs.slice(/*dim=*/0, shard.begin, shard.end);
     const bool tape = model.gradient_path() == GradientPath::kLayerTape;
     if (method == FitMethod::kAuto) method = tape ? FitMethod::kPerExample : FitMethod::kMatrixFree;
-    if (method == FitMethod::kPerExample) {
-      note << "per-example, V recomputed per pass ("
+    if (method == FitMethod::kPerExample || method == FitMethod::kSketch) {
+      note << (method == FitMethod::kSketch ? "single-pass sketch on per-example blocks ("
+                                            : "per-example, V recomputed per pass (")
            << (tape ? "layer tape" : "per-example loop: " + model.gradient_path_note()) << ")";
       PerExampleOperator op(model, local, proj.fisher, o.batch_size, progress, shard.begin);
       r = svd_of(op);
@@ -150,8 +163,9 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
       r = svd_of(op);
     }
   }
-  note << "; V is " << n << " x " << p << " = " << (v_bytes >> 20) << " MiB, memory budget "
-       << (o.memory_budget >> 20) << " MiB";
+  note << "; V is " << n << " x " << p << " = " << (v_bytes >> 20) << " MiB";
+  if (group != nullptr) note << " (" << (shard_bytes >> 20) << " MiB per rank)";
+  note << ", memory budget " << (o.memory_budget >> 20) << " MiB";
   proj.method_note = note.str();
 
   proj.kind = model.kind();

@@ -1,5 +1,6 @@
 #include "nfk/probe.h"
 
+#include <algorithm>
 #include <limits>
 
 #include "nfk/data.h"
@@ -26,11 +27,13 @@ struct Solution {
   int64_t iterations = 0;
 };
 
+// `start` (if given) warm-starts L-BFGS from another solution of the same problem's shape.
 Solution solve(const torch::Tensor& x_nd, const torch::Tensor& y_n, int64_t classes, double l2,
-               const ProbeOptions& o) {
+               const ProbeOptions& o, const Solution* start = nullptr) {
   auto opts = x_nd.options().requires_grad(true);
-  auto w = torch::zeros({x_nd.size(1), classes}, opts);
-  auto b = torch::zeros({classes}, opts);
+  auto w = start ? start->weight.clone().requires_grad_(true)
+                 : torch::zeros({x_nd.size(1), classes}, opts);
+  auto b = start ? start->bias.clone().requires_grad_(true) : torch::zeros({classes}, opts);
   torch::optim::LBFGS lbfgs({w, b}, torch::optim::LBFGSOptions(1.0)
                                         .max_iter(o.max_iter)
                                         .max_eval(o.max_iter * 5 / 4)
@@ -62,19 +65,34 @@ Solution solve(const torch::Tensor& x_nd, const torch::Tensor& y_n, int64_t clas
   return s;
 }
 
-double cross_validated_accuracy(const torch::Tensor& x_nd, const torch::Tensor& y_n,
-                                int64_t classes, double l2, const ProbeOptions& o) {
+// k-fold cross-validated accuracy of every l2 in `grid`, taken from the largest penalty down:
+// each fold's solution warm-starts the next (smaller) penalty on that fold, which is where
+// L-BFGS is slowest from zero.
+std::vector<double> cross_validated_accuracies(const torch::Tensor& x_nd, const torch::Tensor& y_n,
+                                               int64_t classes, const std::vector<double>& grid,
+                                               const ProbeOptions& o) {
   const int64_t n = x_nd.size(0), folds = std::min<int64_t>(o.folds, n);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
   auto fold_of = at::randperm(n, gen, torch::kLong).remainder(folds);
-  double correct = 0;
+  std::vector<size_t> order(grid.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return grid[a] > grid[b]; });
+  std::vector<double> correct(grid.size(), 0.0);
   for (int64_t f = 0; f < folds; ++f) {
     auto held = (fold_of == f).nonzero().squeeze(1), kept = (fold_of != f).nonzero().squeeze(1);
-    auto s = solve(x_nd.index_select(0, kept), y_n.index_select(0, kept), classes, l2, o);
-    auto pred = torch::addmm(s.bias, x_nd.index_select(0, held), s.weight).argmax(1);
-    correct += pred.eq(y_n.index_select(0, held)).sum().item<double>();
+    auto x_kept = x_nd.index_select(0, kept), y_kept = y_n.index_select(0, kept);
+    auto x_held = x_nd.index_select(0, held), y_held = y_n.index_select(0, held);
+    Solution previous;
+    for (size_t k = 0; k < order.size(); ++k) {
+      auto s = solve(x_kept, y_kept, classes, grid[order[k]], o, k > 0 ? &previous : nullptr);
+      auto pred = torch::addmm(s.bias, x_held, s.weight).argmax(1);
+      correct[order[k]] += pred.eq(y_held).sum().item<double>();
+      previous = std::move(s);
+    }
   }
-  return correct / n;
+  for (double& c : correct) c /= n;
+  return correct;
 }
 
 }  // namespace
@@ -122,11 +140,17 @@ LinearProbe fit_linear_probe(const torch::Tensor& features, const torch::Tensor&
       x_cv = x.index_select(0, keep);
       y_cv = y.index_select(0, keep);
     }
-    double best = -1;
     for (double l2 : o.l2_grid) {
       TORCH_CHECK(l2 >= 0, "nfk: probe l2 grid values must be >= 0, got ", l2);
-      const double acc = cross_validated_accuracy(x_cv, y_cv, classes, l2, o);
-      if (acc >= best) best = acc, p.l2 = l2;  // ties go to the larger penalty (simpler model)
+    }
+    const auto acc = cross_validated_accuracies(x_cv, y_cv, classes, o.l2_grid, o);
+    double best = -1;
+    for (size_t i = 0; i < acc.size(); ++i) {
+      // Ties go to the larger penalty (the simpler model).
+      if (acc[i] > best || (acc[i] == best && o.l2_grid[i] > p.l2)) {
+        best = acc[i];
+        p.l2 = o.l2_grid[i];
+      }
     }
   }
   auto s = solve(x, y, classes, p.l2, o);

@@ -227,8 +227,9 @@ std::string tape_per_example_gradients(ScoreModel& model, const torch::Tensor& x
     outputs.push_back(r.output);
   }
   if (tape.records().empty()) {
-    return "the network records no layer calls (TorchScript, or a native module without taped "
-           "layers)";
+    return "the network records no layer calls (a TorchScript graph without aten::linear, "
+           "conv2d, _convolution, layer_norm, group_norm, eval batch_norm or embedding on its "
+           "parameters, or a native module without taped layers)";
   }
   for (size_t i = 0; i < params.size(); ++i) {
     if (!covered[i]) {

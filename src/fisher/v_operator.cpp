@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "fisher/fisher_vector_rows.h"
 #include "nfk/fisher.h"
 
 namespace nfk {
@@ -22,13 +23,13 @@ class DualLevel {
 
 }  // namespace
 
-FisherVectorOperator::FisherVectorOperator(ScoreModel& model, torch::Tensor inputs,
-                                           const FisherStats& stats, int64_t batch_size,
-                                           ProgressFn progress, int64_t first_index)
+StreamingVOperator::StreamingVOperator(ScoreModel& model, torch::Tensor inputs,
+                                       const FisherStats& stats, int64_t batch_size,
+                                       ProgressFn progress, int64_t first_index)
     : model_(model),
       inputs_(std::move(inputs)),
-      z_(stats.mean_score),
-      inv_sqrt_(stats.inv_sqrt()),
+      z_(stats.mean_score.to(model.options().device, model.options().dtype)),
+      inv_sqrt_(stats.inv_sqrt().to(model.options().device, model.options().dtype)),
       batch_size_(batch_size),
       progress_(std::move(progress)),
       first_index_(first_index) {
@@ -123,11 +124,19 @@ void centre_and_scale(torch::Tensor v_np, const torch::Tensor& z, const torch::T
 
 }  // namespace
 
-torch::Tensor FisherVectorOperator::dense() {
-  auto v_np = torch::empty({rows(), cols()}, options());
-  fill_gradients(model_, inputs_, batch_size_, v_np, nullptr, progress_, first_index_);
-  centre_and_scale(v_np, z_, inv_sqrt_);
+torch::Tensor detail::fisher_vector_rows(ScoreModel& model, const torch::Tensor& inputs,
+                                         const torch::Tensor& z, const torch::Tensor& inv_sqrt,
+                                         int64_t batch_size, const ProgressFn& progress,
+                                         int64_t first_index) {
+  auto v_np = torch::empty({inputs.size(0), z.size(0)}, z.options());
+  fill_gradients(model, inputs, batch_size, v_np, nullptr, progress, first_index);
+  centre_and_scale(v_np, z, inv_sqrt);
   return v_np;
+}
+
+torch::Tensor FisherVectorOperator::dense() {
+  return detail::fisher_vector_rows(model_, inputs_, z_, inv_sqrt_, batch_size_, progress_,
+                                    first_index_);
 }
 
 torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor& inputs,

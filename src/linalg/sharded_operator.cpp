@@ -28,6 +28,14 @@ torch::Tensor ShardedOperator::apply_t(const torch::Tensor& m_nu) {
   return group_.allreduce_sum(local_.apply_t(local_m));
 }
 
+std::pair<torch::Tensor, torch::Tensor> ShardedOperator::apply_pair(const torch::Tensor& q_pu,
+                                                                    const torch::Tensor& m_nl) {
+  TORCH_CHECK(m_nl.dim() == 2 && m_nl.size(0) == rows_, "nfk: apply_pair expects M [", rows_,
+              ", l], got ", m_nl.sizes());
+  auto [vq, vtm] = local_.apply_pair(q_pu, m_nl.slice(/*dim=*/0, begin_, begin_ + local_.rows()));
+  return {group_.allgather_rows(vq, rows_per_rank_), group_.allreduce_sum(vtm)};
+}
+
 torch::Tensor ShardedOperator::dense() {
   return group_.allgather_rows(local_.dense(), rows_per_rank_);
 }

@@ -40,6 +40,12 @@ torch::Tensor LinearOperator::dense() {
   return torch::cat(cols_pn, /*dim=*/1).t().contiguous();
 }
 
+std::pair<torch::Tensor, torch::Tensor> LinearOperator::apply_pair(const torch::Tensor& q_pu,
+                                                                   const torch::Tensor& m_nl) {
+  auto vq = apply(q_pu);
+  return {vq, apply_t(m_nl)};
+}
+
 SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress) {
   const int64_t n = op.rows(), p = op.cols();
   check_rank(o.rank, n, p, "randomized_svd");
@@ -70,13 +76,48 @@ SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const Progress
   }
   tick();
   auto b_nu = op.apply(q_pu);  // B = V Q
-  auto [ub, sb, vhb] = torch::linalg::svd(b_nu, /*full_matrices=*/false, /*driver=*/c10::nullopt);
+  auto [ub, sb, vhb] = torch::linalg::svd(b_nu, /*full_matrices=*/false, /*driver=*/{});
   if (progress) progress("svd", steps, steps);
 
   SvdResult r;
   r.left = ub.slice(/*dim=*/1, 0, o.rank).contiguous();
   r.singular_values = sb.slice(0, 0, o.rank).contiguous();
   r.right = q_pu.mm(vhb.t()).slice(/*dim=*/1, 0, o.rank).contiguous();
+  r.total_variance = total;
+  r.total_variance_exact = false;
+  fix_signs(r);
+  return r;
+}
+
+SvdResult sketch_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress) {
+  const int64_t n = op.rows(), p = op.cols();
+  check_rank(o.rank, n, p, "sketch_svd");
+  TORCH_CHECK(o.oversample >= 0, "nfk::sketch_svd: oversample must be >= 0");
+  const int64_t s = std::min(o.rank + o.oversample, std::min(n, p));
+  const int64_t l = std::min(2 * s + 1, n);  // co-range sketch: Tropp et al.'s l = 2s + 1
+  if (progress) progress("svd", 0, 1);
+
+  // Test matrices from a CPU float64 stream, as in randomized_svd.
+  auto gen = at::detail::createCPUGenerator(o.seed);
+  auto f64 = torch::dtype(torch::kFloat64);
+  auto omega_ps = at::normal(0.0, 1.0, {p, s}, gen, f64).to(op.options());
+  auto psi_nl = at::normal(0.0, 1.0, {n, l}, gen, f64).to(op.options());
+  auto [y_ns, w_pl] = op.apply_pair(omega_ps, psi_nl);  // Y = VΩ, Wᵀ = VᵀΨ: one pass
+  // E‖ΨᵀV‖_F² = l‖V‖_F² for Gaussian Ψ.
+  const double total = w_pl.to(torch::kFloat64).square().sum().item<double>() / l;
+
+  auto q_ns = orthonormalize(y_ns);
+  // X = (ΨᵀQ)⁺ W by the QR of the tall ΨᵀQ [l, s]: X = R⁻¹ (Q₂ᵀ W).
+  auto [q2_ls, r_ss] = torch::linalg::qr(psi_nl.t().mm(q_ns), "reduced");
+  auto x_sp = torch::linalg::solve_triangular(r_ss, q2_ls.t().mm(w_pl.t()), /*upper=*/true,
+                                              /*left=*/true, /*unitriangular=*/false);
+  auto [ux, sx, vhx] = torch::linalg::svd(x_sp, /*full_matrices=*/false, /*driver=*/{});
+  if (progress) progress("svd", 1, 1);
+
+  SvdResult r;
+  r.left = q_ns.mm(ux.slice(/*dim=*/1, 0, o.rank)).contiguous();
+  r.singular_values = sx.slice(0, 0, o.rank).contiguous();
+  r.right = vhx.slice(/*dim=*/0, 0, o.rank).t().contiguous();
   r.total_variance = total;
   r.total_variance_exact = false;
   fix_signs(r);

@@ -3,8 +3,12 @@
 #include <torch/script.h>
 
 #include <fstream>
+#include <map>
+#include <memory>
 
 #include "detail/strings.h"
+#include "models/torchscript_tape.h"
+#include "nfk/layer_tape.h"
 #include "nfk/model.h"
 #include "nfk/zoo.h"
 
@@ -23,6 +27,9 @@ class TorchScriptNetwork : public Network {
   // between the passes of one fit, and the same call between processes (CLI vs Python).
   torch::Tensor call(const std::string& method, const torch::Tensor& x) override {
     torch::jit::GraphOptimizerEnabledGuard no_optimization(false);
+    if (LayerTape::active() != nullptr) {
+      if (auto* taped = taped_method(method)) return to_tensor(taped->run(x), method);
+    }
     return to_tensor(module_.get_method(method)({x}), method);
   }
 
@@ -46,6 +53,7 @@ class TorchScriptNetwork : public Network {
   void to(torch::Device device, torch::Dtype dtype) override {
     module_.to(device, dtype);
     module_.eval();
+    taped_.clear();  // rebuilt from the eval-mode attributes on next use
   }
 
   std::string describe() const override { return "torchscript"; }
@@ -57,8 +65,26 @@ class TorchScriptNetwork : public Network {
     return v.toTensor();
   }
 
+  // The method rewritten to expose its parametric ops (built on first taped call), or nullptr
+  // when it has none the tape understands (the loop then gives the per-example gradients).
+  detail::TapedScriptMethod* taped_method(const std::string& method) {
+    auto it = taped_.find(method);
+    if (it == taped_.end()) {
+      std::unique_ptr<detail::TapedScriptMethod> taped;
+      try {
+        taped = std::make_unique<detail::TapedScriptMethod>(module_, method);
+        if (taped->op_count() == 0) taped.reset();
+      } catch (const std::exception&) {  // a graph the rewrite cannot handle: no tape
+        taped.reset();
+      }
+      it = taped_.emplace(method, std::move(taped)).first;
+    }
+    return it->second.get();
+  }
+
   torch::jit::Module module_;
   std::string path_;
+  std::map<std::string, std::unique_ptr<detail::TapedScriptMethod>> taped_;
 };
 
 class ZooNetwork : public Network {

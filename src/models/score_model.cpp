@@ -199,6 +199,15 @@ ScoreModel load_score_model(ModelKind kind, const ModelOptions& options,
   return model;
 }
 
+void set_tf32(bool allowed) {
+  at::globalContext().setAllowTF32CuBLAS(allowed);
+  at::globalContext().setAllowTF32CuDNN(allowed);
+}
+
+bool tf32_allowed() {
+  return at::globalContext().allowTF32CuBLAS() && at::globalContext().allowTF32CuDNN();
+}
+
 torch::Dtype parse_dtype(const std::string& name) {
   if (name == "float32") return torch::kFloat32;
   if (name == "float64") return torch::kFloat64;

@@ -27,6 +27,32 @@ class Cnn(torch.nn.Module):
         return self.fc2(torch.tanh(self.fc1(h.flatten(1))))
 
 
+class NormCnn(torch.nn.Module):
+    """Every op the TorchScript layer tape recognises: conv (grouped, strided), eval batch norm,
+    group norm, layer norm, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.conv2 = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
+        self.gn = torch.nn.GroupNorm(3, 6)
+        self.fc1 = torch.nn.Linear(6 * 4 * 4, 12)
+        self.ln = torch.nn.LayerNorm(12)
+        self.fc2 = torch.nn.Linear(12, 5)
+        with torch.no_grad():  # non-trivial running statistics and affine parameters
+            self.bn.running_mean.uniform_(-0.2, 0.2)
+            self.bn.running_var.uniform_(0.5, 1.5)
+            for norm in (self.bn, self.gn, self.ln):
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.uniform_(-0.2, 0.2)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.conv1(x)))
+        h = torch.tanh(self.gn(self.conv2(h)))
+        return self.fc2(torch.tanh(self.ln(self.fc1(h.flatten(1)))))
+
+
 class Disc(torch.nn.Module):
     def __init__(self):
         super().__init__()
@@ -77,10 +103,14 @@ def make(d):
     x = torch.rand(N, 1, 8, 8, dtype=torch.float64)
     np.save(f"{d}/x.npy", x.numpy())
     cnn, disc, gen = Cnn(), Disc(), Gen()
+    norm_cnn = NormCnn().eval()
+    torch.jit.script(norm_cnn).save(f"{d}/norm_scripted.pt")
+    torch.jit.trace(norm_cnn, x[:2].float()).save(f"{d}/norm_traced.pt")
     torch.jit.script(cnn).save(f"{d}/cnn.pt")
     torch.jit.script(disc).save(f"{d}/disc.pt")
     torch.jit.script(gen).save(f"{d}/gen.pt")
-    ref = {"classifier": exact_sigma("classifier", cnn, x, x)}
+    ref = {"classifier": exact_sigma("classifier", cnn, x, x),
+           "norm_classifier": exact_sigma("classifier", norm_cnn, x, x)}
     # The GAN's reference (generator samples) is drawn by nfk; here the empirical estimator
     # (data as reference) gives an nfk-independent check of the same operator.
     ref["gan_empirical"] = exact_sigma("gan", disc, x, x)
@@ -97,7 +127,9 @@ def check(d):
     failed = False
     for name, key in [("cnn_exact", "classifier"), ("cnn_matrix_free", "classifier"),
                       ("cnn_per_example", "classifier"), ("gan_exact", "gan_empirical"),
-                      ("gan_matrix_free", "gan_empirical")]:
+                      ("gan_matrix_free", "gan_empirical"),
+                      ("norm_scripted_per_example", "norm_classifier"),
+                      ("norm_traced_per_example", "norm_classifier")]:
         spec = json.load(open(f"{d}/{name}.json"))
         err = rel(spec["singular_values"], ref[key])
         ok = err <= 1e-6 and spec["rank"] == RANK and spec["dtype"] == "float64" \

@@ -28,4 +28,15 @@ fit cnn_matrix_free matrix-free "${cnn[@]}"
 fit cnn_per_example per-example "${cnn[@]}"
 fit gan_exact exact "${gan[@]}"
 fit gan_matrix_free matrix-free "${gan[@]}"
+# Scripted and traced nn.Module CNNs with batch/group/layer norms: the per-example method must
+# take the TorchScript layer tape (one backward per batch), not the per-example loop.
+for how in scripted traced; do
+  fit "norm_${how}_per_example" per-example --model "$tmp/norm_$how.pt" --kind classifier \
+    2> "$tmp/norm_$how.log"
+  if grep -q "fall back" "$tmp/norm_$how.log"; then
+    echo "FAIL: $how TorchScript CNN fell back to the per-example loop:"; cat "$tmp/norm_$how.log"
+    exit 1
+  fi
+  echo "ok: $how TorchScript CNN used the layer tape"
+done
 "$py" "$here/torchscript_interop.py" check "$tmp"

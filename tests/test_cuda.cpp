@@ -1,0 +1,98 @@
+// The CUDA path against the CPU path, in float64 (so that the two must agree to rounding), and
+// the TF32 switch. Every CUDA test skips cleanly on a machine without a device (CI); the TF32
+// switch is a global flag and is checked everywhere.
+#include "nfk/embed.h"
+#include "nfk/fisher.h"
+#include "support.h"
+#include "zoo_cases.h"
+
+namespace nfk {
+namespace {
+
+bool has_cuda() { return torch::cuda::is_available(); }
+
+TEST(Tf32, SwitchSetsBothCublasAndCudnn) {
+  set_tf32(true);
+  EXPECT_TRUE(at::globalContext().allowTF32CuBLAS());
+  EXPECT_TRUE(at::globalContext().allowTF32CuDNN());
+  EXPECT_TRUE(tf32_allowed());
+  set_tf32(false);
+  EXPECT_FALSE(at::globalContext().allowTF32CuBLAS());
+  EXPECT_FALSE(at::globalContext().allowTF32CuDNN());  // LibTorch's own default is on
+  EXPECT_FALSE(tf32_allowed());
+}
+
+TEST(Cuda, PerExampleGradientsMatchTheCpu) {
+  if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
+  for (const char* which : {"cnn", "gan"}) {
+    auto dir = test::temp_dir(std::string("cuda_grad_") + which);
+    test::Case c = std::string(which) == "cnn" ? test::small_cnn_classifier(dir)
+                                               : test::small_gan(dir);
+    auto cpu = load_score_model(c.kind, c.options, c.x);
+    auto on_gpu = c.options;
+    on_gpu.device = torch::Device(torch::kCUDA, 0);
+    auto gpu = load_score_model(c.kind, on_gpu, c.x);
+    auto x = c.x.slice(0, 0, 24);
+    auto j_cpu = per_example_gradients(cpu, x);
+    auto j_gpu = per_example_gradients(gpu, x);
+    EXPECT_TRUE(j_gpu.is_cuda());
+    EXPECT_EQ(gpu.gradient_path(), GradientPath::kLayerTape) << which;
+    test::expect_close(j_gpu.cpu(), j_cpu, 1e-10, std::string(which) + " J on cuda");
+  }
+}
+
+TEST(Cuda, FitAndTransformMatchTheCpuForEveryMethod) {
+  if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
+  set_tf32(false);
+  auto dir = test::temp_dir("cuda_fit");
+  test::Case c = test::small_cnn_classifier(dir);
+  auto cpu = load_score_model(c.kind, c.options, c.x);
+  auto on_gpu = c.options;
+  on_gpu.device = torch::Device(torch::kCUDA, 0);
+  auto gpu = load_score_model(c.kind, on_gpu, c.x);
+
+  FitOptions o;
+  o.svd.rank = 8;
+  o.batch_size = 40;
+  o.fisher.batch_size = 40;
+  for (FitMethod m : {FitMethod::kExact, FitMethod::kPerExample, FitMethod::kMatrixFree,
+                      FitMethod::kSketch}) {
+    o.method = m;
+    o.memory_budget = m == FitMethod::kPerExample ? 0 : int64_t{1} << 30;  // recompute per pass
+    auto ref = fit(cpu, c.x, o);
+    auto got = fit(gpu, c.x, o);
+    const std::string what = "cuda " + to_string(m);
+    test::expect_close(got.singular_values.cpu(), ref.singular_values, 1e-8, what + " sigma");
+    test::expect_close(got.basis.cpu(), ref.basis, 1e-6, what + " basis");
+    test::expect_close(transform(got, gpu, c.x, 33).cpu(), transform(ref, cpu, c.x, 33), 1e-8,
+                       what + " transform");
+  }
+}
+
+TEST(Cuda, Float32WithTf32StaysCloseToFloat64) {
+  if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
+  auto dir = test::temp_dir("cuda_tf32");
+  test::Case c = test::small_cnn_classifier(dir);
+  FitOptions o;
+  o.svd.rank = 8;
+  o.method = FitMethod::kPerExample;
+  auto cpu = load_score_model(c.kind, c.options, c.x);
+  auto ref = fit(cpu, c.x, o);
+  auto f32 = c.options;
+  f32.dtype = torch::kFloat32;
+  f32.device = torch::Device(torch::kCUDA, 0);
+  for (bool tf32 : {false, true}) {
+    set_tf32(tf32);
+    auto model = load_score_model(c.kind, f32, c.x);
+    auto got = fit(model, c.x.to(torch::kFloat32), o);
+    const double err = test::max_entry_rel_err(got.singular_values.cpu().to(torch::kFloat64),
+                                               ref.singular_values);
+    std::printf("[ measured ] cuda float32%s: top-8 sigma rel err %.2e\n", tf32 ? " + TF32" : "",
+                err);
+    EXPECT_LE(err, tf32 ? 2e-2 : 1e-4);
+  }
+  set_tf32(false);
+}
+
+}  // namespace
+}  // namespace nfk
