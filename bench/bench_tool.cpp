@@ -4,6 +4,7 @@
 //   JSON
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,7 @@ int gradients(int64_t n, int reps, const std::string& only) {
 }
 
 int make_models(const std::string& dir) {
+  std::filesystem::create_directories(dir);
   for (const auto& b : bench_nets()) {
     torch::manual_seed(0);
     nfk::save_zoo_module(dir + "/" + b.name + ".pt", nfk::make_zoo_module(b.arch, b.options));
@@ -107,6 +109,10 @@ int main(int argc, char** argv) {
     }
     std::fprintf(stderr, "usage: nfk_bench make-models DIR | gradients [N] [REPS] [NET]\n");
     return 2;
+  } catch (const c10::Error& e) {  // one line, without LibTorch's backtrace
+    const std::string what = e.what_without_backtrace();
+    std::fprintf(stderr, "nfk_bench: %s\n", what.substr(0, what.find('\n')).c_str());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nfk_bench: %s\n", e.what());
     return 1;

@@ -1,7 +1,11 @@
 #!/usr/bin/python3
 """Times `nfk fit` (k = 32, 10 power iterations, float32) for each net, N and method, with
-repeats, peak RSS of each run, device and commit; runs the functorch Alg. 4 reference in the same
-job, and checks the fast path's top-k singular values against the float64 exact answer.
+repeats, peak RSS (and peak CUDA memory) of each run, device and commit; runs the functorch Alg. 4
+reference in the same job, and checks the fast path's top-k singular values against the float64
+exact answer. Times are the fit's own (`nfk fit --json`: data and model loaded, the device
+synchronised; the process time with start-up and loading is kept beside it), with the fit's
+stages (Fisher statistics, per-example gradients, products, factorizations) and the device's
+measured GEMM and copy rates, so that each run's fraction of them can be read off.
 Writes one JSON file. The networks are untrained zoo archives (bench/bench_tool.cpp, seeded);
 LeNet-5 runs on MNIST, the 32×32×3 nets on seeded uniform noise images.
 
@@ -32,6 +36,16 @@ PLANS = {
         ("dcgan-d", "score", "noise", [9, 10], ["per-example"]),
         ("wrn-40-2", "classifier", "noise", [5, 6], ["per-example"]),
     ],
+    # What fits one lent GPU's 30 device-minutes (two 10-minute calls, `--nets` splitting them):
+    # every LeNet-5 method over the issue's whole range, the larger nets where a run takes seconds.
+    "gpu": [
+        ("lenet5", "classifier", "mnist", list(range(10, 17)),
+         ["per-example", "per-example-stream", "sketch"]),
+        ("lenet5", "classifier", "mnist", list(range(10, 14)), ["matrix-free"]),
+        ("dcgan-d", "score", "noise", list(range(10, 17)), ["per-example"]),
+        ("dcgan-d", "score", "noise", list(range(10, 13)), ["matrix-free"]),
+        ("wrn-40-2", "classifier", "noise", list(range(10, 13)), ["per-example"]),
+    ],
     "full": [
         ("lenet5", "classifier", "mnist", list(range(10, 17)),
          ["per-example", "per-example-stream", "sketch", "matrix-free"]),
@@ -39,7 +53,8 @@ PLANS = {
         ("wrn-40-2", "classifier", "noise", list(range(10, 17)), ["per-example", "matrix-free"]),
     ],
 }
-FUNCTORCH_LOG2N = {"small": [8], "full": list(range(10, 17))}
+FUNCTORCH_LOG2N = {"small": [8], "gpu": list(range(10, 17)), "full": list(range(10, 17))}
+ACCURACY_N = {"small": [1024], "gpu": [1024, 4096, 16384], "full": [1024, 4096, 16384]}
 # Bench method names → `nfk fit` flags: "per-example" lets V stay resident (it fits the default
 # 4 GiB budget up to N = 2^14 on LeNet-5); "per-example-stream" forces V's blocks to be recomputed
 # on every pass (memory flat in N); "sketch" reads V once (single-pass sketch).
@@ -65,6 +80,43 @@ def peak_rss_cmd(cmd):
     return seconds, usage.ru_maxrss / 1024, out.decode(), err.decode()
 
 
+def device_peaks(device):
+    """The device's measured ceilings, float32 without TF32: a square GEMM's best GFLOP/s and a
+    large copy's GB/s (bytes read + written), with the torch the bench's Python has."""
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = False
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def best(fn, reps):
+        fn()
+        times = []
+        for _ in range(reps):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    m = 8192 if dev.type == "cuda" else 2048
+    a = torch.randn(m, m, device=dev)
+    b = torch.randn(m, m, device=dev)
+    gemm = 2 * m ** 3 / best(lambda: a.mm(b), 5) * 1e-9
+    big = torch.empty((1 << 30 if dev.type == "cuda" else 1 << 27) // 4, device=dev)
+    copy = 2 * big.numel() * 4 / best(lambda: big.clone(), 5) * 1e-9
+    return {"gemm_gflops": gemm, "gemm_size": m, "copy_gbs": copy, "torch": torch.__version__,
+            "name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()}
+
+
+def cpu_name():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def spectrum(projector):
     out = subprocess.run([NFK, "spectrum", "--projector", projector, "--json"], check=True,
                          capture_output=True).stdout
@@ -81,14 +133,22 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="folder with nfk, nfk_bench")
     ap.add_argument("--methods", nargs="*", help="only these bench methods (default: the plan's)")
+    ap.add_argument("--nets", nargs="*", help="only these nets (default: the plan's)")
+    ap.add_argument("--max-log2n", type=int, help="leave out runs with N above 2^this")
+    ap.add_argument("--skip-accuracy", action="store_true", help="leave out the float64 checks")
     ap.add_argument("--skip-functorch", action="store_true", help="leave out the Alg. 4 reference")
+    ap.add_argument("--memory-budget", type=int, help="MiB a resident V may take (nfk fit "
+                    "--memory-budget; default 4096 on the CPU, 49152 on CUDA)")
     a = ap.parse_args()
     global NFK, TOOL
     NFK, TOOL = os.path.join(a.build, "nfk"), os.path.join(a.build, "nfk_bench")
 
+    budget = a.memory_budget or (49152 if a.device.startswith("cuda") else 4096)
     work = tempfile.mkdtemp(prefix="nfk_bench_")
     subprocess.run([TOOL, "make-models", work], check=True)
     max_log2n = max(max(p[3]) for p in PLANS[a.plan])
+    if a.max_log2n is not None:
+        max_log2n = min(max_log2n, a.max_log2n)
     noise = os.path.join(work, "noise.npy")
     rng = np.random.default_rng(0)
     np.save(noise, rng.random((2 ** max_log2n, 3, 32, 32), dtype=np.float32))
@@ -100,84 +160,124 @@ def main():
         "commit": commit + ("-dirty" if dirty else ""),
         "device": a.device, "host": platform.node(), "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(), "plan": a.plan, "rank": a.rank, "power_iters": a.power_iters,
-        "dtype": "float32", "repeats": a.repeats, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "runs": [], "functorch": [], "accuracy": None,
+        "dtype": "float32", "repeats": a.repeats, "memory_budget_mib": budget,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "device_peaks": device_peaks(a.device),
+        "runs": [], "functorch": [], "accuracy": [],
     }
 
-    def fit_cmd(net, kind, data, n, method, out, dtype="float32", batch=256):
+    def fit_cmd(net, kind, data, n, method, out, dtype="float32", batch=256, budget_mib=None,
+                extra=()):
         src = ("mnist:train" if data == "mnist" else noise) + "[:%d]" % n
+        flags = METHOD_FLAGS[method]  # streaming brings its own budget (0)
+        if "--memory-budget" not in flags:
+            flags = flags + ["--memory-budget", str(budget_mib or budget)]
         return [NFK, "fit", "--model", os.path.join(work, net + ".pt"), "--kind", kind,
-                "--data", src, "--rank", str(a.rank), "--power-iters", str(a.power_iters),
-                *METHOD_FLAGS[method], "--estimator", "empirical", "--dtype", dtype,
-                "--device", a.device, "--batch-size", str(batch), "--out", out, "--quiet"]
+                "--data", src, "--rank", str(a.rank), "--power-iters", str(a.power_iters), *flags,
+                "--estimator", "empirical", "--dtype", dtype, "--device", a.device,
+                "--batch-size", str(batch), "--out", out, "--quiet", "--json", *extra]
 
+    def save():  # after every row: a run cut short still leaves what it measured
+        tmp = a.out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(report, f, indent=1)
+        os.replace(tmp, a.out)
+
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     for net, kind, data, log2ns, methods in PLANS[a.plan]:
         batch = {"lenet5": 256, "dcgan-d": 64, "wrn-40-2": 16}[net]
+        if a.nets and net not in a.nets:
+            continue
         for method in methods:
             if a.methods and method not in a.methods:
                 continue
             for log2n in log2ns:
+                if a.max_log2n is not None and log2n > a.max_log2n:
+                    continue
                 n = 2 ** log2n
-                times, rss = [], []
+                times, process, rss, fits = [], [], [], []
                 for _ in range(a.repeats):
                     out = os.path.join(work, "p.nfk")
-                    s, m, _, _ = peak_rss_cmd(fit_cmd(net, kind, data, n, method, out, batch=batch))
-                    times.append(s)
+                    s, m, stdout, _ = peak_rss_cmd(fit_cmd(net, kind, data, n, method, out, batch=batch))
+                    fits.append(json.loads(stdout))
+                    times.append(fits[-1]["profile"]["total_s"])
+                    process.append(s)
                     rss.append(m)
+                best = fits[int(np.argmin(times))]
+                prof = best["profile"]
+                peak_device = [f["profile"]["peak_device_bytes"] for f in fits]
                 row = {"net": net, "method": method, "n": n, "batch_size": batch,
                        "seconds": times, "min_s": min(times), "median_s": float(np.median(times)),
-                       "peak_rss_mib": max(rss), "examples_per_s": n / min(times)}
+                       "process_seconds": process, "peak_rss_mib": max(rss),
+                       "peak_device_mib": (max(peak_device) / 2**20 if peak_device[0] is not None
+                                           else None),
+                       "examples_per_s": n / min(times), "method_note": best["method_note"],
+                       "profile": prof}
+                if prof["product_flops"] > 0 and prof["products_s"] > 0:
+                    row["gemm_gflops"] = prof["product_flops"] / prof["products_s"] * 1e-9
+                    row["gemm_fraction_of_mm"] = row["gemm_gflops"] / report["device_peaks"]["gemm_gflops"]
+                    # Each product streams V [N, P] once: its bytes per second against the copy rate.
+                    n_params = best["spectrum"]["n_params"]
+                    row["v_read_gbs"] = prof["products"] * n * n_params * 4 / prof["products_s"] * 1e-9
+                    row["v_read_fraction_of_copy"] = row["v_read_gbs"] / report["device_peaks"]["copy_gbs"]
+                if prof["gradients_s"] > 0:
+                    row["gradients_examples_per_s"] = n / prof["gradients_s"]
                 report["runs"].append(row)
                 print(json.dumps(row), flush=True)
+                save()
 
     for log2n in [] if a.skip_functorch else FUNCTORCH_LOG2N[a.plan]:
-        times, last = [], None
+        if a.max_log2n is not None and log2n > a.max_log2n:
+            continue
+        times, process, last = [], [], None
         for _ in range(a.repeats):
             s, m, out, _ = peak_rss_cmd([sys.executable, os.path.join(ROOT, "bench", "functorch_alg4.py"),
                                          "--n", str(2 ** log2n), "--rank", str(a.rank),
-                                         "--power-iters", str(a.power_iters)])
+                                         "--power-iters", str(a.power_iters), "--device", a.device])
             last = json.loads(out)
-            times.append(s)
+            times.append(last["seconds"])
+            process.append(s)
         last.pop("singular_values")
-        last.update({"process_seconds": times, "min_s": min(times), "peak_rss_mib_process": m})
+        last.update({"fit_seconds": times, "min_s": min(times), "process_seconds": process,
+                     "peak_rss_mib_process": m})
         report["functorch"].append(last)
         print(json.dumps(last), flush=True)
+        save()
 
-    # Accuracy: fast path (per-example, float32) vs exact float64, LeNet-5, N = 1024.
+    # Accuracy: the fast path (per-example, float32) against the exact answer in float64 on
+    # LeNet-5; the default 10 extra probes leave closely spaced tail values short, 32 resolve them.
     fast, exact = os.path.join(work, "fast.nfk"), os.path.join(work, "exact.nfk")
-    subprocess.run(fit_cmd("lenet5", "classifier", "mnist", 1024, "per-example", fast), check=True)
-    subprocess.run(fit_cmd("lenet5", "classifier", "mnist", 1024, "exact", exact, dtype="float64"),
-                   check=True)
-    sf, se = np.array(spectrum(fast)), np.array(spectrum(exact))
-    rel = np.abs(sf - se) / se
-    report["accuracy"] = {"net": "lenet5", "n": 1024, "fast": "per-example float32",
-                          "reference": "exact float64", "max_rel_err_top_k": float(rel.max()),
-                          "rel_err": rel.tolist(), "exact_singular_values": se.tolist()}
-    print(json.dumps({"accuracy_max_rel_err": float(rel.max())}), flush=True)
-    # The default 10 extra probes leave closely spaced tail values short; 32 resolve them.
-    cmd = fit_cmd("lenet5", "classifier", "mnist", 1024, "per-example", fast)
-    subprocess.run(cmd[:-1] + ["--oversample", "32", "--quiet"], check=True)
-    rel = np.abs(np.array(spectrum(fast)) - se) / se
-    report["accuracy_oversample_32"] = {
-        "net": "lenet5", "n": 1024, "fast": "per-example float32, oversample 32",
-        "reference": "exact float64", "max_rel_err_top_k": float(rel.max()), "rel_err": rel.tolist()}
-    print(json.dumps({"accuracy_oversample_32_max_rel_err": float(rel.max())}), flush=True)
-    # The single-pass sketch (no power iterations) at the default and at a larger oversample.
-    report["accuracy_sketch"] = []
-    for oversample in (10, 96):
-        cmd = fit_cmd("lenet5", "classifier", "mnist", 1024, "sketch", fast)
-        subprocess.run(cmd[:-1] + ["--oversample", str(oversample), "--quiet"], check=True)
-        rel = np.abs(np.array(spectrum(fast)) - se) / se
-        row = {"net": "lenet5", "n": 1024, "fast": "sketch float32, oversample %d" % oversample,
-               "reference": "exact float64", "max_rel_err_top_k": float(rel.max()),
-               "rel_err": rel.tolist()}
-        report["accuracy_sketch"].append(row)
-        print(json.dumps({"accuracy_sketch_oversample_%d_max_rel_err" % oversample: float(rel.max())}),
-              flush=True)
+    report["accuracy"] = []
+    for n in [] if a.skip_accuracy else ACCURACY_N[a.plan]:
+        # Exact keeps V in float64 (N·P·8 bytes) and its Gram matrix: give it the room.
+        exact_budget = max(budget, 2 * n * 61706 * 8 >> 20)
+        subprocess.run(fit_cmd("lenet5", "classifier", "mnist", n, "exact", exact, dtype="float64",
+                               budget_mib=exact_budget), check=True, capture_output=True)
+        se = np.array(spectrum(exact))
+        for oversample in (10, 32):
+            subprocess.run(fit_cmd("lenet5", "classifier", "mnist", n, "per-example", fast,
+                                   extra=["--oversample", str(oversample)]),
+                           check=True, capture_output=True)
+            rel = np.abs(np.array(spectrum(fast)) - se) / se
+            row = {"net": "lenet5", "n": n, "fast": "per-example float32, oversample %d" % oversample,
+                   "reference": "exact float64", "max_rel_err_top_k": float(rel.max()),
+                   "rel_err": rel.tolist(), "exact_singular_values": se.tolist()}
+            report["accuracy"].append(row)
+            print(json.dumps({k: row[k] for k in ("n", "fast", "max_rel_err_top_k")}), flush=True)
+            save()
+        if n == 1024:  # the single-pass sketch (no power iterations), default and large oversample
+            for oversample in (10, 96):
+                subprocess.run(fit_cmd("lenet5", "classifier", "mnist", n, "sketch", fast,
+                                       extra=["--oversample", str(oversample)]),
+                               check=True, capture_output=True)
+                rel = np.abs(np.array(spectrum(fast)) - se) / se
+                row = {"net": "lenet5", "n": n, "fast": "sketch float32, oversample %d" % oversample,
+                       "reference": "exact float64", "max_rel_err_top_k": float(rel.max()),
+                       "rel_err": rel.tolist()}
+                report["accuracy"].append(row)
+                print(json.dumps({k: row[k] for k in ("n", "fast", "max_rel_err_top_k")}), flush=True)
     report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        json.dump(report, f, indent=1)
+    save()
 
 
 if __name__ == "__main__":

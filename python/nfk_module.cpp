@@ -265,6 +265,8 @@ PYBIND11_MODULE(_nfk, m) {
           [](const nfk::Projector& p) { return to_array(p.explained_variance_ratio()); })
       .def("components_for", &nfk::Projector::components_for, py::arg("fraction"))
       .def("spectrum_json", [](const nfk::Projector& p) { return p.spectrum_json().dump(); })
+      .def("profile_json", [](const nfk::Projector& p) { return p.profile.to_json().dump(); })
+      .def_property_readonly("method_note", [](const nfk::Projector& p) { return p.method_note; })
       .def("save",
            [](const nfk::Projector& p, const std::string& path) { nfk::save_projector(path, p); });
 

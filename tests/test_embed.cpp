@@ -164,5 +164,47 @@ TEST(Fit, MethodAutoRespectsTheMemoryBudget) {
   EXPECT_THROW(fit(model, x, o), c10::Error);
 }
 
+TEST(Fit, ProfileAccountsForTheStages) {
+  auto dir = test::temp_dir("profile");
+  Case c = small_cnn_classifier(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+  FitOptions o;
+  o.svd = {/*rank=*/3, /*oversample=*/2, /*power_iters=*/2, /*seed=*/0};
+  auto x = c.x.slice(0, 0, 20);
+  const double n = 20, p = static_cast<double>(model.num_parameters()), u = 5;
+  auto stages_add_up = [](const FitProfile& f) {
+    for (double s : {f.statistics_s, f.gradients_s, f.products_s, f.factorizations_s}) {
+      EXPECT_GE(s, 0.0);
+    }
+    EXPECT_LE(f.statistics_s + f.gradients_s + f.products_s + f.factorizations_s,
+              f.total_s * (1 + 1e-9));
+    EXPECT_EQ(f.peak_device_bytes, -1);  // CPU
+  };
+  // V resident: 2L + 2 GEMM products of 2·N·P·u flops each; the statistics come with V.
+  auto resident = fit(model, x, o).profile;
+  stages_add_up(resident);
+  EXPECT_EQ(resident.products, 2 * o.svd.power_iters + 2);
+  EXPECT_DOUBLE_EQ(resident.product_flops, resident.products * 2 * n * p * u);
+  EXPECT_GT(resident.gradients_s, 0.0);
+  EXPECT_EQ(resident.statistics_s, 0.0);
+  // Streaming: a statistics pass of its own, products that are not plain GEMMs.
+  o.method = FitMethod::kMatrixFree;
+  auto streaming = fit(model, x, o).profile;
+  stages_add_up(streaming);
+  EXPECT_EQ(streaming.products, 2 * o.svd.power_iters + 2);
+  EXPECT_EQ(streaming.product_flops, 0.0);
+  EXPECT_GT(streaming.statistics_s, 0.0);
+  EXPECT_EQ(streaming.gradients_s, 0.0);
+  // The single-pass sketch: one paired pass (two products).
+  o.method = FitMethod::kSketch;
+  EXPECT_EQ(fit(model, x, o).profile.products, 2);
+  // Exact: no products, the Gram eigendecomposition is the factorization.
+  o.method = FitMethod::kExact;
+  auto exact = fit(model, x, o).profile;
+  stages_add_up(exact);
+  EXPECT_EQ(exact.products, 0);
+  EXPECT_GT(exact.factorizations_s, 0.0);
+}
+
 }  // namespace
 }  // namespace nfk

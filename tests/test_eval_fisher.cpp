@@ -1,6 +1,7 @@
 // Fisher-based evaluations against explicit Fisher vectors (per-example loop): class and pairwise
 // distances, full Fisher vectors; the baselines (PCA) against a direct eigendecomposition; GAN
 // inversion and monitoring end to end on a small GAN.
+#include <cmath>
 #include <filesystem>
 
 #include "nfk/distance.h"
@@ -134,6 +135,37 @@ TEST(GanEval, InversionRecoversLatentsOfGeneratedImages) {
   EXPECT_EQ(fit_gan_inversion(f.p, f.model, *generator, o).weight.size(0), 2);
   o.components = 5;
   EXPECT_THROW(fit_gan_inversion(f.p, f.model, *generator, o), c10::Error);
+}
+
+TEST(GanEval, FisherSimilarityMatchesTheExplicitJacobian) {
+  auto dir = test::temp_dir("similarity");
+  auto c = test::small_gan(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+  const int64_t n_gen = 50;
+  const uint64_t seed = 7;
+  auto stats = generated_fisher_stats(model, n_gen, seed, /*floor=*/1e-3, /*batch_size=*/16);
+  // z, I: moments of the explicit per-example gradients of the same generated samples.
+  auto jg = test::explicit_jacobian(model, model.sample(n_gen, seed), 16);
+  auto z = jg.mean(0);
+  auto fisher = (jg - z).square().mean(0);
+  fisher = fisher.clamp_min(1e-3 * fisher.mean().item<double>());
+  test::expect_close(stats.mean_score, z, 1e-10, "z");
+  test::expect_close(stats.fisher_diag, fisher, 1e-10, "I");
+  // Similarity exp(−c · mean(((ū − z) / √I)²)) and distance ‖(ū − z) / √I‖ of a real set.
+  auto real = c.x.slice(0, 0, 40);
+  auto u = test::explicit_jacobian(model, real, 16).mean(0);
+  auto v = (u - z) / fisher.sqrt();
+  auto fs = fisher_similarity(model, stats, real, /*c=*/2.0, /*batch_size=*/16);
+  EXPECT_NEAR(fs.distance, v.norm().item<double>(), 1e-10 * fs.distance);
+  EXPECT_NEAR(fs.similarity, std::exp(-2.0 * v.square().mean().item<double>()), 1e-12);
+  // The one-call form draws the same reference.
+  auto once = fisher_similarity(model, real, n_gen, seed, 2.0, 1e-3, 16);
+  EXPECT_EQ(once.distance, fs.distance);
+  // The generator's own samples are indistinguishable from its reference: similarity 1.
+  auto self = fisher_similarity(model, stats, model.sample(n_gen, seed), 2.0, 16);
+  EXPECT_NEAR(self.distance, 0.0, 1e-8);
+  EXPECT_NEAR(self.similarity, 1.0, 1e-12);
+  EXPECT_THROW(generated_fisher_stats(model, 1, seed), c10::Error);
 }
 
 TEST(GanEval, MonitorReadsSnapshotsInEpochOrder) {

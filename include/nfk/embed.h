@@ -42,6 +42,21 @@ struct FitOptions {
   dist::Group* group = nullptr;
 };
 
+/// Where a fit's time went: wall seconds of each stage, the device synchronised at every stage
+/// boundary (CUDA runs asynchronously), so the stages add up to the fit. Not saved.
+struct FitProfile {
+  double statistics_s = 0;      // Fisher statistics pass (z, I) when it runs on its own
+  double gradients_s = 0;       // per-example gradients into a resident V (with z, I in one pass)
+  double products_s = 0;        // the SVD's products VQ, VᵀM (GEMMs on resident V, or V's
+                                // blocks recomputed per pass, or JVP/VJP passes)
+  double factorizations_s = 0;  // QR, small SVDs, the Gram eigendecomposition
+  double total_s = 0;           // the whole fit (≥ the sum of the stages)
+  int64_t products = 0;         // operator products (VQ and VᵀM count one each)
+  double product_flops = 0;     // GEMM flops of those products when V is resident (2·N·P·u each)
+  int64_t peak_device_bytes = -1;  // CUDA caching allocator peak during the fit; -1 on the CPU
+  nlohmann::json to_json() const;
+};
+
 /// A fitted NFK projector: everything `transform` needs, plus provenance.
 struct Projector {
   static constexpr int kFormatVersion = 1;
@@ -61,6 +76,7 @@ struct Projector {
   std::string data_source;
   int64_t batch_size = 256;
   std::string method_note;         // how the method was chosen, one line (not saved)
+  FitProfile profile;              // where the fit's time went (not saved)
 
   int64_t rank() const { return singular_values.size(0); }
   int64_t n_params() const { return basis.size(0); }
@@ -81,13 +97,17 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
               const std::string& data_source = "", const ProgressFn& progress = {},
               torch::Tensor* train_embedding = nullptr);
 
-/// e(x) = Pᵀ V_x for every row of `inputs` [N, ...] → [N, k] (projector dtype), by k JVPs per
-/// batch. `model` must be the projector's model (checked by parameter count).
+/// e(x) = Pᵀ V_x for every row of `inputs` [N, ...] → [N, k] (projector dtype): per-example
+/// gradient blocks, one GEMM each. `model` must be the projector's model (checked by parameter
+/// count).
 /// With `group` (every rank passing the same inputs), each rank embeds its shard and every rank
 /// gets all N rows.
 torch::Tensor transform(const Projector& projector, ScoreModel& model, const torch::Tensor& inputs,
                         int64_t batch_size = 256, const ProgressFn& progress = {},
                         dist::Group* group = nullptr);
+
+/// Fails with one line unless `model` has the projector's parameter count.
+void check_projector_model(const Projector& projector, ScoreModel& model);
 
 /// Rebuilds the projector's score model from its stored paths, checking the files' hashes.
 /// `model_path_override` (if not empty) replaces the stored model path.

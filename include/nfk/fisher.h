@@ -104,6 +104,13 @@ struct FisherSimilarity {
 FisherSimilarity fisher_similarity(ScoreModel& gan, const torch::Tensor& real,
                                    int64_t n_generated, uint64_t seed, double c = 1.0,
                                    double floor = 1e-3, int64_t batch_size = 256);
+/// The same against statistics already drawn by `generated_fisher_stats`: compare several real
+/// sets (train and test) with one generated reference without computing it again.
+FisherStats generated_fisher_stats(ScoreModel& gan, int64_t n_generated, uint64_t seed,
+                                   double floor = 1e-3, int64_t batch_size = 256);
+FisherSimilarity fisher_similarity(ScoreModel& gan, const FisherStats& generated,
+                                   const torch::Tensor& real, double c = 1.0,
+                                   int64_t batch_size = 256);
 
 /// V [N, P] = (J − 1zᵀ) I^{-1/2} materialised from per-example gradients, with its Fisher
 /// statistics in `stats`. When the reference is all of `inputs` (empirical, no subsampling) z and

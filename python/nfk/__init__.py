@@ -219,6 +219,17 @@ class NFK:
         self._check_fitted()
         return json.loads(self.projector_.spectrum_json())
 
+    def profile(self):
+        """Where the last fit's time went, as ``nfk fit --json`` prints it under "profile": a
+        dict of seconds per stage (``statistics_s``, ``gradients_s``, ``products_s``,
+        ``factorizations_s``, ``total_s``; the device synchronised at each boundary), the number
+        of ``products``, their GEMM ``product_flops`` (V resident) and ``peak_device_bytes``
+        (CUDA; None on the CPU), plus ``method_note``: the method chosen and why."""
+        self._check_fitted()
+        out = json.loads(self.projector_.profile_json())
+        out["method_note"] = self.projector_.method_note
+        return out
+
     def save(self, path):
         """Writes the projector file (as ``nfk fit --out``), usable by the CLI.
 

@@ -117,6 +117,13 @@ def test_fit_transform_spectrum_match_cli(d, model, data, opts):
     assert np.array_equal(m.transform(np.load(d / "y32.npy")), np.load(d / f"{tag}_y.npy"))
     assert np.array_equal(ref.transform(d / "y32.npy"), np.load(d / f"{tag}_y.npy"))
     assert m.spectrum() == cli_spectrum
+    prof = m.profile()  # where the time went: stages within the total, products by method
+    stages = ["statistics_s", "gradients_s", "products_s", "factorizations_s"]
+    assert all(prof[k] >= 0 for k in stages)
+    assert sum(prof[k] for k in stages) <= prof["total_s"] * (1 + 1e-9)
+    assert prof["peak_device_bytes"] is None and prof["method_note"]
+    expected = {"exact": 0, "sketch": 2}.get(m.method_, 2 * m.power_iters + 2)
+    assert prof["products"] == expected, (m.method_, prof)
     assert np.array_equal(m.singular_values_, np.array(cli_spectrum["singular_values"],
                                                        dtype=m.singular_values_.dtype))
 

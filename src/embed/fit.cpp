@@ -4,6 +4,7 @@
 
 #include "nfk/data.h"
 #include "nfk/embed.h"
+#include "embed/fit_profile.h"
 #include "nfk/sharded_operator.h"
 
 namespace nfk {
@@ -84,6 +85,10 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
   TORCH_CHECK(o.svd.rank > 0 && o.svd.rank <= std::min(n, p), "nfk::fit: rank must be in [1, ",
               std::min(n, p), "] (min of examples and parameters), got ", o.svd.rank);
   check_finite(inputs, data_source.empty() ? "inputs" : data_source);
+  const torch::Device device = model.options().device;
+  detail::reset_peak_device_memory(device);
+  detail::Stopwatch whole(device), stage(device);
+  Projector proj;
 
   // Data parallel: this rank's rows of V, the others' through a ShardedOperator.
   dist::Group* group = o.group != nullptr && o.group->distributed() ? o.group : nullptr;
@@ -110,30 +115,37 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
                 o.memory_budget >> 20, " MiB (raise --memory-budget or use another method)");
   }
   std::ostringstream note;  // the choice first, then the sizes it rests on
-  auto svd_of = [&](LinearOperator& local) {  // by the method resolved at the call
+  // By the method resolved at the call; `gemm_rows` > 0: `local` is V's resident rows.
+  auto svd_of = [&](LinearOperator& local, int64_t gemm_rows) {
     auto solve = [&](LinearOperator& op) {
-      return method == FitMethod::kSketch ? sketch_svd(op, o.svd, progress)
-                                          : randomized_svd(op, o.svd, progress);
+      detail::TimedOperator timed(op, proj.profile, device, gemm_rows);
+      const double products_before = proj.profile.products_s;
+      detail::Stopwatch watch(device);
+      auto r = method == FitMethod::kSketch ? sketch_svd(timed, o.svd, progress)
+                                            : randomized_svd(timed, o.svd, progress);
+      proj.profile.factorizations_s += watch.lap() - (proj.profile.products_s - products_before);
+      return r;
     };
     if (group == nullptr) return solve(local);
     ShardedOperator sharded(local, *group, shard_rows);
     return solve(sharded);
   };
 
-  Projector proj;
   SvdResult r;
   if (method == FitMethod::kExact || (method == FitMethod::kPerExample && v_fits)) {
     // With a group: this rank's rows only.
     auto v_np = materialize_fisher_vectors(model, inputs, fisher_options, o.batch_size,
                                            &proj.fisher, progress);
+    proj.profile.gradients_s = stage.lap();
     if (method == FitMethod::kExact) {
       note << "exact (Gram eigendecomposition)";
       if (group != nullptr) v_np = group->allgather_rows(v_np, shard_rows);
       r = exact_svd(v_np, o.svd.rank);
+      proj.profile.factorizations_s = stage.lap();
     } else {
       note << "per-example, V resident" << (o.method == FitMethod::kAuto ? " (fits)" : "");
       DenseOperator resident(v_np);
-      r = svd_of(resident);
+      r = svd_of(resident, v_np.size(0));
       // V is in hand: the total variance is exact, not estimated.
       r.total_variance = squared_norm(v_np);
       if (group != nullptr) {
@@ -145,6 +157,7 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
   } else {
     // The statistics pass also settles whether the layer tape covers the model.
     proj.fisher = compute_fisher_stats(model, inputs, fisher_options, progress);
+    proj.profile.statistics_s = stage.lap();
     auto local = inputs.slice(/*dim=*/0, shard.begin, shard.end);
     const bool tape = model.gradient_path() == GradientPath::kLayerTape;
     if (method == FitMethod::kAuto) method = tape ? FitMethod::kPerExample : FitMethod::kMatrixFree;
@@ -153,14 +166,14 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
                                             : "per-example, V recomputed per pass (")
            << (tape ? "layer tape" : "per-example loop: " + model.gradient_path_note()) << ")";
       PerExampleOperator op(model, local, proj.fisher, o.batch_size, progress, shard.begin);
-      r = svd_of(op);
+      r = svd_of(op, /*gemm_rows=*/0);
     } else {
       note << "matrix-free (JVP/VJP)"
            << (o.method == FitMethod::kAuto
                    ? "; the layer tape does not cover the model: " + model.gradient_path_note()
                    : "");
       FisherVectorOperator op(model, local, proj.fisher, o.batch_size, progress, shard.begin);
-      r = svd_of(op);
+      r = svd_of(op, /*gemm_rows=*/0);
     }
   }
   note << "; V is " << n << " x " << p << " = " << (v_bytes >> 20) << " MiB";
@@ -187,14 +200,14 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
   proj.data_source = data_source;
   proj.batch_size = o.batch_size;
   if (train_embedding) *train_embedding = r.left * r.singular_values.unsqueeze(0);
+  proj.profile.total_s = whole.lap();
+  proj.profile.peak_device_bytes = detail::peak_device_memory(device);
   return proj;
 }
 
 torch::Tensor transform(const Projector& projector, ScoreModel& model, const torch::Tensor& inputs,
                         int64_t batch_size, const ProgressFn& progress, dist::Group* group) {
-  TORCH_CHECK(model.num_parameters() == projector.n_params(), "nfk::transform: the model has ",
-              model.num_parameters(), " parameters but the projector was fitted with ",
-              projector.n_params());
+  check_projector_model(projector, model);
   check_finite(inputs, "inputs");
   if (group == nullptr || !group->distributed()) {
     // Per-example gradient blocks and one GEMM each: k forward-mode passes cost far more.
@@ -208,6 +221,12 @@ torch::Tensor transform(const Projector& projector, ScoreModel& model, const tor
                                   /*first_index=*/shard.begin)
                    .apply(projector.basis);
   return group->allgather_rows(local, dist::shard_sizes(n, batch_size, group->world_size()));
+}
+
+void check_projector_model(const Projector& projector, ScoreModel& model) {
+  TORCH_CHECK(model.num_parameters() == projector.n_params(), "nfk: the model has ",
+              model.num_parameters(), " parameters but the projector was fitted with ",
+              projector.n_params());
 }
 
 ScoreModel load_projector_model(const Projector& projector, const std::string& override_path) {

@@ -18,12 +18,6 @@ torch::Tensor mean_fisher_vector(const Projector& p, ScoreModel& model, const to
   return op.apply_t(m);
 }
 
-void check_model(const Projector& p, ScoreModel& model) {
-  TORCH_CHECK(model.num_parameters() == p.n_params(), "nfk: the model has ",
-              model.num_parameters(), " parameters but the projector was fitted with ",
-              p.n_params());
-}
-
 // Row-to-row Euclidean distances without the |a|² + |b|² − 2a·b shortcut, whose cancellation
 // would cost digits for nearby rows.
 torch::Tensor exact_cdist(const torch::Tensor& a, const torch::Tensor& b) {
@@ -36,7 +30,7 @@ torch::Tensor exact_cdist(const torch::Tensor& a, const torch::Tensor& b) {
 SetDistance fisher_set_distance(const Projector& p, ScoreModel& model, const torch::Tensor& a,
                                 const torch::Tensor& b, int64_t batch_size,
                                 const ProgressFn& progress) {
-  check_model(p, model);
+  check_projector_model(p, model);
   auto diff = mean_fisher_vector(p, model, a, batch_size, progress) -
               mean_fisher_vector(p, model, b, batch_size, progress);  // [P, 1]
   SetDistance d;
@@ -48,7 +42,7 @@ SetDistance fisher_set_distance(const Projector& p, ScoreModel& model, const tor
 torch::Tensor class_distance_matrix(const Projector& p, ScoreModel& model,
                                     const torch::Tensor& inputs, const torch::Tensor& labels,
                                     int64_t batch_size, const ProgressFn& progress) {
-  check_model(p, model);
+  check_projector_model(p, model);
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == inputs.size(0) && inputs.size(0) > 0,
               "nfk: class distances need labels [N] for N = ", inputs.size(0), " inputs");
   check_finite(inputs, "inputs");
@@ -69,7 +63,7 @@ torch::Tensor class_distance_matrix(const Projector& p, ScoreModel& model,
 torch::Tensor pairwise_fisher_distances(const Projector& p, ScoreModel& model,
                                         const torch::Tensor& a, const torch::Tensor& b,
                                         int64_t batch_size, const ProgressFn& progress) {
-  check_model(p, model);
+  check_projector_model(p, model);
   check_finite(a, "set A");
   check_finite(b, "set B");
   FisherVectorOperator op_a(model, a, p.fisher, batch_size, progress);

@@ -41,10 +41,10 @@ std::vector<GanMonitorPoint> monitor_gan_snapshots(const std::string& dir,
     auto model = load_score_model(ModelKind::kGan, mo);
     GanMonitorPoint p;
     p.epoch = epoch;
-    auto tr = fisher_similarity(model, train, o.samples, o.seed, o.scale, /*floor=*/1e-3,
-                                o.batch_size);
-    auto te = fisher_similarity(model, test, o.samples, o.seed, o.scale, /*floor=*/1e-3,
-                                o.batch_size);
+    const auto generated =
+        generated_fisher_stats(model, o.samples, o.seed, /*floor=*/1e-3, o.batch_size);
+    auto tr = fisher_similarity(model, generated, train, o.scale, o.batch_size);
+    auto te = fisher_similarity(model, generated, test, o.scale, o.batch_size);
     p.train_similarity = tr.similarity;
     p.train_distance = tr.distance;
     p.test_similarity = te.similarity;

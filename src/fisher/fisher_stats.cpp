@@ -174,16 +174,30 @@ FisherStats FisherAccumulator::finish(double floor, torch::Dtype dtype,
   return stats;
 }
 
-FisherSimilarity fisher_similarity(ScoreModel& gan, const torch::Tensor& real, int64_t n_generated,
-                                   uint64_t seed, double c, double floor, int64_t batch_size) {
+FisherStats generated_fisher_stats(ScoreModel& gan, int64_t n_generated, uint64_t seed,
+                                   double floor, int64_t batch_size) {
   TORCH_CHECK(gan.kind() == ModelKind::kGan, "nfk: Fisher similarity needs a gan model");
+  TORCH_CHECK(n_generated >= 2, "nfk: Fisher similarity needs at least 2 generated samples, got ",
+              n_generated);
   FisherOptions fo;
   fo.estimator = Estimator::kTrue;
   fo.reference_samples = n_generated;
   fo.seed = seed;
   fo.batch_size = batch_size;
   fo.floor = floor;
-  auto stats = compute_fisher_stats(gan, real, fo);
+  return compute_fisher_stats(gan, torch::empty({0}), fo);
+}
+
+FisherSimilarity fisher_similarity(ScoreModel& gan, const torch::Tensor& real, int64_t n_generated,
+                                   uint64_t seed, double c, double floor, int64_t batch_size) {
+  return fisher_similarity(gan, generated_fisher_stats(gan, n_generated, seed, floor, batch_size),
+                           real, c, batch_size);
+}
+
+FisherSimilarity fisher_similarity(ScoreModel& gan, const FisherStats& stats,
+                                   const torch::Tensor& real, double c, int64_t batch_size) {
+  TORCH_CHECK(gan.kind() == ModelKind::kGan, "nfk: Fisher similarity needs a gan model");
+  TORCH_CHECK(real.size(0) > 0, "nfk: Fisher similarity needs at least one real example");
   // ū_real: the mean score is one VJP with m = 1/n.
   const int64_t n = real.size(0);
   auto sum = torch::zeros_like(stats.mean_score, torch::kFloat64);

@@ -156,17 +156,17 @@ SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank) {
 }
 
 double squared_norm(const torch::Tensor& a) {
-  const int64_t rows = a.dim() == 0 ? 1 : a.size(0), block = 1024;
+  const int64_t rows = a.dim() == 0 ? 1 : a.size(0);
   auto flat = a.reshape({rows, -1});
-  double total = 0;
+  // Float64 blocks of about 8 MB stay in the CPU's cache (a whole-matrix float64 copy costs 5×
+  // the time); on CUDA larger blocks keep the launches few. One sync at the end.
+  const int64_t elements = a.is_cuda() ? int64_t{1} << 24 : int64_t{1} << 20;
+  const int64_t block = std::max<int64_t>(1, elements / std::max<int64_t>(1, flat.size(1)));
+  auto total = torch::zeros({}, flat.options().dtype(torch::kFloat64));
   for (int64_t start = 0; start < rows; start += block) {
-    total += flat.slice(0, start, std::min(rows, start + block))
-                 .to(torch::kFloat64)
-                 .square()
-                 .sum()
-                 .item<double>();
+    total += flat.slice(0, start, std::min(rows, start + block)).to(torch::kFloat64).square().sum();
   }
-  return total;
+  return total.item<double>();
 }
 
 torch::Tensor principal_cosines(const torch::Tensor& a, const torch::Tensor& b) {

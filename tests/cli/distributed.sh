@@ -29,7 +29,7 @@ compare() {  # single-process name, distributed name
   "$py" "$here/distributed.py" close "$tmp/${1}_train.npy" "$tmp/${2}_train.npy" $tol
 }
 
-for method in matrix-free exact per-example; do
+for method in matrix-free exact per-example sketch; do
   echo "== $method: 1 process vs --nproc 2"
   fit "${method}_1" "$method"
   fit "${method}_2" "$method" --nproc 2
@@ -76,45 +76,53 @@ wait
 "$nfk" spectrum --projector "$tmp/env.nfk" --json > "$tmp/env.json"
 compare matrix-free_1 env
 
-expect_fail() {  # what, regex, log file, rc, started (s)
+expect_fail() {  # what, regex, log file, rc, since (s: the kill, or the start)
   local rc=$4 elapsed=$((SECONDS - $5))
   if [[ $rc -eq 0 ]]; then echo "FAIL: $1: exit status 0"; exit 1; fi
   if ! grep -Eq "$2" "$3"; then echo "FAIL: $1: no message matching /$2/ in:"; cat "$3"; exit 1; fi
   if [[ $elapsed -gt 40 ]]; then echo "FAIL: $1: took ${elapsed}s"; exit 1; fi
-  echo "  $1: exit $rc after ${elapsed}s: $(grep -E "$2" "$3" | head -1)"
+  echo "  $1: exit $rc, ${elapsed}s: $(grep -Eo "$2.*" "$3" | head -1)"
 }
-big=(--data "mnist:test[:4000]" --rank 8 --method matrix-free --power-iters 50 --quiet
+in_power_iterations() {  # log file of rank 0, pid that must still run: wait for the 2nd pass
+  for _ in $(seq 1200); do
+    grep -Eaq ' pass ([2-9]|[1-9][0-9]+)/' "$1" && return 0
+    kill -0 "$2" 2> /dev/null || { echo "FAIL: the job ended before its second pass:"; cat "$1"; exit 1; }
+    sleep 0.1
+  done
+  echo "FAIL: no second power-iteration pass within 120 s:"; cat "$1"; exit 1
+}
+# Far more iterations than can finish: the job only ends because a rank is killed. Not --quiet:
+# rank 0's progress line tells when both ranks are inside the power iterations (past rendezvous).
+big=(--data "mnist:test[:4000]" --rank 8 --method matrix-free --power-iters 100000
      --dist-timeout 20)
 
 echo "== dead rank under --nproc 2: the launcher names it and stops the other"
-start=$SECONDS
 "$nfk" fit "${model[@]}" "${big[@]}" --out "$tmp/dead.nfk" --nproc 2 2> "$tmp/dead.err" &
 launcher=$!
-child=""
-for _ in $(seq 100); do  # wait for both ranks, then kill rank 1 (the younger child)
-  child=$(pgrep -P $launcher | sort -n | tail -1 || true)
-  [[ $(pgrep -P $launcher | wc -l) -eq 2 ]] && break
-  sleep 0.1
-done
-sleep 1.5
-kill -9 "$child" || { echo "FAIL: rank 1 ended before it could be killed"; exit 1; }
+in_power_iterations "$tmp/dead.err" $launcher
+child=$(pgrep -P $launcher | sort -n | tail -1 || true)  # rank 1: the younger child
+[[ -n $child ]] || { echo "FAIL: no rank processes under the launcher"; exit 1; }
+kill -9 "$child"
+killed=$SECONDS
 rc=0; wait $launcher || rc=$?
-expect_fail "--nproc 2, rank 1 killed" "rank 1 of 2 was killed by signal 9" "$tmp/dead.err" $rc $start
+expect_fail "--nproc 2, rank 1 killed" "rank 1 of 2 was killed by signal 9" "$tmp/dead.err" $rc $killed
 [[ ! -e "$tmp/dead.nfk" ]] || { echo "FAIL: a failed job wrote its output"; exit 1; }
 
 echo "== dead rank, torchrun-style: the survivor fails with a clear message"
 port=$(( 20000 + RANDOM % 20000 ))
-start=$SECONDS
 RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
   "$nfk" fit "${model[@]}" "${big[@]}" --out "$tmp/dead0.nfk" 2> "$tmp/dead0.err" &
 rank0=$!
 RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
   "$nfk" fit "${model[@]}" "${big[@]}" --out "$tmp/dead0.nfk" 2> /dev/null &
 rank1=$!
-sleep 3
-{ kill -9 $rank1 && wait $rank1; } 2> /dev/null || true
+in_power_iterations "$tmp/dead0.err" $rank0
+kill -9 $rank1
+killed=$SECONDS
+wait $rank1 2> /dev/null || true
 rc=0; wait $rank0 || rc=$?
-expect_fail "rank 1 killed" "\[rank 0/2\]: distributed .* failed on rank 0 of 2" "$tmp/dead0.err" $rc $start
+expect_fail "rank 1 killed" "\[rank 0/2\]: distributed .* failed on rank 0 of 2" "$tmp/dead0.err" $rc $killed
+[[ ! -e "$tmp/dead0.nfk" ]] || { echo "FAIL: a failed job wrote its output"; exit 1; }
 
 echo "== missing rank, torchrun-style: rendezvous gives up after --dist-timeout"
 port=$(( 20000 + RANDOM % 20000 ))
