@@ -142,6 +142,7 @@ def main():
     ap.add_argument("--nets", nargs="*", help="only these nets (default: the plan's)")
     ap.add_argument("--max-log2n", type=int, help="leave out runs with N above 2^this")
     ap.add_argument("--skip-accuracy", action="store_true", help="leave out the float64 checks")
+    ap.add_argument("--skip-runs", action="store_true", help="leave out the timed fits")
     ap.add_argument("--skip-functorch", action="store_true", help="leave out the Alg. 4 reference")
     ap.add_argument("--memory-budget", type=int, help="MiB a resident V may take (nfk fit "
                     "--memory-budget; default 4096 on the CPU, 49152 on CUDA)")
@@ -191,7 +192,7 @@ def main():
         os.replace(tmp, a.out)
 
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    for net, kind, data, log2ns, methods in PLANS[a.plan]:
+    for net, kind, data, log2ns, methods in [] if a.skip_runs else PLANS[a.plan]:
         batch = BATCH[device_kind][net]
         if a.nets and net not in a.nets:
             continue

@@ -1,4 +1,7 @@
 // Truncated SVDs against torch's dense SVD, on matrices with a known, decaying spectrum.
+#include <cmath>
+#include <tuple>
+
 #include "nfk/linalg.h"
 #include "support.h"
 
@@ -169,6 +172,43 @@ TEST(LinearOperator, DefaultDenseBuildsVFromProducts) {
   auto [vq, vtm] = op.apply_pair(q, m);
   test::expect_close(vq, v.mm(q), 1e-14);
   test::expect_close(vtm, v.t().mm(m), 1e-14);
+}
+
+// Tall A [m, u] with singular values spread from 1 down to 1/cond.
+torch::Tensor tall_matrix(int64_t m, int64_t u, double cond, torch::Dtype dtype) {
+  test::seed(9);
+  auto left = std::get<0>(torch::linalg::qr(torch::randn({m, u}, torch::kFloat64), "reduced"));
+  auto right = std::get<0>(torch::linalg::qr(torch::randn({u, u}, torch::kFloat64), "reduced"));
+  auto s = torch::logspace(0, -std::log10(cond), u, 10.0, torch::kFloat64);
+  return (left * s).mm(right.t()).to(dtype);
+}
+
+TEST(CholeskyQr2, OrthonormalBasisOfTheSameSpanAsHouseholder) {
+  for (auto [dtype, cond, tol] :
+       {std::tuple{torch::kFloat64, 1e3, 1e-13}, std::tuple{torch::kFloat32, 1e2, 2e-6}}) {
+    auto a = tall_matrix(4000, 42, cond, dtype);
+    auto q = cholesky_qr2(a);
+    ASSERT_TRUE(q.defined());
+    EXPECT_EQ(q.sizes(), a.sizes());
+    auto q64 = q.to(torch::kFloat64), a64 = a.to(torch::kFloat64);
+    // Orthonormal to rounding, and A = Q (QᵀA): the same column space as A.
+    test::expect_close(q64.t().mm(q64), torch::eye(42, torch::kFloat64), tol, "QtQ");
+    test::expect_close(q64.mm(q64.t().mm(a64)), a64, tol * cond, "Q Qt A");
+    auto householder = std::get<0>(torch::linalg::qr(a64, "reduced"));
+    EXPECT_GE(principal_cosines(q64, householder).min().item<double>(), 1 - tol);
+  }
+}
+
+TEST(CholeskyQr2, DeclinesRankDeficientAndIllConditionedInputs) {
+  auto a = tall_matrix(500, 10, 10, torch::kFloat64);
+  auto deficient = torch::cat({a, a.slice(1, 0, 2)}, 1);  // two repeated columns
+  EXPECT_FALSE(cholesky_qr2(deficient).defined());
+  EXPECT_FALSE(cholesky_qr2(tall_matrix(500, 10, 1e9, torch::kFloat64)).defined());
+  EXPECT_FALSE(cholesky_qr2(tall_matrix(500, 10, 1e6, torch::kFloat32)).defined());
+  // The basis the SVDs use still spans them (Householder QR on the CPU and on a decline).
+  auto q = orthonormal_basis(deficient);
+  EXPECT_EQ(q.sizes(), deficient.sizes());
+  test::expect_close(q.mm(q.t().mm(deficient)), deficient, 1e-12, "Q Qt A");
 }
 
 }  // namespace

@@ -85,6 +85,18 @@ SvdResult sketch_svd(LinearOperator& op, const SvdOptions& options,
 /// smaller Gram matrix (VVᵀ or VᵀV). Same sign convention as `randomized_svd`.
 SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank);
 
+/// An orthonormal basis Q [m, u] of the columns of A [m, u] (m ≥ u) as the SVDs use it:
+/// CholeskyQR2 on CUDA for tall A (two passes of Gram, Cholesky, Q = A R⁻¹: GEMMs, where
+/// Householder QR's panels are a chain of small kernels), Householder QR elsewhere and whenever
+/// CholeskyQR2 declines.
+torch::Tensor orthonormal_basis(const torch::Tensor& a);
+
+/// CholeskyQR2 (Fukaya, Nakatsukasa, Yanagisawa & Yamamoto 2014): twice G = AᵀA (in float64),
+/// R = chol(G)ᵀ, A ← A R⁻¹. Returns an undefined tensor when the Gram matrix is not numerically
+/// positive definite or A too ill-conditioned for A R⁻¹ in A's dtype (diag(R) spread beyond 1e4
+/// in float32, 1e6 in float64): rank-deficient inputs go to Householder QR.
+torch::Tensor cholesky_qr2(const torch::Tensor& a);
+
 /// ‖A‖_F² accumulated in float64, a block of rows at a time (no full-size temporaries).
 double squared_norm(const torch::Tensor& a);
 

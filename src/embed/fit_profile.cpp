@@ -73,7 +73,9 @@ std::pair<torch::Tensor, torch::Tensor> TimedOperator::apply_pair(const torch::T
 #ifdef NFK_WITH_CUDA_MEMORY_STATS
 namespace {
 // Models live on an explicit device (parse_device); a bare "cuda" means the first.
-int cuda_index(const torch::Device& device) { return device.has_index() ? device.index() : 0; }
+c10::DeviceIndex cuda_index(const torch::Device& device) {
+  return device.has_index() ? device.index() : c10::DeviceIndex{0};
+}
 }  // namespace
 #endif
 

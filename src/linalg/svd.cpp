@@ -5,10 +5,6 @@
 namespace nfk {
 namespace {
 
-torch::Tensor orthonormalize(const torch::Tensor& a) {
-  return std::get<0>(torch::linalg::qr(a, "reduced"));
-}
-
 // Makes each component's largest-magnitude entry of `right` positive, flipping `left` alike,
 // so that the same input always gives the same signs.
 void fix_signs(SvdResult& r) {
@@ -67,12 +63,12 @@ SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const Progress
   auto y_pu = op.apply_t(omega_nu);
   // E‖VᵀΩ‖_F² = u‖V‖_F² for Gaussian Ω: a free estimate of the total variance.
   const double total = y_pu.to(torch::kFloat64).square().sum().item<double>() / u;
-  auto q_pu = orthonormalize(y_pu);
+  auto q_pu = orthonormal_basis(y_pu);
   for (int64_t i = 0; i < o.power_iters; ++i) {
     tick();
-    auto z_nu = orthonormalize(op.apply(q_pu));
+    auto z_nu = orthonormal_basis(op.apply(q_pu));
     tick();
-    q_pu = orthonormalize(op.apply_t(z_nu));
+    q_pu = orthonormal_basis(op.apply_t(z_nu));
   }
   tick();
   auto b_nu = op.apply(q_pu);  // B = V Q
@@ -106,7 +102,7 @@ SvdResult sketch_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& 
   // E‖ΨᵀV‖_F² = l‖V‖_F² for Gaussian Ψ.
   const double total = w_pl.to(torch::kFloat64).square().sum().item<double>() / l;
 
-  auto q_ns = orthonormalize(y_ns);
+  auto q_ns = orthonormal_basis(y_ns);
   // X = (ΨᵀQ)⁺ W by the QR of the tall ΨᵀQ [l, s]: X = R⁻¹ (Q₂ᵀ W).
   auto [q2_ls, r_ss] = torch::linalg::qr(psi_nl.t().mm(q_ns), "reduced");
   auto x_sp = torch::linalg::solve_triangular(r_ss, q2_ls.t().mm(w_pl.t()), /*upper=*/true,
@@ -155,6 +151,33 @@ SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank) {
   return r;
 }
 
+torch::Tensor cholesky_qr2(const torch::Tensor& a) {
+  TORCH_CHECK(a.dim() == 2 && a.size(0) >= a.size(1), "nfk::cholesky_qr2: need A [m, u] with m >= u, got ",
+              a.sizes());
+  const double spread_limit = a.scalar_type() == torch::kFloat64 ? 1e-6 : 1e-4;
+  auto eye = torch::eye(a.size(1), a.options().dtype(torch::kFloat64));
+  auto q = a;
+  for (int pass = 0; pass < 2; ++pass) {
+    auto q64 = q.to(torch::kFloat64);
+    auto [l, info] = torch::linalg_cholesky_ex(q64.t().mm(q64));
+    if (info.item<int64_t>() != 0) return {};
+    auto d = l.diagonal();
+    if ((d.min() / d.max()).item<double>() < spread_limit) return {};
+    // R⁻¹ for the upper-triangular R = Lᵀ: a u × u solve, then one [m, u] × [u, u] GEMM.
+    auto r_inv = torch::linalg_solve_triangular(l.t(), eye, /*upper=*/true);
+    q = q.mm(r_inv.to(q.scalar_type()));
+  }
+  return q;
+}
+
+torch::Tensor orthonormal_basis(const torch::Tensor& a) {
+  if (a.is_cuda() && a.size(0) >= 4 * a.size(1)) {
+    auto q = cholesky_qr2(a);
+    if (q.defined()) return q;
+  }
+  return std::get<0>(torch::linalg::qr(a, "reduced"));
+}
+
 double squared_norm(const torch::Tensor& a) {
   const int64_t rows = a.dim() == 0 ? 1 : a.size(0);
   auto flat = a.reshape({rows, -1});
@@ -170,8 +193,8 @@ double squared_norm(const torch::Tensor& a) {
 }
 
 torch::Tensor principal_cosines(const torch::Tensor& a, const torch::Tensor& b) {
-  auto qa = orthonormalize(a.to(torch::kFloat64));
-  auto qb = orthonormalize(b.to(torch::kFloat64));
+  auto qa = orthonormal_basis(a.to(torch::kFloat64));
+  auto qb = orthonormal_basis(b.to(torch::kFloat64));
   return at::linalg_svdvals(qa.t().mm(qb));
 }
 
