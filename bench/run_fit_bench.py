@@ -262,6 +262,8 @@ def main():
     fast, exact = os.path.join(work, "fast.nfk"), os.path.join(work, "exact.nfk")
     report["accuracy"] = []
     for n in [] if a.skip_accuracy else ACCURACY_N[a.plan]:
+        if a.max_log2n is not None and n > 2 ** a.max_log2n:
+            continue
         # Exact keeps V in float64 (N·P·8 bytes) and its Gram matrix: give it the room.
         exact_budget = max(budget, 2 * n * 61706 * 8 >> 20)
         subprocess.run(fit_cmd("lenet5", "classifier", "mnist", n, "exact", exact, dtype="float64",
