@@ -3,6 +3,7 @@
 // switch is a global flag and is checked everywhere.
 #include "nfk/embed.h"
 #include "nfk/fisher.h"
+#include "nfk/linalg.h"
 #include "support.h"
 #include "zoo_cases.h"
 
@@ -55,18 +56,38 @@ TEST(Cuda, FitAndTransformMatchTheCpuForEveryMethod) {
   o.svd.rank = 8;
   o.batch_size = 40;
   o.fisher.batch_size = 40;
-  for (FitMethod m : {FitMethod::kExact, FitMethod::kPerExample, FitMethod::kMatrixFree,
-                      FitMethod::kSketch}) {
+  // Per-example twice: V resident (budget 1 GiB), then recomputed per pass (budget 0).
+  for (auto [m, budget] : {std::pair{FitMethod::kExact, int64_t{1} << 30},
+                           std::pair{FitMethod::kPerExample, int64_t{1} << 30},
+                           std::pair{FitMethod::kPerExample, int64_t{0}},
+                           std::pair{FitMethod::kMatrixFree, int64_t{1} << 30},
+                           std::pair{FitMethod::kSketch, int64_t{1} << 30}}) {
     o.method = m;
-    o.memory_budget = m == FitMethod::kPerExample ? 0 : int64_t{1} << 30;  // recompute per pass
+    o.memory_budget = budget;
     auto ref = fit(cpu, c.x, o);
     auto got = fit(gpu, c.x, o);
-    const std::string what = "cuda " + to_string(m);
+    const std::string what = "cuda " + to_string(m) + (budget == 0 ? " (streaming)" : "");
+    // The allocator's peak is read where the build has the counter (-1 otherwise), never 0.
+    EXPECT_NE(got.profile.peak_device_bytes, 0) << what;
+    EXPECT_EQ(ref.profile.peak_device_bytes, -1) << what;
     test::expect_close(got.singular_values.cpu(), ref.singular_values, 1e-8, what + " sigma");
     test::expect_close(got.basis.cpu(), ref.basis, 1e-6, what + " basis");
     test::expect_close(transform(got, gpu, c.x, 33).cpu(), transform(ref, cpu, c.x, 33), 1e-8,
                        what + " transform");
   }
+}
+
+TEST(Cuda, CholeskyQr2MatchesTheCpu) {
+  if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
+  test::seed(3);
+  auto a = torch::randn({3000, 40}, torch::kFloat64) * torch::logspace(0, -2, 40, 10.0,
+                                                                        torch::kFloat64);
+  auto q_cpu = cholesky_qr2(a);
+  auto q_gpu = cholesky_qr2(a.cuda());
+  ASSERT_TRUE(q_cpu.defined() && q_gpu.defined());
+  test::expect_close(q_gpu.cpu(), q_cpu, 1e-12, "CholeskyQR2 on cuda");
+  // What the SVDs call on CUDA: CholeskyQR2, the same basis.
+  test::expect_close(orthonormal_basis(a.cuda()).cpu(), q_cpu, 1e-12, "orthonormal_basis");
 }
 
 TEST(Cuda, Float32WithTf32StaysCloseToFloat64) {
