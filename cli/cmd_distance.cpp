@@ -1,6 +1,5 @@
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "common.h"
@@ -21,13 +20,13 @@ struct Flags {
 void set_distance(const Flags& f, Projector& proj, ScoreModel& model, ProgressLine& progress) {
   auto a = load_dataset(f.a), b = load_dataset(f.b);
   if (f.pairwise) {
-    auto d = pairwise_fisher_distances(proj, model, a.inputs, b.inputs, f.batch_size,
-                                       progress.fn());
+    auto d =
+        pairwise_fisher_distances(proj, model, a.inputs, b.inputs, f.batch_size, progress.fn());
     progress.finish();
     write_npy(f.out, d);
     if (!f.quiet) {
-      std::printf("Fisher distances %s x %s -> %s [%lld, %lld]; mean %.6g, min %.6g\n",
-                  f.a.c_str(), f.b.c_str(), f.out.c_str(), static_cast<long long>(d.size(0)),
+      std::printf("Fisher distances %s x %s -> %s [%lld, %lld]; mean %.6g, min %.6g\n", f.a.c_str(),
+                  f.b.c_str(), f.out.c_str(), static_cast<long long>(d.size(0)),
                   static_cast<long long>(d.size(1)), d.mean().item<double>(),
                   d.min().item<double>());
     }
@@ -36,8 +35,10 @@ void set_distance(const Flags& f, Projector& proj, ScoreModel& model, ProgressLi
   auto d = fisher_set_distance(proj, model, a.inputs, b.inputs, f.batch_size, progress.fn());
   progress.finish();
   if (f.json) {
-    nlohmann::json out = {{"fisher", d.fisher}, {"embedding", d.embedding},
-                          {"n_a", a.inputs.size(0)}, {"n_b", b.inputs.size(0)}};
+    nlohmann::json out = {{"fisher", d.fisher},
+                          {"embedding", d.embedding},
+                          {"n_a", a.inputs.size(0)},
+                          {"n_b", b.inputs.size(0)}};
     std::printf("%s\n", out.dump().c_str());
   } else {
     std::printf("Fisher distance %s <-> %s: %.6g (rank-%lld NFK embedding: %.6g)\n", f.a.c_str(),
@@ -62,8 +63,7 @@ void class_distances(const Flags& f, Projector& proj, ScoreModel& model, Progres
     std::printf("%s\n", nlohmann::json({{"class_distances", rows}}).dump().c_str());
     return;
   }
-  std::printf("Fisher distances between class means of %s (row/column = class):\n",
-              f.data.c_str());
+  std::printf("Fisher distances between class means of %s (row/column = class):\n", f.data.c_str());
   for (int64_t i = 0; i < d.size(0); ++i) {
     std::printf("%3lld", static_cast<long long>(i));
     for (int64_t j = 0; j < d.size(1); ++j) std::printf(" %8.4g", d[i][j].item<double>());

@@ -20,9 +20,10 @@ void add_features_command(CLI::App& app) {
     bool quiet = false;
   };
   auto f = std::make_shared<Flags>();
-  auto* cmd = app.add_subcommand(
-      "features", "Baseline representations for comparison with NFK embeddings: raw pixels, "
-                  "PCA-k, a network's layer activations, or full Fisher vectors");
+  auto* cmd =
+      app.add_subcommand("features",
+                         "Baseline representations for comparison with NFK embeddings: raw pixels, "
+                         "PCA-k, a network's layer activations, or full Fisher vectors");
   cmd->add_option("--type", f->type,
                   "pixels | pca (fitted on --fit-data) | activations (method --method of "
                   "--model) | fisher-vectors (V_x under --projector's z and I)")
@@ -46,8 +47,8 @@ void add_features_command(CLI::App& app) {
   cmd->add_option("--device", f->device, "activations: cpu or cuda")->capture_default_str();
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   cmd->callback([f] {
-    TORCH_CHECK(f->data.size() == f->out.size(), "nfk: give one --out per --data (",
-                f->data.size(), " --data, ", f->out.size(), " --out)");
+    TORCH_CHECK(f->data.size() == f->out.size(), "nfk: give one --out per --data (", f->data.size(),
+                " --data, ", f->out.size(), " --out)");
     for (const auto& path : f->out) detail::check_writable(path);
     const auto t0 = std::chrono::steady_clock::now();
     // Each type's representation of one input set.
@@ -83,8 +84,7 @@ void add_features_command(CLI::App& app) {
       write_npy(f->out[i], features);
       if (!f->quiet) {
         std::printf("nfk features: %s of %s -> %s [%lld, %lld] (%.1f s)\n", f->type.c_str(),
-                    f->data[i].c_str(), f->out[i].c_str(),
-                    static_cast<long long>(features.size(0)),
+                    f->data[i].c_str(), f->out[i].c_str(), static_cast<long long>(features.size(0)),
                     static_cast<long long>(features.size(1)), seconds_since(t0));
       }
     }

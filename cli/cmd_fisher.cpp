@@ -1,8 +1,8 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "detail/atomic_file.h"
 #include "common.h"
+#include "detail/atomic_file.h"
 #include "nfk/data.h"
 #include "nfk/fisher.h"
 
@@ -18,12 +18,12 @@ void add_fisher_command(CLI::App& app) {
     DistFlags dist;
   };
   auto f = std::make_shared<Flags>();
-  auto* cmd = app.add_subcommand("fisher", "Diagonal Fisher information I = E_ref[(grad s - z)^2] "
-                                           "of a model");
+  auto* cmd = app.add_subcommand("fisher",
+                                 "Diagonal Fisher information I = E_ref[(grad s - z)^2] "
+                                 "of a model");
   f->model.add_to(cmd);
   cmd->add_option("--data", f->data, "Data (the reference for --estimator empirical)")->required();
-  cmd->add_option("--estimator", f->estimator,
-                  "true (model samples), empirical (the data) or auto")
+  cmd->add_option("--estimator", f->estimator, "true (model samples), empirical (the data) or auto")
       ->check(CLI::IsMember({"auto", "true", "empirical"}))
       ->capture_default_str();
   cmd->add_option("--reference-samples", f->reference_samples,
@@ -36,35 +36,38 @@ void add_fisher_command(CLI::App& app) {
   cmd->add_option("--mean-out", f->mean_out, "Also write the mean score z [P] as .npy");
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   f->dist.add_to(cmd);
-  cmd->callback([f] { run_distributed(f->dist, [&](dist::Group& group) {
-    detail::check_writable(f->out);
-    if (!f->mean_out.empty()) detail::check_writable(f->mean_out);
-    auto ds = load_dataset(f->data);
-    auto model = load_score_model(parse_model_kind(f->model.kind), f->model.to_options(),
-                                  ds.inputs);
-    FisherOptions o;
-    o.estimator = parse_estimator(f->estimator);
-    o.reference_samples = f->reference_samples;
-    o.floor = f->fisher_floor;
-    o.batch_size = f->batch_size;
-    o.seed = f->model.seed;
-    o.group = &group;
-    // Every rank streams its shard of the reference; rank 0 writes.
-    ProgressLine progress("fisher", f->quiet || !group.is_root());
-    auto stats = compute_fisher_stats(model, ds.inputs, o, progress.fn());
-    progress.finish();
-    if (!group.is_root()) return;
-    write_npy(f->out, stats.fisher_diag);
-    if (!f->mean_out.empty()) write_npy(f->mean_out, stats.mean_score);
-    if (f->quiet) return;
-    std::printf("nfk fisher: %lld parameters, reference %s (%s, %lld samples)\n",
-                static_cast<long long>(stats.fisher_diag.numel()), stats.reference.c_str(),
-                to_string(stats.estimator).c_str(), static_cast<long long>(stats.n_reference));
-    std::printf("  I: mean %.4g, min %.4g, max %.4g; %lld zero-variance entries floored at %.3g\n",
-                stats.fisher_diag.mean().item<double>(), stats.fisher_diag.min().item<double>(),
-                stats.fisher_diag.max().item<double>(), static_cast<long long>(stats.n_floored),
-                stats.floor_value);
-  }); });
+  cmd->callback([f] {
+    run_distributed(f->dist, [&](dist::Group& group) {
+      detail::check_writable(f->out);
+      if (!f->mean_out.empty()) detail::check_writable(f->mean_out);
+      auto ds = load_dataset(f->data);
+      auto model =
+          load_score_model(parse_model_kind(f->model.kind), f->model.to_options(), ds.inputs);
+      FisherOptions o;
+      o.estimator = parse_estimator(f->estimator);
+      o.reference_samples = f->reference_samples;
+      o.floor = f->fisher_floor;
+      o.batch_size = f->batch_size;
+      o.seed = f->model.seed;
+      o.group = &group;
+      // Every rank streams its shard of the reference; rank 0 writes.
+      ProgressLine progress("fisher", f->quiet || !group.is_root());
+      auto stats = compute_fisher_stats(model, ds.inputs, o, progress.fn());
+      progress.finish();
+      if (!group.is_root()) return;
+      write_npy(f->out, stats.fisher_diag);
+      if (!f->mean_out.empty()) write_npy(f->mean_out, stats.mean_score);
+      if (f->quiet) return;
+      std::printf("nfk fisher: %lld parameters, reference %s (%s, %lld samples)\n",
+                  static_cast<long long>(stats.fisher_diag.numel()), stats.reference.c_str(),
+                  to_string(stats.estimator).c_str(), static_cast<long long>(stats.n_reference));
+      std::printf(
+          "  I: mean %.4g, min %.4g, max %.4g; %lld zero-variance entries floored at %.3g\n",
+          stats.fisher_diag.mean().item<double>(), stats.fisher_diag.min().item<double>(),
+          stats.fisher_diag.max().item<double>(), static_cast<long long>(stats.n_floored),
+          stats.floor_value);
+    });
+  });
 }
 
 }  // namespace nfk::cli

@@ -1,8 +1,8 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "detail/atomic_file.h"
 #include "common.h"
+#include "detail/atomic_file.h"
 #include "nfk/data.h"
 #include "nfk/embed.h"
 
@@ -40,7 +40,8 @@ void print_profile(const FitProfile& p) {
   }
   part("factorizations", p.factorizations_s);
   if (p.peak_device_bytes >= 0) {
-    std::printf("; device memory peak %.0f MiB", static_cast<double>(p.peak_device_bytes) / (1 << 20));
+    std::printf("; device memory peak %.0f MiB",
+                static_cast<double>(p.peak_device_bytes) / (1 << 20));
   }
   std::printf("\n");
 }
@@ -76,12 +77,9 @@ void run_fit(const FitFlags& f, dist::Group& group) {
   save_projector(f.out, proj);
   if (!f.embedding_out.empty()) write_npy(f.embedding_out, embedding);
   if (f.json) {
-    nlohmann::json j = {{"spectrum", proj.spectrum_json()},
-                        {"method_note", proj.method_note},
-                        {"device", options.device.str()},
-                        {"processes", group.world_size()},
-                        {"profile", proj.profile.to_json()},
-                        {"command_s", seconds_since(t0)}};
+    nlohmann::json j = {{"spectrum", proj.spectrum_json()},  {"method_note", proj.method_note},
+                        {"device", options.device.str()},    {"processes", group.world_size()},
+                        {"profile", proj.profile.to_json()}, {"command_s", seconds_since(t0)}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -101,8 +99,9 @@ void run_fit(const FitFlags& f, dist::Group& group) {
               proj.total_variance_exact ? "" : " (total estimated from the probes)");
   for (double target : {0.5, 0.9, 0.99}) {
     const int64_t c = proj.components_for(target);
-    if (c > 0) std::printf("  %.0f%% of the variance in the top %lld\n", 100 * target,
-                           static_cast<long long>(c));
+    if (c > 0)
+      std::printf("  %.0f%% of the variance in the top %lld\n", 100 * target,
+                  static_cast<long long>(c));
   }
   if (group.distributed()) std::printf("  %d processes (c10d/Gloo)\n", group.world_size());
   print_profile(proj.profile);
@@ -113,8 +112,9 @@ void run_fit(const FitFlags& f, dist::Group& group) {
 
 void add_fit_command(CLI::App& app) {
   auto f = std::make_shared<FitFlags>();
-  auto* cmd = app.add_subcommand("fit", "Fit a rank-k NFK projector (truncated SVD of the Fisher "
-                                        "vectors V) on a data set");
+  auto* cmd = app.add_subcommand("fit",
+                                 "Fit a rank-k NFK projector (truncated SVD of the Fisher "
+                                 "vectors V) on a data set");
   f->model.add_to(cmd);
   cmd->add_option("--data", f->data,
                   "Data: mnist:train|test, fashion-mnist:train|test, X.npy or IDX file; "
@@ -137,17 +137,19 @@ void add_fit_command(CLI::App& app) {
   cmd->add_option("--power-iters", f->power_iters,
                   "Power (subspace) iterations (randomized SVD; sketch makes none)")
       ->capture_default_str();
-  cmd->add_option("--method", f->method,
-                  "auto | exact (Gram eigendecomposition) | per-example (GEMMs on per-example gradients: "
-                  "V resident, or recomputed per pass beyond --memory-budget) | "
-                  "matrix-free (streaming JVP/VJP) | sketch (single-pass sketch on per-example "
-                  "gradients: V read once after the Fisher statistics, no power iterations, less "
-                  "accurate on flat spectra)")
+  cmd->add_option(
+         "--method", f->method,
+         "auto | exact (Gram eigendecomposition) | per-example (GEMMs on per-example gradients: "
+         "V resident, or recomputed per pass beyond --memory-budget) | "
+         "matrix-free (streaming JVP/VJP) | sketch (single-pass sketch on per-example "
+         "gradients: V read once after the Fisher statistics, no power iterations, less "
+         "accurate on flat spectra)")
       ->check(CLI::IsMember({"auto", "exact", "per-example", "matrix-free", "sketch"}))
       ->capture_default_str();
-  cmd->add_option("--memory-budget", f->memory_budget_mib,
-                  "MiB that a resident V may take (beyond it per-example recomputes V's blocks per pass; "
-                  "auto also weighs matrix-free)")
+  cmd->add_option(
+         "--memory-budget", f->memory_budget_mib,
+         "MiB that a resident V may take (beyond it per-example recomputes V's blocks per pass; "
+         "auto also weighs matrix-free)")
       ->capture_default_str();
   cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
   cmd->add_option("--out", f->out, "Projector file to write (P.nfk)")->required();

@@ -1,7 +1,6 @@
 // nfk monitor | invert: the GAN applications (AFV Fig. 3 monitoring, NFK App. C inversion).
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "common.h"
@@ -22,8 +21,9 @@ void add_monitor(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   auto* cmd = app.add_subcommand(
-      "monitor", "GAN training monitoring: Fisher similarity of real train and test images to "
-                 "each snapshot's generator (AFV); overfitting shows as a gap");
+      "monitor",
+      "GAN training monitoring: Fisher similarity of real train and test images to "
+      "each snapshot's generator (AFV); overfitting shows as a gap");
   cmd->add_option("--snapshots", f->snapshots,
                   "Folder of epoch_NNNN snapshots (`nfk train gan --snapshot-every E`, "
                   "OUT/snapshots)")
@@ -81,9 +81,10 @@ void add_invert(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   auto* cmd = app.add_subcommand(
-      "invert", "GAN inversion (NFK App. C): a linear map from NFK embeddings of generated "
-                "images back to their latent codes reconstructs real images as G(h(e(x))); "
-                "compared with PCA of the same dimension");
+      "invert",
+      "GAN inversion (NFK App. C): a linear map from NFK embeddings of generated "
+      "images back to their latent codes reconstructs real images as G(h(e(x))); "
+      "compared with PCA of the same dimension");
   cmd->add_option("--projector", f->projector, "Projector fitted on the GAN (kind gan)")
       ->required();
   cmd->add_option("--data", f->data, "Real images to reconstruct")->required();
@@ -132,16 +133,20 @@ void add_invert(CLI::App& app) {
                                     n));
     }
     if (f->json) {
-      nlohmann::json out = {{"nfk_mse", nfk_mse},         {"pca_mse", pca_mse},
-                            {"latent_fit_r2", inv.fit_r2}, {"components", inv.weight.size(0)},
-                            {"pca_rank", pca.components.size(1)}, {"n", real.size(0)}};
+      nlohmann::json out = {{"nfk_mse", nfk_mse},
+                            {"pca_mse", pca_mse},
+                            {"latent_fit_r2", inv.fit_r2},
+                            {"components", inv.weight.size(0)},
+                            {"pca_rank", pca.components.size(1)},
+                            {"n", real.size(0)}};
       std::printf("%s\n", out.dump().c_str());
     } else {
-      std::printf("GAN inversion from %lld-d NFK embeddings: latent R^2 %.3f on generated "
-                  "pairs; reconstruction MSE on %lld real images: NFK %.5f, PCA-%lld %.5f\n",
-                  static_cast<long long>(inv.weight.size(0)), inv.fit_r2,
-                  static_cast<long long>(real.size(0)), nfk_mse,
-                  static_cast<long long>(pca.components.size(1)), pca_mse);
+      std::printf(
+          "GAN inversion from %lld-d NFK embeddings: latent R^2 %.3f on generated "
+          "pairs; reconstruction MSE on %lld real images: NFK %.5f, PCA-%lld %.5f\n",
+          static_cast<long long>(inv.weight.size(0)), inv.fit_r2,
+          static_cast<long long>(real.size(0)), nfk_mse,
+          static_cast<long long>(pca.components.size(1)), pca_mse);
     }
   });
 }

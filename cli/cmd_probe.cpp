@@ -1,6 +1,5 @@
 // nfk probe | knn | semisup: what a representation is worth, on any features (or raw data).
 #include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -81,8 +80,9 @@ void add_probe(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   auto* cmd = app.add_subcommand(
-      "probe", "Linear probe: multinomial logistic regression (L2, L-BFGS to convergence) on "
-               "standardized features; prints train and test accuracy");
+      "probe",
+      "Linear probe: multinomial logistic regression (L2, L-BFGS to convergence) on "
+      "standardized features; prints train and test accuracy");
   f->split.add_to(cmd);
   add_probe_flags(cmd, &f->l2, &f->probe);
   cmd->add_flag("--json", f->json, "Print one JSON object");
@@ -95,18 +95,23 @@ void add_probe(CLI::App& app) {
     const double train_acc = accuracy(p.predict(train.features), train.labels);
     const double test_acc = accuracy(p.predict(test.features), test.labels);
     if (f->json) {
-      nlohmann::json out = {{"train_accuracy", train_acc}, {"test_accuracy", test_acc},
-                            {"l2", p.l2}, {"loss", p.loss}, {"grad_norm", p.grad_norm},
-                            {"iterations", p.iterations}, {"n_train", train.features.size(0)},
-                            {"n_test", test.features.size(0)}, {"dim", train.features.size(1)},
+      nlohmann::json out = {{"train_accuracy", train_acc},
+                            {"test_accuracy", test_acc},
+                            {"l2", p.l2},
+                            {"loss", p.loss},
+                            {"grad_norm", p.grad_norm},
+                            {"iterations", p.iterations},
+                            {"n_train", train.features.size(0)},
+                            {"n_test", test.features.size(0)},
+                            {"dim", train.features.size(1)},
                             {"seconds", seconds_since(t0)}};
       std::printf("%s\n", out.dump().c_str());
     } else {
-      std::printf("linear probe on %lld-d features: train %.2f%%, test %.2f%% (l2 %g, %lld "
-                  "evaluations, |grad| %.1e, %.1f s)\n",
-                  static_cast<long long>(train.features.size(1)), 100 * train_acc,
-                  100 * test_acc, p.l2, static_cast<long long>(p.iterations), p.grad_norm,
-                  seconds_since(t0));
+      std::printf(
+          "linear probe on %lld-d features: train %.2f%%, test %.2f%% (l2 %g, %lld "
+          "evaluations, |grad| %.1e, %.1f s)\n",
+          static_cast<long long>(train.features.size(1)), 100 * train_acc, 100 * test_acc, p.l2,
+          static_cast<long long>(p.iterations), p.grad_norm, seconds_since(t0));
     }
   });
 }
@@ -120,9 +125,10 @@ void add_knn(CLI::App& app) {
     bool json = false;
   };
   auto f = std::make_shared<Flags>();
-  auto* cmd = app.add_subcommand(
-      "knn", "k-nearest-neighbour classification (majority vote of the k nearest train "
-             "examples); optionally an image grid of each query's neighbours");
+  auto* cmd =
+      app.add_subcommand("knn",
+                         "k-nearest-neighbour classification (majority vote of the k nearest train "
+                         "examples); optionally an image grid of each query's neighbours");
   f->split.add_to(cmd);
   cmd->add_option("--k", f->knn.k, "Neighbours that vote")->capture_default_str();
   cmd->add_option("--metric", f->metric, "cosine or euclidean")
@@ -147,13 +153,15 @@ void add_knn(CLI::App& app) {
     if (!f->grid.empty()) {
       auto train_img = load_dataset(f->train_images).inputs;
       auto test_img = load_dataset(f->test_images).inputs;
-      TORCH_CHECK(train_img.size(0) == train.features.size(0) &&
-                      test_img.size(0) == test.features.size(0),
-                  "nfk: --train-images/--test-images must have as many rows as the features");
+      TORCH_CHECK(
+          train_img.size(0) == train.features.size(0) && test_img.size(0) == test.features.size(0),
+          "nfk: --train-images/--test-images must have as many rows as the features");
       write_png(f->grid, neighbor_grid(test_img, train_img, r.neighbors, f->queries));
     }
     if (f->json) {
-      nlohmann::json out = {{"test_accuracy", acc}, {"k", f->knn.k}, {"metric", f->metric},
+      nlohmann::json out = {{"test_accuracy", acc},
+                            {"k", f->knn.k},
+                            {"metric", f->metric},
                             {"n_train", train.features.size(0)},
                             {"n_test", test.features.size(0)}};
       std::printf("%s\n", out.dump().c_str());
@@ -174,8 +182,9 @@ void add_semisup(CLI::App& app) {
   };
   auto f = std::make_shared<Flags>();
   auto* cmd = app.add_subcommand(
-      "semisup", "Semi-supervised protocol: a linear probe on n labels per class (drawn with "
-                 "several seeds) on features learned without labels; mean +- std test accuracy");
+      "semisup",
+      "Semi-supervised protocol: a linear probe on n labels per class (drawn with "
+      "several seeds) on features learned without labels; mean +- std test accuracy");
   f->split.add_to(cmd);
   cmd->add_option("--labels-per-class", f->semi.labels_per_class,
                   "Labelled examples per class (several values: one row each)")

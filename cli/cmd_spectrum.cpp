@@ -1,8 +1,8 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "detail/atomic_file.h"
 #include "common.h"
+#include "detail/atomic_file.h"
 #include "nfk/embed.h"
 #include "nfk/plot.h"
 
@@ -14,8 +14,9 @@ void add_spectrum_command(CLI::App& app) {
     bool json = false;
   };
   auto f = std::make_shared<Flags>();
-  auto* cmd = app.add_subcommand("spectrum", "Print a projector's NFK spectrum: sigma, sigma^2 "
-                                             "and explained-variance ratio");
+  auto* cmd = app.add_subcommand("spectrum",
+                                 "Print a projector's NFK spectrum: sigma, sigma^2 "
+                                 "and explained-variance ratio");
   cmd->add_option("--projector", f->projector, "Projector file from `nfk fit`")->required();
   cmd->add_flag("--json", f->json,
                 "Print one JSON object (singular_values, eigenvalues, explained_variance_ratio, "
@@ -40,8 +41,8 @@ void add_spectrum_command(CLI::App& app) {
       const double r = j["explained_variance_ratio"][i];
       cum += r;
       std::printf("%5lld %14.6g %14.6g %9.3f%% %9.3f%%\n", static_cast<long long>(i + 1),
-                  j["singular_values"][i].get<double>(), j["eigenvalues"][i].get<double>(),
-                  100 * r, 100 * cum);
+                  j["singular_values"][i].get<double>(), j["eigenvalues"][i].get<double>(), 100 * r,
+                  100 * cum);
     }
   });
 }

@@ -10,8 +10,9 @@ void add_train_classifier(CLI::App* train) {
     ClassifierTrainOptions options;
   };
   auto f = std::make_shared<Flags>();
-  auto* cmd = train->add_subcommand("classifier", "Train a classifier by cross-entropy (Adam); "
-                                                  "writes DIR/classifier.pt");
+  auto* cmd = train->add_subcommand("classifier",
+                                    "Train a classifier by cross-entropy (Adam); "
+                                    "writes DIR/classifier.pt");
   f->run.add_to(cmd, /*default_epochs=*/1, /*default_batch=*/64);
   cmd->add_option("--arch", f->options.arch, "Architecture")
       ->check(CLI::IsMember({"lenet5", "mlp", "wrn"}))

@@ -11,8 +11,9 @@ void add_train_gan(CLI::App* train) {
   };
   auto f = std::make_shared<Flags>();
   auto* cmd = train->add_subcommand(
-      "gan", "Train a DCGAN as a variational EBM (AFV): D(x) = -E(x) models the data, G samples "
-             "from it; writes DIR/discriminator.pt and DIR/generator.pt (EMA)");
+      "gan",
+      "Train a DCGAN as a variational EBM (AFV): D(x) = -E(x) models the data, G samples "
+      "from it; writes DIR/discriminator.pt and DIR/generator.pt (EMA)");
   f->run.add_to(cmd, /*default_epochs=*/10, /*default_batch=*/64);
   auto& o = f->options;
   cmd->add_option("--latent-dim", o.latent_dim, "Dimension of h ~ N(0, I)")->capture_default_str();

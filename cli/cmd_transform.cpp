@@ -1,8 +1,8 @@
 #include <cstdio>
 
 #include "commands.h"
-#include "detail/atomic_file.h"
 #include "common.h"
+#include "detail/atomic_file.h"
 #include "nfk/data.h"
 #include "nfk/embed.h"
 
@@ -29,27 +29,29 @@ void add_transform_command(CLI::App& app) {
   cmd->add_flag("--tf32", f->tf32, "cuda, float32: allow TF32 tensor-core math (see `nfk fit`)");
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   f->dist.add_to(cmd);
-  cmd->callback([f] { run_distributed(f->dist, [&](dist::Group& group) {
-    const auto t0 = std::chrono::steady_clock::now();
-    detail::check_writable(f->out);
-    auto proj = load_projector(f->projector);
-    proj.model.device = parse_device(f->device);
-    set_tf32(f->tf32);
-    auto ds = load_dataset(f->data);
-    auto model = load_projector_model(proj, f->model);
-    // Every rank embeds its shard; rank 0 gathers the rows and writes them.
-    ProgressLine progress("transform", f->quiet || !group.is_root());
-    auto e = transform(proj, model, ds.inputs, f->batch_size, progress.fn(), &group);
-    progress.finish();
-    if (!group.is_root()) return;
-    write_npy(f->out, e);
-    if (!f->quiet) {
-      std::printf("nfk transform: %lld examples -> %s [%lld, %lld] in %.1f s\n",
-                  static_cast<long long>(e.size(0)), f->out.c_str(),
-                  static_cast<long long>(e.size(0)), static_cast<long long>(e.size(1)),
-                  seconds_since(t0));
-    }
-  }); });
+  cmd->callback([f] {
+    run_distributed(f->dist, [&](dist::Group& group) {
+      const auto t0 = std::chrono::steady_clock::now();
+      detail::check_writable(f->out);
+      auto proj = load_projector(f->projector);
+      proj.model.device = parse_device(f->device);
+      set_tf32(f->tf32);
+      auto ds = load_dataset(f->data);
+      auto model = load_projector_model(proj, f->model);
+      // Every rank embeds its shard; rank 0 gathers the rows and writes them.
+      ProgressLine progress("transform", f->quiet || !group.is_root());
+      auto e = transform(proj, model, ds.inputs, f->batch_size, progress.fn(), &group);
+      progress.finish();
+      if (!group.is_root()) return;
+      write_npy(f->out, e);
+      if (!f->quiet) {
+        std::printf("nfk transform: %lld examples -> %s [%lld, %lld] in %.1f s\n",
+                    static_cast<long long>(e.size(0)), f->out.c_str(),
+                    static_cast<long long>(e.size(0)), static_cast<long long>(e.size(1)),
+                    seconds_since(t0));
+      }
+    });
+  });
 }
 
 }  // namespace nfk::cli

@@ -14,8 +14,9 @@ void ModelFlags::add_to(CLI::App* app) {
                   "(forward(x), no centring/scaling)")
       ->required()
       ->check(CLI::IsMember({"classifier", "gan", "vae", "density", "score", "ntk"}));
-  app->add_option("--generator", generator,
-                  "gan only: generator G(h) -> x whose samples centre the score and give the Fisher");
+  app->add_option(
+      "--generator", generator,
+      "gan only: generator G(h) -> x whose samples centre the score and give the Fisher");
   app->add_option("--latent-dim", latent_dim, "gan only: dimension of h ~ N(0, I)");
   app->add_option("--output", output, "ntk only: output column c when forward(x) gives [B, C]");
   app->add_option("--dtype", dtype, "Compute dtype")
@@ -48,7 +49,9 @@ namespace {
 std::vector<std::string> g_command_line;
 }  // namespace
 
-void set_command_line(int argc, char** argv) { g_command_line.assign(argv, argv + argc); }
+void set_command_line(int argc, char** argv) {
+  g_command_line.assign(argv, argv + argc);
+}
 
 void DistFlags::add_to(CLI::App* app) {
   app->add_option("--nproc", nproc,
@@ -94,7 +97,8 @@ torch::Device parse_device(const std::string& name) {
   // A rank of a distributed run takes its node-local GPU (torchrun's LOCAL_RANK).
   const char* local_rank = std::getenv("LOCAL_RANK");
   const int count = static_cast<int>(torch::cuda::device_count());
-  const int index = local_rank != nullptr && *local_rank != '\0' ? std::atoi(local_rank) % count : 0;
+  const int index =
+      local_rank != nullptr && *local_rank != '\0' ? std::atoi(local_rank) % count : 0;
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
@@ -104,9 +108,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 ProgressFn ProgressLine::fn() {
   if (quiet_) return {};
-  return [this](const std::string& stage, int64_t done, int64_t total) {
-    update(stage, done, total);
-  };
+  return
+      [this](const std::string& stage, int64_t done, int64_t total) { update(stage, done, total); };
 }
 
 void ProgressLine::update(const std::string& stage, int64_t done, int64_t total) {

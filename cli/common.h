@@ -1,7 +1,6 @@
 #pragma once
 // Flags shared by several subcommands, and the progress line. Thin: parsing and printing only.
 #include <CLI/CLI.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <functional>

@@ -1,7 +1,5 @@
 // nfk: one binary, one subcommand per library entry point. Errors end here as one line.
 #include <CLI/CLI.hpp>
-
-
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -12,8 +10,9 @@
 #include "detail/strings.h"
 
 int main(int argc, char** argv) {
-  CLI::App app{"nfk — Neural Fisher Kernel toolkit: Fisher vectors, diagonal Fisher information "
-               "and low-rank NFK embeddings of a trained network"};
+  CLI::App app{
+      "nfk — Neural Fisher Kernel toolkit: Fisher vectors, diagonal Fisher information "
+      "and low-rank NFK embeddings of a trained network"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("nfk ") + NFK_VERSION);
   nfk::cli::add_fit_command(app);
@@ -37,8 +36,8 @@ int main(int argc, char** argv) {
     const char* rank = std::getenv("RANK");
     const char* world = std::getenv("WORLD_SIZE");
     if (rank != nullptr && world != nullptr && std::string(world) != "1") {
-      line = "nfk [rank " + std::string(rank) + "/" + world + "]: " +
-             nfk::detail::strip_prefix(line);
+      line =
+          "nfk [rank " + std::string(rank) + "/" + world + "]: " + nfk::detail::strip_prefix(line);
     }
     std::fprintf(stderr, "%s\n", line.c_str());
     return 1;

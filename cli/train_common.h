@@ -1,7 +1,6 @@
 #pragma once
 // Flags every `nfk train <family>` shares, and the per-family registration hooks.
 #include <CLI/CLI.hpp>
-
 #include <string>
 #include <utility>
 

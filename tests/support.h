@@ -12,7 +12,9 @@
 
 namespace nfk::test {
 
-inline void seed(uint64_t s = 0) { torch::manual_seed(s); }
+inline void seed(uint64_t s = 0) {
+  torch::manual_seed(s);
+}
 
 /// Max |a − b| / (max |b| + tiny): a scale-aware relative error.
 inline double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
@@ -56,39 +58,39 @@ inline torch::jit::Module mlp_module(int64_t out, const std::string& body) {
 
 /// A TorchScript model of `kind` with random float64 weights; for `gan` also see generator().
 inline torch::jit::Module kind_module(ModelKind kind) {
-  const std::string hidden =
-      "        h = torch.tanh(x.flatten(1) @ self.w1.t() + self.b1)\n";
+  const std::string hidden = "        h = torch.tanh(x.flatten(1) @ self.w1.t() + self.b1)\n";
   switch (kind) {
     case ModelKind::kClassifier:
-      return mlp_module(3, "def forward(self, x):\n" + hidden +
-                               "        return h @ self.w2.t() + self.b2\n");
+      return mlp_module(
+          3, "def forward(self, x):\n" + hidden + "        return h @ self.w2.t() + self.b2\n");
     case ModelKind::kGan:
     case ModelKind::kScore:
-      return mlp_module(1, "def forward(self, x):\n" + hidden +
-                               "        return h @ self.w2.t() + self.b2\n");
+      return mlp_module(
+          1, "def forward(self, x):\n" + hidden + "        return h @ self.w2.t() + self.b2\n");
     case ModelKind::kNtk:
-      return mlp_module(2, "def forward(self, x):\n" + hidden +
-                               "        return h @ self.w2.t() + self.b2\n");
+      return mlp_module(
+          2, "def forward(self, x):\n" + hidden + "        return h @ self.w2.t() + self.b2\n");
     case ModelKind::kVae: {
       // Encoder mean = w1 x + b1, log-std b2[0]; decoder logits = w1ᵀ h + b; Bernoulli-ish ELBO
       // on continuous x with one reparameterised sample (randn_like: noise inside s).
-      auto m = mlp_module(1,
-                          "def elbo(self, x):\n"
-                          "        xf = x.flatten(1)\n"
-                          "        mu = xf @ self.w1.t() + self.b1\n"
-                          "        std = torch.exp(self.b2[0]) * torch.ones_like(mu)\n"
-                          "        z = mu + std * torch.randn_like(mu)\n"
-                          "        logits = torch.tanh(z) @ self.w1 + self.w2[0, 0]\n"
-                          "        rec = (xf * torch.log(torch.sigmoid(logits)) + (1 - xf) * "
-                          "torch.log(torch.sigmoid(-logits))).sum(1)\n"
-                          "        kl = 0.5 * (mu * mu + std * std - 1.0 - 2.0 * torch.log(std)).sum(1)\n"
-                          "        return rec - kl\n"
-                          "def forward(self, x):\n"
-                          "        return self.elbo(x)\n"
-                          "def sample(self, n: int):\n"
-                          "        z = torch.randn(n, self.b1.size(0), dtype=self.b1.dtype)\n"
-                          "        return torch.sigmoid(torch.tanh(z) @ self.w1 + self.w2[0, 0])"
-                          ".view(n, 1, 4, 4)\n");
+      auto m = mlp_module(
+          1,
+          "def elbo(self, x):\n"
+          "        xf = x.flatten(1)\n"
+          "        mu = xf @ self.w1.t() + self.b1\n"
+          "        std = torch.exp(self.b2[0]) * torch.ones_like(mu)\n"
+          "        z = mu + std * torch.randn_like(mu)\n"
+          "        logits = torch.tanh(z) @ self.w1 + self.w2[0, 0]\n"
+          "        rec = (xf * torch.log(torch.sigmoid(logits)) + (1 - xf) * "
+          "torch.log(torch.sigmoid(-logits))).sum(1)\n"
+          "        kl = 0.5 * (mu * mu + std * std - 1.0 - 2.0 * torch.log(std)).sum(1)\n"
+          "        return rec - kl\n"
+          "def forward(self, x):\n"
+          "        return self.elbo(x)\n"
+          "def sample(self, n: int):\n"
+          "        z = torch.randn(n, self.b1.size(0), dtype=self.b1.dtype)\n"
+          "        return torch.sigmoid(torch.tanh(z) @ self.w1 + self.w2[0, 0])"
+          ".view(n, 1, 4, 4)\n");
       return m;
     }
     case ModelKind::kDensity: {
@@ -166,8 +168,8 @@ inline torch::Tensor explicit_jacobian(ScoreModel& model, const torch::Tensor& x
     auto g = torch::autograd::grad({s_i}, params, {}, false, false, true);
     std::vector<torch::Tensor> flat;
     for (size_t k = 0; k < params.size(); ++k) {
-      flat.push_back(g[k].defined() ? g[k].reshape(-1) : torch::zeros({params[k].numel()},
-                                                                        params[k].options()));
+      flat.push_back(g[k].defined() ? g[k].reshape(-1)
+                                    : torch::zeros({params[k].numel()}, params[k].options()));
     }
     rows.push_back(torch::cat(flat));
   }

@@ -10,7 +10,9 @@
 namespace nfk {
 namespace {
 
-bool has_cuda() { return torch::cuda::is_available(); }
+bool has_cuda() {
+  return torch::cuda::is_available();
+}
 
 TEST(Tf32, SwitchSetsBothCublasAndCudnn) {
   set_tf32(true);
@@ -27,8 +29,8 @@ TEST(Cuda, PerExampleGradientsMatchTheCpu) {
   if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
   for (const char* which : {"cnn", "gan"}) {
     auto dir = test::temp_dir(std::string("cuda_grad_") + which);
-    test::Case c = std::string(which) == "cnn" ? test::small_cnn_classifier(dir)
-                                               : test::small_gan(dir);
+    test::Case c =
+        std::string(which) == "cnn" ? test::small_cnn_classifier(dir) : test::small_gan(dir);
     auto cpu = load_score_model(c.kind, c.options, c.x);
     auto on_gpu = c.options;
     on_gpu.device = torch::Device(torch::kCUDA, 0);
@@ -80,8 +82,8 @@ TEST(Cuda, FitAndTransformMatchTheCpuForEveryMethod) {
 TEST(Cuda, CholeskyQr2MatchesTheCpu) {
   if (!has_cuda()) GTEST_SKIP() << "no CUDA device";
   test::seed(3);
-  auto a = torch::randn({3000, 40}, torch::kFloat64) * torch::logspace(0, -2, 40, 10.0,
-                                                                        torch::kFloat64);
+  auto a =
+      torch::randn({3000, 40}, torch::kFloat64) * torch::logspace(0, -2, 40, 10.0, torch::kFloat64);
   auto q_cpu = cholesky_qr2(a);
   auto q_gpu = cholesky_qr2(a.cuda());
   ASSERT_TRUE(q_cpu.defined() && q_gpu.defined());
@@ -106,8 +108,8 @@ TEST(Cuda, Float32WithTf32StaysCloseToFloat64) {
     set_tf32(tf32);
     auto model = load_score_model(c.kind, f32, c.x);
     auto got = fit(model, c.x.to(torch::kFloat32), o);
-    const double err = test::max_entry_rel_err(got.singular_values.cpu().to(torch::kFloat64),
-                                               ref.singular_values);
+    const double err =
+        test::max_entry_rel_err(got.singular_values.cpu().to(torch::kFloat64), ref.singular_values);
     std::printf("[ measured ] cuda float32%s: top-8 sigma rel err %.2e\n", tf32 ? " + TF32" : "",
                 err);
     EXPECT_LE(err, tf32 ? 2e-2 : 1e-4);

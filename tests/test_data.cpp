@@ -26,8 +26,8 @@ namespace {
 ::testing::AssertionResult Contains(const char* text_expr, const char*, const std::string& text,
                                     const std::string& part) {
   if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << text_expr << " = \"" << text
-                                       << "\"\n  does not contain \"" << part << "\"";
+  return ::testing::AssertionFailure()
+         << text_expr << " = \"" << text << "\"\n  does not contain \"" << part << "\"";
 }
 #define EXPECT_CONTAINS(text, part) EXPECT_PRED_FORMAT2(Contains, text, part)
 
@@ -143,9 +143,9 @@ TEST_F(DataTest, NpyRoundTripEveryDtypeBitwise) {
       torch::randint(0, 256, {2, 3, 4}, torch::kUInt8),
       torch::randint(std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(),
                      {5, 2}, torch::kInt64),
-      torch::tensor(3.5f),                        // 0-d
-      torch::empty({0, 3}, torch::kFloat32),      // empty
-      torch::randn({4, 6}).t(),                   // non-contiguous input
+      torch::tensor(3.5f),                    // 0-d
+      torch::empty({0, 3}, torch::kFloat32),  // empty
+      torch::randn({4, 6}).t(),               // non-contiguous input
   };
   // Special float values survive bit for bit.
   cases.push_back(torch::tensor({std::nanf(""), INFINITY, -0.0f, 1e-45f}));
@@ -209,22 +209,23 @@ TEST_F(DataTest, NpyRejectsBadMagic) {
 }
 
 TEST_F(DataTest, NpyRejectsTruncatedData) {
-  const std::string full = npy_file(
-      "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 28, 28), }", std::string(3136, 'a'));
+  const std::string full =
+      npy_file("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 28, 28), }",
+               std::string(3136, 'a'));
   write_bytes(path("x.npy"), full.substr(0, full.size() - 3036));
   const std::string msg = error_of([&] { nfk::read_npy(path("x.npy")); });
-  EXPECT_CONTAINS(msg, "nfk: " + path("x.npy") +
-                             ": truncated .npy data: expected 3136 bytes, got 100");
+  EXPECT_CONTAINS(msg,
+                  "nfk: " + path("x.npy") + ": truncated .npy data: expected 3136 bytes, got 100");
   // A header cut short is rejected too.
   write_bytes(path("y.npy"), full.substr(0, 40));
   EXPECT_CONTAINS(error_of([&] { nfk::read_npy(path("y.npy")); }), "truncated .npy header");
 }
 
 TEST_F(DataTest, NpyRejectsTrailingBytes) {
-  write_bytes(path("x.npy"), npy_file("{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }",
-                                      "abcdEXTRA"));
+  write_bytes(path("x.npy"),
+              npy_file("{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", "abcdEXTRA"));
   EXPECT_CONTAINS(error_of([&] { nfk::read_npy(path("x.npy")); }),
-              "size mismatch: expected 4 bytes, got 9");
+                  "size mismatch: expected 4 bytes, got 9");
 }
 
 TEST_F(DataTest, NpyRejectsFortranOrder) {
@@ -239,7 +240,7 @@ TEST_F(DataTest, NpyRejectsUnsupportedAndBigEndianDtypes) {
   write_bytes(path("c.npy"), npy_file("{'descr': '<c16', 'fortran_order': False, 'shape': (1,), }",
                                       std::string(16, '\0')));
   EXPECT_CONTAINS(error_of([&] { nfk::read_npy(path("c.npy")); }),
-              "nfk: " + path("c.npy") + ": unsupported .npy dtype '<c16'");
+                  "nfk: " + path("c.npy") + ": unsupported .npy dtype '<c16'");
   write_bytes(path("b.npy"), npy_file("{'descr': '>f8', 'fortran_order': False, 'shape': (1,), }",
                                       std::string(8, '\0')));
   EXPECT_CONTAINS(error_of([&] { nfk::read_npy(path("b.npy")); }), "big-endian");
@@ -247,22 +248,22 @@ TEST_F(DataTest, NpyRejectsUnsupportedAndBigEndianDtypes) {
                                       std::string(4, '\0')));
   EXPECT_CONTAINS(error_of([&] { nfk::read_npy(path("m.npy")); }), "malformed .npy header");
   EXPECT_CONTAINS(error_of([&] { nfk::read_npy(path("missing.npy")); }),
-              "nfk: cannot read " + path("missing.npy") + ": No such file");
+                  "nfk: cannot read " + path("missing.npy") + ": No such file");
 }
 
 TEST_F(DataTest, NpyWriteFailureLeavesNothing) {
   const std::string bad = "/nonexistent_dir_nfk/x.npy";
   EXPECT_CONTAINS(error_of([&] { nfk::write_npy(bad, torch::ones({2})); }),
-              "nfk: cannot write " + bad + ": No such file or directory");
+                  "nfk: cannot write " + bad + ": No such file or directory");
   struct stat st;
   EXPECT_NE(::stat(bad.c_str(), &st), 0);
   // Unsupported dtype: refused before anything is written.
   EXPECT_CONTAINS(error_of([&] { nfk::write_npy(path("i.npy"), torch::ones({2}, torch::kInt32)); }),
-              "unsupported dtype");
+                  "unsupported dtype");
   // A target that cannot be replaced (a folder) keeps the old state and leaves no temp file.
   ASSERT_EQ(::mkdir(path("d.npy").c_str(), 0755), 0);
   EXPECT_CONTAINS(error_of([&] { nfk::write_npy(path("d.npy"), torch::ones({2})); }),
-              "nfk: cannot write " + path("d.npy") + ": ");
+                  "nfk: cannot write " + path("d.npy") + ": ");
   EXPECT_EQ(list_dir(), std::vector<std::string>{"d.npy"});
   ::rmdir(path("d.npy").c_str());
 }
@@ -283,25 +284,26 @@ TEST_F(DataTest, IdxPlainAndGzipRoundTrip) {
   const std::string bytes = idx_bytes({2, 3, 4}, data);
   write_bytes(path("images-idx3-ubyte"), bytes);
   write_gz(path("images-idx3-ubyte.gz"), bytes);
-  const auto expected = torch::arange(24, torch::kInt64).mul(10).to(torch::kUInt8).reshape({2, 3, 4});
+  const auto expected =
+      torch::arange(24, torch::kInt64).mul(10).to(torch::kUInt8).reshape({2, 3, 4});
   for (const char* name : {"images-idx3-ubyte", "images-idx3-ubyte.gz"}) {
     const torch::Tensor t = nfk::read_idx(path(name));
     EXPECT_EQ(t.scalar_type(), torch::kUInt8) << name;
     EXPECT_TRUE(torch::equal(t, expected)) << name;
   }
   write_gz(path("labels.gz"), idx_bytes({3}, std::string("\x01\x02\x09", 3)));
-  EXPECT_TRUE(torch::equal(nfk::read_idx(path("labels.gz")),
-                           torch::tensor({1, 2, 9}, torch::kUInt8)));
+  EXPECT_TRUE(
+      torch::equal(nfk::read_idx(path("labels.gz")), torch::tensor({1, 2, 9}, torch::kUInt8)));
 }
 
 TEST_F(DataTest, IdxRejectsTruncatedAndBadFiles) {
   const std::string bytes = idx_bytes({2, 28, 28}, std::string(2 * 28 * 28, '\x7f'));
   write_bytes(path("t"), bytes.substr(0, 16 + 1000));
   EXPECT_CONTAINS(error_of([&] { nfk::read_idx(path("t")); }),
-              "nfk: " + path("t") + ": truncated IDX data: expected 1568 bytes, got 1000");
+                  "nfk: " + path("t") + ": truncated IDX data: expected 1568 bytes, got 1000");
   write_gz(path("t.gz"), bytes.substr(0, 16 + 1000));
   EXPECT_CONTAINS(error_of([&] { nfk::read_idx(path("t.gz")); }),
-              "truncated IDX data: expected 1568 bytes, got 1000");
+                  "truncated IDX data: expected 1568 bytes, got 1000");
   // A gzip stream cut in the middle.
   write_gz(path("full.gz"), bytes);
   const std::string gz = read_bytes(path("full.gz"));
@@ -313,7 +315,7 @@ TEST_F(DataTest, IdxRejectsTruncatedAndBadFiles) {
   EXPECT_CONTAINS(error_of([&] { nfk::read_idx(path("m")); }), "not an IDX file");
   write_bytes(path("f"), std::string("\0\0\x0d\x01\0\0\0\x01\0\0\0\0", 12));
   EXPECT_CONTAINS(error_of([&] { nfk::read_idx(path("f")); }),
-              "unsupported IDX element type 0x0D (float32)");
+                  "unsupported IDX element type 0x0D (float32)");
   write_bytes(path("x"), bytes + "junk");
   EXPECT_CONTAINS(error_of([&] { nfk::read_idx(path("x")); }), "trailing bytes");
 }
@@ -339,10 +341,9 @@ TEST_F(DataTest, LoadDatasetNpyWithSlice) {
   const auto u = nfk::load_dataset(path("u.npy")).inputs;
   EXPECT_EQ(u.scalar_type(), torch::kFloat32);
   EXPECT_TRUE(torch::equal(u, torch::ones({2, 2})));
-  EXPECT_CONTAINS(error_of([&] { nfk::load_dataset(path("x.npy") + "[:abc]"); }),
-              "bad slice");
+  EXPECT_CONTAINS(error_of([&] { nfk::load_dataset(path("x.npy") + "[:abc]"); }), "bad slice");
   EXPECT_CONTAINS(error_of([&] { nfk::load_dataset(path("x.npy") + "[:0]"); }),
-              "keeps no examples");
+                  "keeps no examples");
 }
 
 TEST_F(DataTest, LoadDatasetIdxGetsChannelAxisAndScaling) {
@@ -369,13 +370,12 @@ TEST_F(DataTest, LoadDatasetRejectsNonFiniteNamingTheFile) {
 
 TEST_F(DataTest, LoadDatasetErrors) {
   EXPECT_CONTAINS(error_of([&] { nfk::load_dataset("mnist:validation"); }),
-              "valid names: mnist:train, mnist:test, fashion-mnist:train");
+                  "valid names: mnist:train, mnist:test, fashion-mnist:train");
   EXPECT_CONTAINS(error_of([&] { nfk::load_named_set("cifar:test"); }), "valid names");
   EXPECT_CONTAINS(error_of([&] { nfk::load_dataset(path("none.npy")); }),
-              "nfk: cannot read " + path("none.npy"));
+                  "nfk: cannot read " + path("none.npy"));
   write_bytes(path("text.npy"), "hello world");
-  EXPECT_CONTAINS(error_of([&] { nfk::load_dataset(path("text.npy")); }),
-              "unrecognized data file");
+  EXPECT_CONTAINS(error_of([&] { nfk::load_dataset(path("text.npy")); }), "unrecognized data file");
 }
 
 TEST_F(DataTest, NamedSetMissingFilesSaysRunSetup) {
@@ -384,21 +384,29 @@ TEST_F(DataTest, NamedSetMissingFilesSaysRunSetup) {
   ::setenv("NFK_DATA_DIR", dir_.c_str(), 1);
   EXPECT_EQ(nfk::data_dir(), dir_);
   const std::string msg = error_of([&] { nfk::load_dataset("mnist:test[:5]"); });
-  if (old) ::setenv("NFK_DATA_DIR", saved.c_str(), 1); else ::unsetenv("NFK_DATA_DIR");
+  if (old)
+    ::setenv("NFK_DATA_DIR", saved.c_str(), 1);
+  else
+    ::unsetenv("NFK_DATA_DIR");
   EXPECT_CONTAINS(msg, "t10k-images-idx3-ubyte[.gz]");
   EXPECT_CONTAINS(msg, "scripts/setup");
 }
 
 TEST_F(DataTest, NamedSetFromSyntheticFolder) {
   ASSERT_EQ(::mkdir(path("mnist").c_str(), 0755), 0);
-  write_gz(path("mnist/t10k-images-idx3-ubyte.gz"), idx_bytes({4, 28, 28}, std::string(4 * 784, '\x33')));
-  write_bytes(path("mnist/t10k-labels-idx1-ubyte"), idx_bytes({4}, std::string("\x00\x01\x02\x09", 4)));
+  write_gz(path("mnist/t10k-images-idx3-ubyte.gz"),
+           idx_bytes({4, 28, 28}, std::string(4 * 784, '\x33')));
+  write_bytes(path("mnist/t10k-labels-idx1-ubyte"),
+              idx_bytes({4}, std::string("\x00\x01\x02\x09", 4)));
   const char* old = std::getenv("NFK_DATA_DIR");
   const std::string saved = old ? old : "";
   ::setenv("NFK_DATA_DIR", dir_.c_str(), 1);
   nfk::Dataset ds;
   const std::string msg = error_of([&] { ds = nfk::load_dataset("mnist:test[:3]"); });
-  if (old) ::setenv("NFK_DATA_DIR", saved.c_str(), 1); else ::unsetenv("NFK_DATA_DIR");
+  if (old)
+    ::setenv("NFK_DATA_DIR", saved.c_str(), 1);
+  else
+    ::unsetenv("NFK_DATA_DIR");
   ::unlink(path("mnist/t10k-images-idx3-ubyte.gz").c_str());
   ::unlink(path("mnist/t10k-labels-idx1-ubyte").c_str());
   ::rmdir(path("mnist").c_str());
@@ -430,7 +438,11 @@ void check_real_set(const std::string& family) {
   EXPECT_EQ(ds.labels.max().item<int64_t>(), 9);
 }
 
-TEST(RealData, MnistTest) { check_real_set("mnist"); }
-TEST(RealData, FashionMnistTest) { check_real_set("fashion-mnist"); }
+TEST(RealData, MnistTest) {
+  check_real_set("mnist");
+}
+TEST(RealData, FashionMnistTest) {
+  check_real_set("fashion-mnist");
+}
 
 }  // namespace

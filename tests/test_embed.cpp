@@ -10,10 +10,9 @@ namespace nfk {
 namespace {
 
 using test::Case;
-using test::small_cnn_classifier;
 using test::save_zoo;
+using test::small_cnn_classifier;
 using test::small_gan;
-
 
 class FitAgreement : public ::testing::TestWithParam<std::string> {};
 
@@ -154,7 +153,7 @@ TEST(Fit, MethodAutoRespectsTheMemoryBudget) {
   o.svd.power_iters = 1;
   auto x = c.x.slice(0, 0, 10);
   EXPECT_EQ(fit(model, x, o).method, FitMethod::kPerExample);
-  o.memory_budget = 1000;  // bytes: V cannot be kept
+  o.memory_budget = 1000;        // bytes: V cannot be kept
   auto over = fit(model, x, o);  // the layer tape covers the zoo LeNet: blocks recomputed
   EXPECT_EQ(over.method, FitMethod::kPerExample);
   EXPECT_NE(over.method_note.find("recomputed"), std::string::npos) << over.method_note;

@@ -274,11 +274,12 @@ torch::jit::Module scripted_cnn(bool reuse_weight) {
   param(net, "ln_bias", 0.1 * torch::randn({16}, o));
   param(net, "fc_weight", torch::randn({3, 16}, o) * 0.3);
   param(net, "fc_bias", torch::randn({3}, o) * 0.1);
-  net.define(std::string(
-      "def forward(self, x):\n"
-      "        h = torch.relu(self.bn.forward(self.conv.forward(x)))\n"
-      "        h = torch.adaptive_avg_pool2d(h, [2, 2]).flatten(1)\n"
-      "        h = torch.layer_norm(h, [16], self.ln_weight, self.ln_bias, 1e-5, False)\n") +
+  net.define(
+      std::string(
+          "def forward(self, x):\n"
+          "        h = torch.relu(self.bn.forward(self.conv.forward(x)))\n"
+          "        h = torch.adaptive_avg_pool2d(h, [2, 2]).flatten(1)\n"
+          "        h = torch.layer_norm(h, [16], self.ln_weight, self.ln_bias, 1e-5, False)\n") +
       (reuse_weight ? "        h = h + 0.1 * (h @ self.ln_weight)[:, None]\n" : "") +
       "        return torch.linear(torch.tanh(h), self.fc_weight, self.fc_bias)\n");
   return net;

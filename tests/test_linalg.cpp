@@ -61,7 +61,10 @@ TEST(RandomizedSvd, IsReproducibleForASeedAndCountsItsPasses) {
   struct Counting : DenseOperator {
     using DenseOperator::DenseOperator;
     int applies = 0, applies_t = 0;
-    torch::Tensor apply(const torch::Tensor& q) override { ++applies; return DenseOperator::apply(q); }
+    torch::Tensor apply(const torch::Tensor& q) override {
+      ++applies;
+      return DenseOperator::apply(q);
+    }
     torch::Tensor apply_t(const torch::Tensor& m) override {
       ++applies_t;
       return DenseOperator::apply_t(m);
@@ -72,7 +75,7 @@ TEST(RandomizedSvd, IsReproducibleForASeedAndCountsItsPasses) {
   o.power_iters = 4;
   o.seed = 9;
   auto a = randomized_svd(op, o);
-  EXPECT_EQ(op.applies, o.power_iters + 1);  // paper Alg. 4: L + 1 JVP passes
+  EXPECT_EQ(op.applies, o.power_iters + 1);    // paper Alg. 4: L + 1 JVP passes
   EXPECT_EQ(op.applies_t, o.power_iters + 1);  // and L + 1 VJP passes
   auto b = randomized_svd(op, o);
   EXPECT_TRUE(torch::equal(a.right, b.right));
@@ -92,7 +95,10 @@ TEST(SketchSvd, ReadsVOnceAndRecoversALowRankMatrix) {
       ++pairs;
       return {DenseOperator::apply(q), DenseOperator::apply_t(m)};
     }
-    torch::Tensor apply(const torch::Tensor& q) override { ++applies; return DenseOperator::apply(q); }
+    torch::Tensor apply(const torch::Tensor& q) override {
+      ++applies;
+      return DenseOperator::apply(q);
+    }
   } op(v);
   SvdOptions o;
   o.rank = 6;

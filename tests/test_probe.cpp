@@ -189,8 +189,7 @@ TEST(SemiSupervised, DrawsNPerClassAndIsReproducible) {
   for (size_t r = 0; r < a.size(); ++r) {
     EXPECT_EQ(a[r].accuracies, b[r].accuracies);
     ASSERT_EQ(a[r].accuracies.size(), 3u);
-    const double mean =
-        std::accumulate(a[r].accuracies.begin(), a[r].accuracies.end(), 0.0) / 3.0;
+    const double mean = std::accumulate(a[r].accuracies.begin(), a[r].accuracies.end(), 0.0) / 3.0;
     EXPECT_NEAR(a[r].mean, mean, 1e-15);
   }
   EXPECT_GE(a[1].mean, 0.95);  // well-separated blobs: 10 labels per class suffice

@@ -46,8 +46,8 @@ TEST(WideResNet, ParameterCountsMatchTheFormulaAndTheQuotedNumbers) {
   EXPECT_EQ(count_parameters(wrn16), 175066);
   auto wrn40 = make_zoo_module("wrn", {{"depth", 40}, {"widen_factor", 2}, {"num_classes", 10}});
   EXPECT_EQ(count_parameters(wrn40), 2243546);
-  auto odd = make_zoo_module("wrn", {{"depth", 10}, {"widen_factor", 3}, {"in_channels", 1},
-                                     {"num_classes", 7}});
+  auto odd = make_zoo_module(
+      "wrn", {{"depth", 10}, {"widen_factor", 3}, {"in_channels", 1}, {"num_classes", 7}});
   EXPECT_EQ(count_parameters(odd), wrn_parameter_formula(10, 3, 1, 7));
 }
 
@@ -102,8 +102,8 @@ TEST(WideResNet, BadOptionsGiveClearErrors) {
 // affine parameters away from their initial values), saved and loaded as a float64 classifier.
 ScoreModel tiny_wrn_classifier(const std::string& dir) {
   test::seed(3);
-  auto zoo = make_zoo_module("wrn", {{"depth", 10}, {"widen_factor", 1}, {"image_size", 8},
-                                     {"num_classes", 5}});
+  auto zoo = make_zoo_module(
+      "wrn", {{"depth", 10}, {"widen_factor", 1}, {"image_size", 8}, {"num_classes", 5}});
   {
     torch::NoGradGuard no_grad;
     for (auto& m : zoo.module->modules(/*include_self=*/false)) {
@@ -170,7 +170,8 @@ TEST(WideResNet, EvalBatchNormKeepsExamplesIndependent) {
   test::seed(5);
   auto x = torch::rand({5, 3, 8, 8}, torch::kFloat64);
   auto x2 = x.clone();
-  x2.slice(0, 1).copy_(torch::rand({4, 3, 8, 8}, torch::kFloat64) * 3 - 1);  // other examples change
+  x2.slice(0, 1).copy_(torch::rand({4, 3, 8, 8}, torch::kFloat64) * 3 -
+                       1);  // other examples change
 
   auto j = per_example_gradients(model, x), j2 = per_example_gradients(model, x2);
   test::expect_close(j2[0], j[0], 1e-12, "row 0 with other examples changed");

@@ -29,7 +29,8 @@ struct Case {
 
 inline Case small_cnn_classifier(const std::string& dir) {
   Case c{"cnn", ModelKind::kClassifier, {}, {}};
-  c.options.model_path = save_zoo(dir, "lenet", "lenet5", {{"image_size", 12}, {"num_classes", 4}}, 1);
+  c.options.model_path =
+      save_zoo(dir, "lenet", "lenet5", {{"image_size", 12}, {"num_classes", 4}}, 1);
   c.options.dtype = torch::kFloat64;
   seed(11);
   c.x = torch::rand({96, 1, 12, 12}, torch::kFloat64);
@@ -38,8 +39,7 @@ inline Case small_cnn_classifier(const std::string& dir) {
 
 inline Case small_gan(const std::string& dir) {
   Case c{"gan", ModelKind::kGan, {}, {}};
-  c.options.model_path =
-      save_zoo(dir, "d", "dcgan-d", {{"image_size", 12}, {"width", 4}}, 2);
+  c.options.model_path = save_zoo(dir, "d", "dcgan-d", {{"image_size", 12}, {"width", 4}}, 2);
   c.options.generator_path =
       save_zoo(dir, "g", "dcgan-g", {{"image_size", 12}, {"width", 4}, {"latent_dim", 6}}, 3);
   c.options.latent_dim = 6;

@@ -33,7 +33,6 @@ torch::Tensor class_distance_matrix(const Projector& projector, ScoreModel& mode
 /// from the materialised Fisher vectors of both (small) sets.
 torch::Tensor pairwise_fisher_distances(const Projector& projector, ScoreModel& model,
                                         const torch::Tensor& a, const torch::Tensor& b,
-                                        int64_t batch_size = 256,
-                                        const ProgressFn& progress = {});
+                                        int64_t batch_size = 256, const ProgressFn& progress = {});
 
 }  // namespace nfk

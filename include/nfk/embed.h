@@ -2,10 +2,10 @@
 /// nfk embedding layer: fit a low-rank NFK projector on a data set, save/load it as a
 /// self-describing versioned file, and embed any input: e(x) = Pᵀ V_x ∈ R^k (SPEC §1).
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "nfk/dist.h"
@@ -61,22 +61,22 @@ struct FitProfile {
 struct Projector {
   static constexpr int kFormatVersion = 1;
   ModelKind kind = ModelKind::kScore;
-  ModelOptions model;              // paths (absolute), latent dim, output column, seed, dtype
-  std::string model_hash;          // file_hash of model.model_path
-  std::string generator_hash;      // file_hash of model.generator_path, if any
+  ModelOptions model;                   // paths (absolute), latent dim, output column, seed, dtype
+  std::string model_hash;               // file_hash of model.model_path
+  std::string generator_hash;           // file_hash of model.generator_path, if any
   FitMethod method = FitMethod::kAuto;  // resolved method
   SvdOptions svd;
-  FisherStats fisher;              // z, I and how they were obtained
-  torch::Tensor basis;             // P [P, k]
-  torch::Tensor singular_values;   // σ [k]
-  double total_variance = 0;       // ‖V‖_F² over the fitted data
+  FisherStats fisher;             // z, I and how they were obtained
+  torch::Tensor basis;            // P [P, k]
+  torch::Tensor singular_values;  // σ [k]
+  double total_variance = 0;      // ‖V‖_F² over the fitted data
   bool total_variance_exact = false;
-  torch::Tensor all_eigenvalues;   // exact method: the whole Gram spectrum [min(N, P)] float64
+  torch::Tensor all_eigenvalues;  // exact method: the whole Gram spectrum [min(N, P)] float64
   int64_t n_examples = 0;
   std::string data_source;
   int64_t batch_size = 256;
-  std::string method_note;         // how the method was chosen, one line (not saved)
-  FitProfile profile;              // where the fit's time went (not saved)
+  std::string method_note;  // how the method was chosen, one line (not saved)
+  FitProfile profile;       // where the fit's time went (not saved)
 
   int64_t rank() const { return singular_values.size(0); }
   int64_t n_params() const { return basis.size(0); }

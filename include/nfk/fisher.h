@@ -28,19 +28,19 @@ struct FisherOptions {
   int64_t reference_samples = 0;  // 0: as many as the data has examples
   double floor = 1e-8;            // I is floored at floor × mean(I) (SPEC: "floored by ε")
   int64_t batch_size = 256;
-  uint64_t seed = 0;              // seeds model samples and data subsets
-  dist::Group* group = nullptr;   // data-parallel ranks (not owned); null: this process alone
+  uint64_t seed = 0;             // seeds model samples and data subsets
+  dist::Group* group = nullptr;  // data-parallel ranks (not owned); null: this process alone
 };
 
 /// z, I and how they were obtained; stored with every projector.
 struct FisherStats {
-  torch::Tensor mean_score;   // z [P] (zeros for ntk)
-  torch::Tensor fisher_diag;  // I [P], floored (ones for ntk)
+  torch::Tensor mean_score;                // z [P] (zeros for ntk)
+  torch::Tensor fisher_diag;               // I [P], floored (ones for ntk)
   Estimator estimator = Estimator::kNone;  // resolved: kTrue, kEmpirical or kNone
-  std::string reference;      // "generator samples", "model samples", "data" or "none"
+  std::string reference;                   // "generator samples", "model samples", "data" or "none"
   int64_t n_reference = 0;
-  double floor_value = 0;     // absolute ε applied
-  int64_t n_floored = 0;      // entries of I raised to ε (zero-variance parameters)
+  double floor_value = 0;  // absolute ε applied
+  int64_t n_floored = 0;   // entries of I raised to ε (zero-variance parameters)
 
   /// I^{-1/2} [P].
   torch::Tensor inv_sqrt() const { return fisher_diag.rsqrt(); }
@@ -101,9 +101,9 @@ struct FisherSimilarity {
   double similarity = 0;
   double distance = 0;
 };
-FisherSimilarity fisher_similarity(ScoreModel& gan, const torch::Tensor& real,
-                                   int64_t n_generated, uint64_t seed, double c = 1.0,
-                                   double floor = 1e-3, int64_t batch_size = 256);
+FisherSimilarity fisher_similarity(ScoreModel& gan, const torch::Tensor& real, int64_t n_generated,
+                                   uint64_t seed, double c = 1.0, double floor = 1e-3,
+                                   int64_t batch_size = 256);
 /// The same against statistics already drawn by `generated_fisher_stats`: compare several real
 /// sets (train and test) with one generated reference without computing it again.
 FisherStats generated_fisher_stats(ScoreModel& gan, int64_t n_generated, uint64_t seed,
@@ -172,7 +172,7 @@ class PerExampleOperator : public StreamingVOperator {
   torch::Tensor apply_t(const torch::Tensor& m_nu) override;
   /// V Q and Vᵀ M from one pass over the per-example blocks.
   std::pair<torch::Tensor, torch::Tensor> apply_pair(const torch::Tensor& q_pu,
-                                                      const torch::Tensor& m_nl) override;
+                                                     const torch::Tensor& m_nl) override;
   torch::Tensor dense() override;
 
  private:

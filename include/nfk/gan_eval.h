@@ -15,9 +15,9 @@
 namespace nfk {
 
 struct GanMonitorOptions {
-  int64_t samples = 500;   // generated samples per snapshot (the Fisher reference)
-  uint64_t seed = 0;       // the same draw of h for every snapshot and both sets
-  double scale = 1.0;      // c in exp(−c · mean((ū_real − z)² / I))
+  int64_t samples = 500;  // generated samples per snapshot (the Fisher reference)
+  uint64_t seed = 0;      // the same draw of h for every snapshot and both sets
+  double scale = 1.0;     // c in exp(−c · mean((ū_real − z)² / I))
   int64_t batch_size = 256;
   torch::Device device = torch::kCPU;
 };
@@ -63,8 +63,7 @@ struct GanInversion {
 /// Fits the inversion for a projector fitted on a GAN discriminator (kind gan); `gan` is its
 /// score model (load_projector_model) and `generator` the network G(h) → x.
 GanInversion fit_gan_inversion(const Projector& projector, ScoreModel& gan, Network& generator,
-                               const GanInversionOptions& options,
-                               const ProgressFn& progress = {});
+                               const GanInversionOptions& options, const ProgressFn& progress = {});
 
 /// G(h) for codes h [M, latent] in batches, float32 on the CPU.
 torch::Tensor generate(Network& generator, const torch::Tensor& latents, int64_t batch_size = 256);

@@ -24,7 +24,7 @@ class LinearOperator {
   /// (V Q, Vᵀ M) for Q [P, u] and M [N, l] together. The default makes two passes (apply, then
   /// apply_t); operators that stream V override it to make one, for `sketch_svd`.
   virtual std::pair<torch::Tensor, torch::Tensor> apply_pair(const torch::Tensor& q_pu,
-                                                              const torch::Tensor& m_nl);
+                                                             const torch::Tensor& m_nl);
   /// V itself, [N, P]. The default builds it from apply_t on identity blocks (N passes' worth);
   /// operators that can do better override it.
   virtual torch::Tensor dense();
@@ -57,12 +57,13 @@ struct SvdOptions {
 
 /// Truncated SVD V ≈ Φ diag(σ) Pᵀ.
 struct SvdResult {
-  torch::Tensor left;             // Φ [N, k], orthonormal columns
-  torch::Tensor singular_values;  // σ [k], descending
-  torch::Tensor right;            // P [P, k], orthonormal columns
-  double total_variance = 0;      // ‖V‖_F² = Σ all σ², for explained-variance ratios
+  torch::Tensor left;                 // Φ [N, k], orthonormal columns
+  torch::Tensor singular_values;      // σ [k], descending
+  torch::Tensor right;                // P [P, k], orthonormal columns
+  double total_variance = 0;          // ‖V‖_F² = Σ all σ², for explained-variance ratios
   bool total_variance_exact = false;  // false: Hutchinson estimate from the first probes
-  torch::Tensor all_eigenvalues;  // exact method only: every Gram eigenvalue, descending [min(N, P)]
+  torch::Tensor
+      all_eigenvalues;  // exact method only: every Gram eigenvalue, descending [min(N, P)]
 };
 
 /// Matrix-free randomized SVD: 2·L + 2 passes over V (u = k + oversample columns each), QR after

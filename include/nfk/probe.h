@@ -16,15 +16,15 @@ namespace nfk {
 /// with L-BFGS (strong Wolfe line search) to a gradient-norm tolerance: a convex problem solved
 /// to its optimum, not a few epochs of SGD.
 struct ProbeOptions {
-  double l2 = 1e-4;                 // fixed penalty (used when l2_grid is empty)
-  std::vector<double> l2_grid;      // non-empty: pick l2 by k-fold cross-validation on the train set
-  int64_t folds = 3;                // cross-validation folds
+  double l2 = 1e-4;             // fixed penalty (used when l2_grid is empty)
+  std::vector<double> l2_grid;  // non-empty: pick l2 by k-fold cross-validation on the train set
+  int64_t folds = 3;            // cross-validation folds
   int64_t cv_max_examples = 10000;  // cross-validate on a seeded subset of at most this many
   int64_t max_iter = 1000;          // L-BFGS iterations
   double tolerance = 1e-6;          // stop when the gradient's max-norm falls below
   bool standardize = true;          // z-score each feature with the train mean/std (std 0 → 1)
   torch::Dtype dtype = torch::kFloat64;
-  uint64_t seed = 0;                // fold assignment
+  uint64_t seed = 0;  // fold assignment
 };
 
 /// The default l2 grid for cross-validation: 1e-6, 1e-5, ..., 1.

@@ -24,7 +24,7 @@ class ShardedOperator : public LinearOperator {
   torch::Tensor apply_t(const torch::Tensor& m_nu) override;
   /// (V Q, Vᵀ M) from one local pass: rows all-gathered, Vᵀ M all-reduced.
   std::pair<torch::Tensor, torch::Tensor> apply_pair(const torch::Tensor& q_pu,
-                                                      const torch::Tensor& m_nl) override;
+                                                     const torch::Tensor& m_nl) override;
   /// V [N, P]: local rows, all-gathered (on every rank).
   torch::Tensor dense() override;
   torch::TensorOptions options() const override { return local_.options(); }

@@ -2,11 +2,11 @@
 /// Training of zoo models (native LibTorch): seeded, checkpointed every few epochs, resumable,
 /// with a JSON log of the training curve. Each family has one options struct and one function.
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -18,8 +18,8 @@ namespace nfk {
 
 /// What every training run shares: where its state lives and how long it runs.
 struct TrainRun {
-  std::string out_dir;           // models, checkpoint/, train_log.json and images go here
-  int64_t epochs = 5;            // total epochs (a resumed run continues up to this count)
+  std::string out_dir;  // models, checkpoint/, train_log.json and images go here
+  int64_t epochs = 5;   // total epochs (a resumed run continues up to this count)
   int64_t batch_size = 64;
   uint64_t seed = 0;             // initialisation, shuffling, noise: all derived from it
   int64_t checkpoint_every = 1;  // epochs between checkpoints
@@ -36,8 +36,7 @@ void save_checkpoint(const std::string& dir, int64_t epoch,
 
 /// Restores a checkpoint into already-built modules and optimizers (same architectures).
 /// Returns the epoch it was taken after (0 if `dir` holds no complete checkpoint) and its log.
-int64_t load_checkpoint(const std::string& dir,
-                        const std::map<std::string, ZooModule*>& modules,
+int64_t load_checkpoint(const std::string& dir, const std::map<std::string, ZooModule*>& modules,
                         const std::map<std::string, torch::optim::Optimizer*>& optimizers,
                         nlohmann::json* log);
 
@@ -46,8 +45,8 @@ int64_t load_checkpoint(const std::string& dir,
 at::Generator epoch_generator(uint64_t seed, uint64_t stream, int64_t epoch);
 
 struct ClassifierTrainOptions {
-  std::string arch = "lenet5";  // "lenet5", "mlp" or "wrn"
-  double learning_rate = 1e-3;  // Adam
+  std::string arch = "lenet5";   // "lenet5", "mlp" or "wrn"
+  double learning_rate = 1e-3;   // Adam
   int64_t wrn_depth = 16;        // wrn only: depth 6n + 4
   int64_t wrn_widen_factor = 1;  // wrn only: widen factor k
 };
@@ -63,17 +62,17 @@ nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const
 /// the data and G learns to sample from it. DCGAN-style D (no batch-norm) and G.
 struct GanTrainOptions {
   int64_t latent_dim = 64;
-  int64_t width = 32;                 // D and G base width
-  std::string loss = "standard";      // "standard" | "least-squares" | "hinge"
-  double lr_d = 2e-4, lr_g = 2e-4;    // Adam(β1 = 0, β2 = 0.999)
-  double ema_decay = 0.999;           // EMA generator (saved as generator.pt)
-  double mcmc_step = 0;               // > 0: G regresses onto x + η/2 ∇x D(x) + √η·noise_std·ε
-  double mcmc_noise = 0.01;           //   (the MCMC-inspired update; 0 = adversarial G loss)
-  double real_mix = 0;                // MCMC update: start x from a real example with prob. p
-  int64_t monitor_every = 1;          // epochs between Fisher-similarity checks (0: never)
-  int64_t monitor_samples = 500;      // generated samples (and held-out reals) per check
-  double monitor_scale = 1.0;         // c in exp(−c · mean((ū_real − z)² / I))
-  int64_t snapshot_every = 0;         // > 0: keep D and G every E epochs in snapshots/epoch_NNNN
+  int64_t width = 32;               // D and G base width
+  std::string loss = "standard";    // "standard" | "least-squares" | "hinge"
+  double lr_d = 2e-4, lr_g = 2e-4;  // Adam(β1 = 0, β2 = 0.999)
+  double ema_decay = 0.999;         // EMA generator (saved as generator.pt)
+  double mcmc_step = 0;           // > 0: G regresses onto x + η/2 ∇x D(x) + √η·noise_std·ε
+  double mcmc_noise = 0.01;       //   (the MCMC-inspired update; 0 = adversarial G loss)
+  double real_mix = 0;            // MCMC update: start x from a real example with prob. p
+  int64_t monitor_every = 1;      // epochs between Fisher-similarity checks (0: never)
+  int64_t monitor_samples = 500;  // generated samples (and held-out reals) per check
+  double monitor_scale = 1.0;     // c in exp(−c · mean((ū_real − z)² / I))
+  int64_t snapshot_every = 0;     // > 0: keep D and G every E epochs in snapshots/epoch_NNNN
 };
 
 /// Trains D and G on images `train` [N, C, S, S] in [0, 1]; monitors Fisher similarity on

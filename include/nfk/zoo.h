@@ -3,12 +3,12 @@
 /// saved as a self-describing zoo archive (architecture + options + weights), so `nfk fit
 /// --model DIR/net.pt` loads it without the training code.
 
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 namespace nfk {
@@ -81,7 +81,8 @@ struct DcganGeneratorOptions {
   TORCH_ARG(int64_t, channels) = 1;
   TORCH_ARG(int64_t, image_size) = 28;
   TORCH_ARG(int64_t, width) = 32;
-  TORCH_ARG(bool, batch_norm) = true;  // after the projection and the first deconv (eval: running stats)
+  TORCH_ARG(bool,
+            batch_norm) = true;  // after the projection and the first deconv (eval: running stats)
 };
 
 /// forward(h [B, latent_dim]) → x [B, C, S, S] in (0, 1).

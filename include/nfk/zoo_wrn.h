@@ -45,12 +45,12 @@ TORCH_MODULE(WideBasicBlock);
 
 /// Options of the `wrn` zoo architecture: WRN-depth-widen_factor for [B, C, S, S] images.
 struct WideResNetOptions {
-  TORCH_ARG(int64_t, depth) = 16;         // 6n + 4 (n blocks per group), e.g. 10, 16, 22, 28, 40
-  TORCH_ARG(int64_t, widen_factor) = 1;   // k: group widths 16k, 32k, 64k
+  TORCH_ARG(int64_t, depth) = 16;        // 6n + 4 (n blocks per group), e.g. 10, 16, 22, 28, 40
+  TORCH_ARG(int64_t, widen_factor) = 1;  // k: group widths 16k, 32k, 64k
   TORCH_ARG(int64_t, in_channels) = 3;
   TORCH_ARG(int64_t, num_classes) = 10;
-  TORCH_ARG(int64_t, image_size) = 32;    // recorded for reference; any size works (global pool)
-  TORCH_ARG(double, dropout) = 0;         // inside each block, train mode only
+  TORCH_ARG(int64_t, image_size) = 32;  // recorded for reference; any size works (global pool)
+  TORCH_ARG(double, dropout) = 0;       // inside each block, train mode only
 };
 
 /// conv3×3(C → 16) → group1 (n blocks, width 16k, stride 1) → group2 (32k, stride 2) →

@@ -112,14 +112,14 @@ Dataset load_named_set(const std::string& name) {
   const std::string base_labels = prefix + "-labels-idx1-ubyte";
   const std::string images_path = find_idx_file(base_images);
   const std::string labels_path = find_idx_file(base_labels);
-  TORCH_CHECK(!images_path.empty() && !labels_path.empty(), "nfk: ", name,
-              ": missing data file ", images_path.empty() ? base_images : base_labels,
+  TORCH_CHECK(!images_path.empty() && !labels_path.empty(), "nfk: ", name, ": missing data file ",
+              images_path.empty() ? base_images : base_labels,
               "[.gz]; run scripts/setup to install it (or set NFK_DATA_DIR)");
 
   const torch::Tensor images = read_idx(images_path);
   const torch::Tensor labels = read_idx(labels_path);
-  TORCH_CHECK(images.dim() == 3 && images.size(1) == 28 && images.size(2) == 28, "nfk: ",
-              images_path, ": expected images of shape [N, 28, 28], got ", images.sizes());
+  TORCH_CHECK(images.dim() == 3 && images.size(1) == 28 && images.size(2) == 28,
+              "nfk: ", images_path, ": expected images of shape [N, 28, 28], got ", images.sizes());
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == images.size(0), "nfk: ", labels_path,
               ": expected ", images.size(0), " labels to match ", images_path, ", got shape ",
               labels.sizes());

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -64,13 +64,20 @@ std::string hex_byte(int v) {
 
 const char* idx_type_name(int type) {
   switch (type) {
-    case 0x08: return "uint8";
-    case 0x09: return "int8";
-    case 0x0B: return "int16";
-    case 0x0C: return "int32";
-    case 0x0D: return "float32";
-    case 0x0E: return "float64";
-    default: return "unknown";
+    case 0x08:
+      return "uint8";
+    case 0x09:
+      return "int8";
+    case 0x0B:
+      return "int16";
+    case 0x0C:
+      return "int32";
+    case 0x0D:
+      return "float32";
+    case 0x0E:
+      return "float64";
+    default:
+      return "unknown";
   }
 }
 
@@ -86,8 +93,8 @@ torch::Tensor read_idx(const std::string& path) {
               ": not an IDX file (bad magic: first two bytes must be zero)");
   const int type = magic[2];
   const int ndim = magic[3];
-  TORCH_CHECK(type == 0x08, "nfk: ", path, ": unsupported IDX element type ", hex_byte(type),
-              " (", idx_type_name(type), "); only 0x08 (uint8) is supported");
+  TORCH_CHECK(type == 0x08, "nfk: ", path, ": unsupported IDX element type ", hex_byte(type), " (",
+              idx_type_name(type), "); only 0x08 (uint8) is supported");
   TORCH_CHECK(ndim >= 1, "nfk: ", path, ": IDX file declares 0 dimensions");
 
   std::vector<unsigned char> dim_bytes(4 * static_cast<size_t>(ndim));
@@ -99,8 +106,8 @@ torch::Tensor read_idx(const std::string& path) {
   for (int i = 0; i < ndim; ++i) {
     const unsigned char* b = &dim_bytes[4 * i];
     // IDX dimensions are big-endian uint32.
-    const uint64_t d = (uint64_t{b[0]} << 24) | (uint64_t{b[1]} << 16) | (uint64_t{b[2]} << 8) |
-                       uint64_t{b[3]};
+    const uint64_t d =
+        (uint64_t{b[0]} << 24) | (uint64_t{b[1]} << 16) | (uint64_t{b[2]} << 8) | uint64_t{b[3]};
     TORCH_CHECK(d == 0 || numel <= (uint64_t{1} << 40) / d, "nfk: ", path,
                 ": IDX shape is too large");
     numel *= d;
@@ -109,8 +116,8 @@ torch::Tensor read_idx(const std::string& path) {
 
   auto out = torch::empty(shape, torch::TensorOptions().dtype(torch::kUInt8));
   const uint64_t got = numel > 0 ? in.read(out.data_ptr(), numel) : 0;
-  TORCH_CHECK(got == numel, "nfk: ", path, ": truncated IDX data: expected ", numel,
-              " bytes, got ", got);
+  TORCH_CHECK(got == numel, "nfk: ", path, ": truncated IDX data: expected ", numel, " bytes, got ",
+              got);
   unsigned char extra;
   TORCH_CHECK(in.read(&extra, 1) == 0, "nfk: ", path,
               ": IDX data size mismatch: trailing bytes after the ", numel,

@@ -177,11 +177,16 @@ DtypeInfo parse_descr(const std::string& descr, const std::string& path) {
 
 const char* descr_for(torch::ScalarType t) {
   switch (t) {
-    case torch::kFloat32: return "<f4";
-    case torch::kFloat64: return "<f8";
-    case torch::kUInt8: return "|u1";
-    case torch::kInt64: return "<i8";
-    default: return nullptr;
+    case torch::kFloat32:
+      return "<f4";
+    case torch::kFloat64:
+      return "<f8";
+    case torch::kUInt8:
+      return "|u1";
+    case torch::kInt64:
+      return "<i8";
+    default:
+      return nullptr;
   }
 }
 
@@ -206,8 +211,8 @@ torch::Tensor read_npy(const std::string& path) {
   TORCH_CHECK(in && std::memcmp(pre, kMagic, kMagicLen) == 0, "nfk: ", path,
               ": not a .npy file (bad magic)");
   const int major = pre[6];
-  TORCH_CHECK(major >= 1 && major <= 3, "nfk: ", path, ": unsupported .npy format version ",
-              major, ".", static_cast<int>(pre[7]));
+  TORCH_CHECK(major >= 1 && major <= 3, "nfk: ", path, ": unsupported .npy format version ", major,
+              ".", static_cast<int>(pre[7]));
   uint64_t header_len = 0;
   uint64_t prefix_len = 10;
   if (major == 1) {
@@ -232,16 +237,16 @@ torch::Tensor read_npy(const std::string& path) {
 
   uint64_t numel = 1;
   for (int64_t d : h.shape) {
-    TORCH_CHECK(d == 0 || numel <= std::numeric_limits<uint64_t>::max() / 16 / d, "nfk: ",
-                path, ": .npy shape is too large");
+    TORCH_CHECK(d == 0 || numel <= std::numeric_limits<uint64_t>::max() / 16 / d, "nfk: ", path,
+                ": .npy shape is too large");
     numel *= static_cast<uint64_t>(d);
   }
   const uint64_t data_bytes = numel * dt.itemsize;
   const uint64_t got = file_size - prefix_len - header_len;
   TORCH_CHECK(got >= data_bytes, "nfk: ", path, ": truncated .npy data: expected ", data_bytes,
               " bytes, got ", got);
-  TORCH_CHECK(got == data_bytes, "nfk: ", path, ": .npy data size mismatch: expected ",
-              data_bytes, " bytes, got ", got, " (trailing bytes)");
+  TORCH_CHECK(got == data_bytes, "nfk: ", path, ": .npy data size mismatch: expected ", data_bytes,
+              " bytes, got ", got, " (trailing bytes)");
 
   auto out = torch::empty(h.shape, torch::TensorOptions().dtype(dt.stored));
   if (data_bytes > 0) {
@@ -255,8 +260,8 @@ torch::Tensor read_npy(const std::string& path) {
 void write_npy(const std::string& path, const torch::Tensor& t) {
   TORCH_CHECK(t.defined(), "nfk: cannot write ", path, ": undefined tensor");
   const char* descr = descr_for(t.scalar_type());
-  TORCH_CHECK(descr != nullptr, "nfk: cannot write ", path, ": unsupported dtype ",
-              t.scalar_type(), " for .npy (supported: float32, float64, uint8, int64)");
+  TORCH_CHECK(descr != nullptr, "nfk: cannot write ", path, ": unsupported dtype ", t.scalar_type(),
+              " for .npy (supported: float32, float64, uint8, int64)");
   const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
 
   std::string shape = "(";
@@ -288,8 +293,8 @@ void write_npy(const std::string& path, const torch::Tensor& t) {
 
   const size_t nbytes = static_cast<size_t>(c.numel()) * c.element_size();
   detail::write_file_atomic(
-      path, {std::string_view(head),
-             std::string_view(static_cast<const char*>(c.data_ptr()), nbytes)});
+      path,
+      {std::string_view(head), std::string_view(static_cast<const char*>(c.data_ptr()), nbytes)});
 }
 
 }  // namespace nfk

@@ -9,7 +9,9 @@
 namespace nfk::detail {
 
 /// The first line of a (possibly multi-line) message.
-inline std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+inline std::string first_line(const std::string& s) {
+  return s.substr(0, s.find('\n'));
+}
 
 /// One informative line of an error message. LibTorch's own errors put the cause first, but the
 /// TorchScript interpreter opens with "The following operation failed ..." and a traceback, and

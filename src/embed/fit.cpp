@@ -2,9 +2,9 @@
 #include <filesystem>
 #include <sstream>
 
+#include "embed/fit_profile.h"
 #include "nfk/data.h"
 #include "nfk/embed.h"
-#include "embed/fit_profile.h"
 #include "nfk/sharded_operator.h"
 
 namespace nfk {
@@ -149,8 +149,8 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
       // V is in hand: the total variance is exact, not estimated.
       r.total_variance = squared_norm(v_np);
       if (group != nullptr) {
-        r.total_variance = group->allreduce_sum(torch::tensor({r.total_variance}, torch::kFloat64))
-                               .item<double>();
+        r.total_variance =
+            group->allreduce_sum(torch::tensor({r.total_variance}, torch::kFloat64)).item<double>();
       }
       r.total_variance_exact = true;
     }

@@ -63,7 +63,7 @@ torch::Tensor TimedOperator::apply_t(const torch::Tensor& m_nu) {
 }
 
 std::pair<torch::Tensor, torch::Tensor> TimedOperator::apply_pair(const torch::Tensor& q_pu,
-                                                                   const torch::Tensor& m_nl) {
+                                                                  const torch::Tensor& m_nl) {
   Stopwatch watch(device_);
   auto out = inner_.apply_pair(q_pu, m_nl);
   add(watch, 2, q_pu.size(1) + m_nl.size(1));

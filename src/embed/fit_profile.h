@@ -38,7 +38,7 @@ class TimedOperator : public LinearOperator {
   torch::Tensor apply(const torch::Tensor& q_pu) override;
   torch::Tensor apply_t(const torch::Tensor& m_nu) override;
   std::pair<torch::Tensor, torch::Tensor> apply_pair(const torch::Tensor& q_pu,
-                                                      const torch::Tensor& m_nl) override;
+                                                     const torch::Tensor& m_nl) override;
   torch::Tensor dense() override { return inner_.dense(); }
 
  private:

@@ -45,31 +45,30 @@ void save_projector(const std::string& path, const Projector& p) {
                      {"nbytes", nbytes}});
     data.append(static_cast<const char*>(c.data_ptr()), nbytes);
   }
-  nlohmann::json header = {
-      {"format", "nfk-projector"},
-      {"version", Projector::kFormatVersion},
-      {"kind", to_string(p.kind)},
-      {"model", model_json(p)},
-      {"dtype", dtype_name(p.model.dtype)},
-      {"method", to_string(p.method)},
-      {"svd",
-       {{"rank", p.svd.rank},
-        {"oversample", p.svd.oversample},
-        {"power_iters", p.svd.power_iters},
-        {"seed", p.svd.seed}}},
-      {"fisher",
-       {{"estimator", to_string(p.fisher.estimator)},
-        {"reference", p.fisher.reference},
-        {"n_reference", p.fisher.n_reference},
-        {"floor_value", p.fisher.floor_value},
-        {"n_floored", p.fisher.n_floored}}},
-      {"total_variance", p.total_variance},
-      {"total_variance_exact", p.total_variance_exact},
-      {"n_examples", p.n_examples},
-      {"n_params", p.n_params()},
-      {"data_source", p.data_source},
-      {"batch_size", p.batch_size},
-      {"tensors", table}};
+  nlohmann::json header = {{"format", "nfk-projector"},
+                           {"version", Projector::kFormatVersion},
+                           {"kind", to_string(p.kind)},
+                           {"model", model_json(p)},
+                           {"dtype", dtype_name(p.model.dtype)},
+                           {"method", to_string(p.method)},
+                           {"svd",
+                            {{"rank", p.svd.rank},
+                             {"oversample", p.svd.oversample},
+                             {"power_iters", p.svd.power_iters},
+                             {"seed", p.svd.seed}}},
+                           {"fisher",
+                            {{"estimator", to_string(p.fisher.estimator)},
+                             {"reference", p.fisher.reference},
+                             {"n_reference", p.fisher.n_reference},
+                             {"floor_value", p.fisher.floor_value},
+                             {"n_floored", p.fisher.n_floored}}},
+                           {"total_variance", p.total_variance},
+                           {"total_variance_exact", p.total_variance_exact},
+                           {"n_examples", p.n_examples},
+                           {"n_params", p.n_params()},
+                           {"data_source", p.data_source},
+                           {"batch_size", p.batch_size},
+                           {"tensors", table}};
   const std::string head = header.dump();
   const uint64_t head_len = head.size();
   std::string bytes(kMagic, sizeof(kMagic));
@@ -86,7 +85,8 @@ Projector load_projector(const std::string& path) {
   TORCH_CHECK(bytes.size() >= 16 && std::memcmp(bytes.data(), kMagic, 8) == 0, "nfk: ", path,
               ": not an nfk projector file (bad magic)");
   uint64_t head_len = 0;
-  for (int i = 0; i < 8; ++i) head_len |= uint64_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    head_len |= uint64_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
   TORCH_CHECK(head_len <= bytes.size() - 16, "nfk: ", path, ": truncated projector header");
   const size_t data_start = 16 + head_len;
   Projector p;
@@ -127,8 +127,8 @@ Projector load_projector(const std::string& path) {
     for (const auto& t : h.at("tensors")) {
       const std::vector<int64_t> shape = t.at("shape");
       const size_t offset = t.at("offset"), nbytes = t.at("nbytes");
-      auto opts = torch::TensorOptions().dtype(
-          t.contains("dtype") ? parse_dtype(t.at("dtype")) : p.model.dtype);
+      auto opts = torch::TensorOptions().dtype(t.contains("dtype") ? parse_dtype(t.at("dtype"))
+                                                                   : p.model.dtype);
       auto tensor = torch::empty(shape, opts);
       TORCH_CHECK(nbytes == tensor.numel() * tensor.element_size(), "tensor ",
                   t.at("name").get<std::string>(), " has a wrong byte count");

@@ -50,7 +50,7 @@ torch::Tensor class_distance_matrix(const Projector& p, ScoreModel& model,
   const int64_t classes = y.max().item<int64_t>() + 1;
   FisherVectorOperator op(model, inputs, p.fisher, batch_size, progress);
   auto onehot = torch::nn::functional::one_hot(y, classes).to(torch::kFloat64);  // [N, C]
-  auto counts = onehot.sum(0);                                                  // [C]
+  auto counts = onehot.sum(0);                                                   // [C]
   auto m = (onehot / counts.clamp_min(1)).to(op.options().dtype()).to(op.options().device());
   auto means = op.apply_t(m).to(torch::kFloat64).cpu();  // [P, C] class-mean Fisher vectors
   auto d = exact_cdist(means.t(), means.t());

@@ -13,8 +13,8 @@ torch::Tensor pixel_features(const torch::Tensor& inputs) {
 
 torch::Tensor Pca::project(const torch::Tensor& inputs) const {
   auto x = inputs.reshape({inputs.size(0), -1}).to(torch::kFloat64);
-  TORCH_CHECK(x.size(1) == mean.size(0), "nfk: PCA was fitted on ", mean.size(0),
-              " features, got ", x.size(1));
+  TORCH_CHECK(x.size(1) == mean.size(0), "nfk: PCA was fitted on ", mean.size(0), " features, got ",
+              x.size(1));
   return (x - mean).mm(components).to(torch::kFloat32);
 }
 

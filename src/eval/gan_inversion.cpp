@@ -8,8 +8,7 @@ torch::Tensor GanInversion::latents(const torch::Tensor& embeddings) const {
               "nfk: GAN inversion needs embeddings [M, >= ", weight.size(0), "], got ",
               embeddings.sizes());
   auto e = embeddings.slice(/*dim=*/1, 0, weight.size(0)).to(torch::kFloat64).cpu();
-  return ((e - mean_e).mm(weight) + mean_h)
-      .to(torch::kFloat32);
+  return ((e - mean_e).mm(weight) + mean_h).to(torch::kFloat32);
 }
 
 torch::Tensor generate(Network& generator, const torch::Tensor& latents, int64_t batch_size) {
@@ -41,8 +40,8 @@ GanInversion fit_gan_inversion(const Projector& p, ScoreModel& gan, Network& gen
   auto h = at::normal(0.0, 1.0, {o.samples, latent}, gen).to(torch::kFloat32);
   generator.to(p.model.device, torch::kFloat32);
   auto x = generate(generator, h, o.batch_size);
-  auto e = transform(p, gan, x, o.batch_size, progress).slice(/*dim=*/1, 0, k)
-               .to(torch::kFloat64).cpu();
+  auto e =
+      transform(p, gan, x, o.batch_size, progress).slice(/*dim=*/1, 0, k).to(torch::kFloat64).cpu();
   check_finite(e, "NFK embeddings of generated samples");
   GanInversion inv;
   auto h64 = h.to(torch::kFloat64);

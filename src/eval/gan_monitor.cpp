@@ -16,7 +16,8 @@ std::vector<GanMonitorPoint> monitor_gan_snapshots(const std::string& dir,
                                                    const GanMonitorOptions& o,
                                                    const ProgressFn& progress) {
   namespace fs = std::filesystem;
-  TORCH_CHECK(fs::is_directory(dir), "nfk: ", dir, ": no such snapshot folder (train with "
+  TORCH_CHECK(fs::is_directory(dir), "nfk: ", dir,
+              ": no such snapshot folder (train with "
               "`nfk train gan --snapshot-every E`)");
   const std::regex name("epoch_([0-9]+)");
   std::vector<std::pair<int64_t, std::string>> snapshots;
@@ -35,8 +36,8 @@ std::vector<GanMonitorPoint> monitor_gan_snapshots(const std::string& dir,
     ModelOptions mo;
     mo.model_path = path + "/discriminator.pt";
     mo.generator_path = path + "/generator.pt";
-    mo.latent_dim = zoo_option<int64_t>(load_zoo_module(mo.generator_path).options,
-                                        "latent_dim", 0);
+    mo.latent_dim =
+        zoo_option<int64_t>(load_zoo_module(mo.generator_path).options, "latent_dim", 0);
     mo.device = o.device;
     auto model = load_score_model(ModelKind::kGan, mo);
     GanMonitorPoint p;
@@ -62,15 +63,15 @@ torch::Tensor gan_monitor_plot(const std::vector<GanMonitorPoint>& points,
   const Color black{0, 0, 0}, grid{221, 221, 221}, blue{76, 114, 176}, orange{221, 85, 0};
   const int64_t w = 640, h = 400, left = 60, right = 20, top = 40, bottom = 50;
   const int64_t pw = w - left - right, ph = h - top - bottom;
-  const double x_lo = points.front().epoch, x_hi = std::max(points.back().epoch, points.front().epoch + 1L);
+  const double x_lo = points.front().epoch,
+               x_hi = std::max(points.back().epoch, points.front().epoch + 1L);
   auto px = [&](double e) { return std::lround(left + pw * (e - x_lo) / (x_hi - x_lo)); };
   auto py = [&](double s) {
     return std::lround(top + ph * (1 - (std::isfinite(s) ? std::clamp(s, 0.0, 1.0) : 0.0)));
   };
   Canvas cv(w, h);
   const int64_t th = Canvas::text_height();
-  cv.text((w - Canvas::text_width(title, 2)) / 2, 20 - Canvas::text_height(2) / 2, title, black,
-          2);
+  cv.text((w - Canvas::text_width(title, 2)) / 2, 20 - Canvas::text_height(2) / 2, title, black, 2);
   for (int q = 0; q <= 4; ++q) {
     const int64_t y = py(q / 4.0);
     cv.line(left, y, left + pw, y, grid);

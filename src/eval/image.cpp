@@ -220,8 +220,8 @@ torch::Tensor neighbor_grid(const torch::Tensor& query_images, const torch::Tens
   std::vector<torch::Tensor> tiles;
   for (int64_t i = 0; i < rows; ++i) {
     tiles.push_back(query_images.slice(0, i, i + 1).to(torch::kFloat32));
-    tiles.push_back(train_images.index_select(0, neighbors[i].to(torch::kLong))
-                        .to(torch::kFloat32));
+    tiles.push_back(
+        train_images.index_select(0, neighbors[i].to(torch::kLong)).to(torch::kFloat32));
   }
   return image_grid(torch::cat(tiles), /*columns=*/1 + neighbors.size(1));
 }

@@ -41,9 +41,8 @@ KnnResult knn_classify(const torch::Tensor& train, const torch::Tensor& labels,
     auto q = queries.slice(0, start, end).to(dtype).cpu();
     if (cosine) q = unit(q);
     auto dots = q.mm(x.t());  // [B, N]
-    torch::Tensor dist = cosine ? 1 - dots
-                                : (q.square().sum(1, true) + x_sq.unsqueeze(0) - 2 * dots)
-                                      .clamp_min(0);
+    torch::Tensor dist =
+        cosine ? 1 - dots : (q.square().sum(1, true) + x_sq.unsqueeze(0) - 2 * dots).clamp_min(0);
     auto [d_bk, i_bk] = dist.topk(o.k, /*dim=*/1, /*largest=*/false, /*sorted=*/true);
     if (!cosine) d_bk = d_bk.sqrt();
     // Majority vote; a tie goes to the tied class whose first neighbour is nearest.

@@ -34,13 +34,14 @@ Solution solve(const torch::Tensor& x_nd, const torch::Tensor& y_n, int64_t clas
   auto w = start ? start->weight.clone().requires_grad_(true)
                  : torch::zeros({x_nd.size(1), classes}, opts);
   auto b = start ? start->bias.clone().requires_grad_(true) : torch::zeros({classes}, opts);
-  torch::optim::LBFGS lbfgs({w, b}, torch::optim::LBFGSOptions(1.0)
-                                        .max_iter(o.max_iter)
-                                        .max_eval(o.max_iter * 5 / 4)
-                                        .tolerance_grad(o.tolerance)
-                                        .tolerance_change(0)  // stop on the gradient (or max_iter), not on a stalled loss
-                                        .history_size(20)
-                                        .line_search_fn("strong_wolfe"));
+  torch::optim::LBFGS lbfgs(
+      {w, b}, torch::optim::LBFGSOptions(1.0)
+                  .max_iter(o.max_iter)
+                  .max_eval(o.max_iter * 5 / 4)
+                  .tolerance_grad(o.tolerance)
+                  .tolerance_change(0)  // stop on the gradient (or max_iter), not on a stalled loss
+                  .history_size(20)
+                  .line_search_fn("strong_wolfe"));
   auto objective = [&] {
     return torch::nn::functional::cross_entropy(torch::addmm(b, x_nd, w), y_n) +
            0.5 * l2 * w.square().sum();
@@ -97,7 +98,9 @@ std::vector<double> cross_validated_accuracies(const torch::Tensor& x_nd, const 
 
 }  // namespace
 
-std::vector<double> default_l2_grid() { return {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0}; }
+std::vector<double> default_l2_grid() {
+  return {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0};
+}
 
 torch::Tensor LinearProbe::logits(const torch::Tensor& features) const {
   TORCH_CHECK(features.dim() == 2 && features.size(1) == weight.size(0),
@@ -166,8 +169,12 @@ double accuracy(const torch::Tensor& predicted, const torch::Tensor& labels) {
   TORCH_CHECK(predicted.numel() == labels.numel() && labels.numel() > 0,
               "nfk: accuracy needs as many predictions as labels (", predicted.numel(), " vs ",
               labels.numel(), ")");
-  return predicted.reshape(-1).to(torch::kLong).eq(labels.reshape(-1).to(torch::kLong))
-      .to(torch::kDouble).mean().item<double>();
+  return predicted.reshape(-1)
+      .to(torch::kLong)
+      .eq(labels.reshape(-1).to(torch::kLong))
+      .to(torch::kDouble)
+      .mean()
+      .item<double>();
 }
 
 }  // namespace nfk

@@ -15,8 +15,8 @@ torch::Tensor sample_per_class(const torch::Tensor& labels, int64_t n, uint64_t 
     if (members.numel() == 0) continue;  // a class absent from the train set
     TORCH_CHECK(members.numel() >= n, "nfk: class ", c, " has only ", members.numel(),
                 " labelled examples, fewer than the ", n, " asked for");
-    picked.push_back(members.index_select(0, at::randperm(members.numel(), gen, torch::kLong)
-                                                 .slice(0, 0, n)));
+    picked.push_back(
+        members.index_select(0, at::randperm(members.numel(), gen, torch::kLong).slice(0, 0, n)));
   }
   return torch::cat(picked);
 }

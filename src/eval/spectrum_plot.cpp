@@ -28,14 +28,15 @@ std::string spectrum_svg(const Projector& p) {
   s << "<svg xmlns='http://www.w3.org/2000/svg' width='" << w << "' height='" << h
     << "' font-family='sans-serif' font-size='12'>\n"
     << "<rect width='100%' height='100%' fill='white'/>\n"
-    << "<text x='" << w / 2 << "' y='22' text-anchor='middle' font-size='14'>NFK spectrum: "
-    << to_string(p.kind) << ", " << p.n_examples << " examples, " << p.n_params()
-    << " parameters (" << to_string(p.method) << ")</text>\n";
+    << "<text x='" << w / 2
+    << "' y='22' text-anchor='middle' font-size='14'>NFK spectrum: " << to_string(p.kind) << ", "
+    << p.n_examples << " examples, " << p.n_params() << " parameters (" << to_string(p.method)
+    << ")</text>\n";
   for (double d = lo; d <= hi; d += 1) {  // log grid for eigenvalues
     const double y = top + ph * (hi - d) / (hi - lo);
     s << "<line x1='" << left << "' y1='" << y << "' x2='" << left + pw << "' y2='" << y
-      << "' stroke='#ddd'/><text x='" << left - 6 << "' y='" << y + 4
-      << "' text-anchor='end'>1e" << d << "</text>\n";
+      << "' stroke='#ddd'/><text x='" << left - 6 << "' y='" << y + 4 << "' text-anchor='end'>1e"
+      << d << "</text>\n";
   }
   for (int64_t i = 0; i < k; ++i) {
     const double v = std::log10(std::max(e[i], 1e-300));
@@ -55,8 +56,8 @@ std::string spectrum_svg(const Projector& p) {
   }
   s << "<rect x='" << left << "' y='" << top << "' width='" << pw << "' height='" << ph
     << "' fill='none' stroke='black'/>\n"
-    << "<text x='" << left + pw / 2 << "' y='" << h - 15
-    << "' text-anchor='middle'>component (1.." << k << ")</text>\n"
+    << "<text x='" << left + pw / 2 << "' y='" << h - 15 << "' text-anchor='middle'>component (1.."
+    << k << ")</text>\n"
     << "<text x='16' y='" << top + ph / 2 << "' transform='rotate(-90 16 " << top + ph / 2
     << ")' text-anchor='middle' fill='#4c72b0'>eigenvalue sigma^2</text>\n"
     << "<text x='" << w - 14 << "' y='" << top + ph / 2 << "' transform='rotate(90 " << w - 14

@@ -93,9 +93,9 @@ FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
   FisherAccumulator acc;
   // One J_b buffer for every batch: a fresh [B, P] block per batch costs more in page faults
   // than the fast per-example path takes to fill it.
-  auto j_bp = torch::empty({std::min(std::max<int64_t>(shard.size(), 1), options.batch_size),
-                            model.num_parameters()},
-                           model.parameters().front().options());
+  auto j_bp = torch::empty(
+      {std::min(std::max<int64_t>(shard.size(), 1), options.batch_size), model.num_parameters()},
+      model.parameters().front().options());
   for (int64_t start = shard.begin; start < shard.end; start += options.batch_size) {
     const int64_t end = std::min(shard.end, start + options.batch_size);
     acc.add(per_example_gradients(model, ref.slice(0, start, end), kReferenceIndexOffset + start,

@@ -8,7 +8,7 @@ namespace {
 // Makes each component's largest-magnitude entry of `right` positive, flipping `left` alike,
 // so that the same input always gives the same signs.
 void fix_signs(SvdResult& r) {
-  auto idx = r.right.abs().argmax(/*dim=*/0);                        // [k]
+  auto idx = r.right.abs().argmax(/*dim=*/0);                            // [k]
   auto picked = r.right.gather(/*dim=*/0, idx.unsqueeze(0)).squeeze(0);  // [k]
   auto signs = torch::where(picked < 0, -torch::ones_like(picked), torch::ones_like(picked));
   r.right = r.right * signs.unsqueeze(0);
@@ -126,7 +126,7 @@ SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank) {
   check_rank(rank, n, p, "exact_svd");
   const bool gram_rows = n <= p;
   auto gram = gram_rows ? v_np.mm(v_np.t()) : v_np.t().mm(v_np);  // [N,N] or [P,P]
-  auto [evals, evecs] = torch::linalg::eigh(gram, "L");             // ascending
+  auto [evals, evecs] = torch::linalg::eigh(gram, "L");           // ascending
   auto top = torch::arange(evals.size(0) - 1, evals.size(0) - 1 - rank, -1,
                            torch::dtype(torch::kLong).device(evals.device()));
   auto lambda = evals.index_select(0, top).clamp_min(0);
@@ -152,8 +152,8 @@ SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank) {
 }
 
 torch::Tensor cholesky_qr2(const torch::Tensor& a) {
-  TORCH_CHECK(a.dim() == 2 && a.size(0) >= a.size(1), "nfk::cholesky_qr2: need A [m, u] with m >= u, got ",
-              a.sizes());
+  TORCH_CHECK(a.dim() == 2 && a.size(0) >= a.size(1),
+              "nfk::cholesky_qr2: need A [m, u] with m >= u, got ", a.sizes());
   const double spread_limit = a.scalar_type() == torch::kFloat64 ? 1e-6 : 1e-4;
   auto eye = torch::eye(a.size(1), a.options().dtype(torch::kFloat64));
   auto q = a;

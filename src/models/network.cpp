@@ -96,8 +96,8 @@ class ZooNetwork : public Network {
   }
 
   torch::Tensor call_int(const std::string& method, int64_t n) override {
-    TORCH_CHECK(method == "sample" && zoo_.sample, "nfk: zoo model ", zoo_.arch,
-                " has no method ", method, "(n)");
+    TORCH_CHECK(method == "sample" && zoo_.sample, "nfk: zoo model ", zoo_.arch, " has no method ",
+                method, "(n)");
     return zoo_.sample(n);
   }
 

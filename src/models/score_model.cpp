@@ -89,8 +89,9 @@ torch::Tensor ScoreModel::score(const torch::Tensor& x_b, int64_t first_index) {
   switch (kind_) {
     case ModelKind::kClassifier: {
       auto logits = net_->call("forward", x_b);
-      TORCH_CHECK(logits.dim() == 2 && logits.size(0) == batch && logits.size(1) >= 2, "nfk: ",
-                  what, " must give logits [", batch, ", C] with C >= 2, got ", shape_str(logits));
+      TORCH_CHECK(logits.dim() == 2 && logits.size(0) == batch && logits.size(1) >= 2,
+                  "nfk: ", what, " must give logits [", batch, ", C] with C >= 2, got ",
+                  shape_str(logits));
       return torch::logsumexp(logits, /*dim=*/1);  // free energy −E(x) (JEM)
     }
     case ModelKind::kVae:
@@ -104,8 +105,8 @@ torch::Tensor ScoreModel::score(const torch::Tensor& x_b, int64_t first_index) {
     case ModelKind::kNtk: {
       auto out = net_->call("forward", x_b);
       if (out.dim() == 2 && out.size(0) == batch && out.size(1) > 1) {
-        TORCH_CHECK(options_.output >= 0 && options_.output < out.size(1), "nfk: ", what,
-                    " gives ", out.size(1), " outputs per example; choose one with --output c in [0, ",
+        TORCH_CHECK(options_.output >= 0 && options_.output < out.size(1), "nfk: ", what, " gives ",
+                    out.size(1), " outputs per example; choose one with --output c in [0, ",
                     out.size(1), ")");
         return out.select(/*dim=*/1, options_.output);
       }
@@ -181,8 +182,8 @@ ScoreModel load_score_model(ModelKind kind, const ModelOptions& options,
       model.sample(1, 0);
     } catch (const std::exception& e) {  // the TorchScript interpreter throws std::runtime_error
       TORCH_CHECK(false, "nfk: generator ", options.generator_path, " fails on h [1, ",
-                  options.latent_dim, "] (--latent-dim ", options.latent_dim, "): ",
-                  detail::strip_prefix(detail::summary_line(detail::error_text(e))));
+                  options.latent_dim, "] (--latent-dim ", options.latent_dim,
+                  "): ", detail::strip_prefix(detail::summary_line(detail::error_text(e))));
     }
   }
   if (probe_x.defined() && probe_x.size(0) > 0) {

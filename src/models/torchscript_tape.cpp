@@ -16,7 +16,9 @@ using torch::jit::Graph;
 using torch::jit::Node;
 using torch::jit::Value;
 
-std::string kind_of(const Node* n) { return n->kind().toQualString(); }
+std::string kind_of(const Node* n) {
+  return n->kind().toQualString();
+}
 
 std::optional<c10::IValue> constant(const Value* v) {
   auto iv = torch::jit::toIValue(v);
@@ -55,7 +57,9 @@ std::optional<bool> bool_constant(const Value* v) {
   return iv->toBool();
 }
 
-bool is_none(const Value* v) { return v->mustBeNone(); }
+bool is_none(const Value* v) {
+  return v->mustBeNone();
+}
 
 bool has_calls(const torch::jit::Block& block) {
   for (const Node* n : block.nodes()) {

@@ -49,9 +49,11 @@ nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const
   torch::optim::Adam opt(net.module->parameters(), torch::optim::AdamOptions(o.learning_rate));
 
   const std::string ckpt = run.out_dir + "/checkpoint";
-  nlohmann::json log = {{"family", "classifier"}, {"arch", o.arch}, {"epochs", nlohmann::json::array()}};
+  nlohmann::json log = {
+      {"family", "classifier"}, {"arch", o.arch}, {"epochs", nlohmann::json::array()}};
   int64_t first_epoch = 0;
-  if (run.resume) first_epoch = load_checkpoint(ckpt, {{"classifier", &net}}, {{"adam", &opt}}, &log);
+  if (run.resume)
+    first_epoch = load_checkpoint(ckpt, {{"classifier", &net}}, {{"adam", &opt}}, &log);
 
   for (int64_t epoch = first_epoch; epoch < run.epochs; ++epoch) {
     net.module->train();
@@ -68,7 +70,8 @@ nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const
       loss.backward();
       opt.step();
       loss_sum += loss.item<double>() * (end - start);
-      if (progress) progress("train", (epoch - first_epoch) * n + end, (run.epochs - first_epoch) * n);
+      if (progress)
+        progress("train", (epoch - first_epoch) * n + end, (run.epochs - first_epoch) * n);
     }
     nlohmann::json entry = {{"epoch", epoch + 1}, {"loss", loss_sum / n}};
     if (test.labels.defined()) entry["test_accuracy"] = classifier_accuracy(net, test);

@@ -15,7 +15,8 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-torch::Tensor d_loss(const std::string& loss, const torch::Tensor& real, const torch::Tensor& fake) {
+torch::Tensor d_loss(const std::string& loss, const torch::Tensor& real,
+                     const torch::Tensor& fake) {
   if (loss == "least-squares") return ((real - 1).square() + fake.square()).mean() / 2;
   if (loss == "hinge") return (torch::relu(1 - real) + torch::relu(1 + fake)).mean();
   return (F::softplus(-real) + F::softplus(fake)).mean();  // standard: D is a logit
@@ -58,10 +59,12 @@ nlohmann::json train_gan(const Dataset& train, const Dataset& held_out, const Tr
   const int64_t n = train.inputs.size(0), channels = train.inputs.size(1),
                 side = train.inputs.size(2);
   torch::manual_seed(run.seed);
-  ZooModule d = make_zoo_module("dcgan-d", {{"channels", channels}, {"image_size", side},
-                                            {"width", o.width}});
-  nlohmann::json g_options = {{"latent_dim", o.latent_dim}, {"channels", channels},
-                              {"image_size", side}, {"width", o.width}};
+  ZooModule d = make_zoo_module("dcgan-d",
+                                {{"channels", channels}, {"image_size", side}, {"width", o.width}});
+  nlohmann::json g_options = {{"latent_dim", o.latent_dim},
+                              {"channels", channels},
+                              {"image_size", side},
+                              {"width", o.width}};
   ZooModule g = make_zoo_module("dcgan-g", g_options);
   ZooModule g_ema = make_zoo_module("dcgan-g", g_options);
   for (auto* m : {&d, &g, &g_ema}) m->module->to(run.device);
@@ -76,7 +79,7 @@ nlohmann::json train_gan(const Dataset& train, const Dataset& held_out, const Tr
   const std::map<std::string, ZooModule*> modules = {
       {"discriminator", &d}, {"generator_raw", &g}, {"generator", &g_ema}};
   const std::map<std::string, torch::optim::Optimizer*> optimizers = {{"adam_d", &opt_d},
-                                                                        {"adam_g", &opt_g}};
+                                                                      {"adam_g", &opt_g}};
   nlohmann::json log = {{"family", "gan"},
                         {"loss", o.loss},
                         {"latent_dim", o.latent_dim},
@@ -93,7 +96,8 @@ nlohmann::json train_gan(const Dataset& train, const Dataset& held_out, const Tr
     for (int64_t start = 0; start + run.batch_size <= n; start += run.batch_size) {
       d.module->train();
       g.module->train();
-      auto x = train.inputs.index_select(0, order.slice(0, start, start + run.batch_size)).to(run.device);
+      auto x = train.inputs.index_select(0, order.slice(0, start, start + run.batch_size))
+                   .to(run.device);
       auto h = at::normal(0.0, 1.0, {run.batch_size, o.latent_dim}, gen).to(run.device);
       // D step: real data up, generated samples down.
       auto fake = g.forward(h);

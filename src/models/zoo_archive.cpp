@@ -64,8 +64,8 @@ ZooModule load_zoo_module(const std::string& path) {
   try {
     archive.load_from(path);
   } catch (const c10::Error& e) {
-    TORCH_CHECK(false, "nfk: ", path, ": not a readable model archive (", e.what_without_backtrace(),
-                ")");
+    TORCH_CHECK(false, "nfk: ", path, ": not a readable model archive (",
+                e.what_without_backtrace(), ")");
   }
   c10::IValue arch, options;
   TORCH_CHECK(archive.try_read(kArchKey, arch) && archive.try_read(kOptionsKey, options),

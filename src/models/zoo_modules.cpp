@@ -5,7 +5,9 @@ namespace nfk {
 
 namespace nnf = torch::nn::functional;
 
-LeNet5Impl::LeNet5Impl(const LeNet5Options& options_) : options(options_) { reset(); }
+LeNet5Impl::LeNet5Impl(const LeNet5Options& options_) : options(options_) {
+  reset();
+}
 
 void LeNet5Impl::reset() {
   TORCH_CHECK(options.image_size() % 4 == 0 && options.image_size() >= 12,
@@ -27,9 +29,13 @@ torch::Tensor LeNet5Impl::features(const torch::Tensor& x) {
   return torch::relu(taped(*fc2, h));
 }
 
-torch::Tensor LeNet5Impl::forward(const torch::Tensor& x) { return taped(*fc3, features(x)); }
+torch::Tensor LeNet5Impl::forward(const torch::Tensor& x) {
+  return taped(*fc3, features(x));
+}
 
-MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) { reset(); }
+MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) {
+  reset();
+}
 
 void MlpImpl::reset() {
   layers = register_module("layers", torch::nn::ModuleList());
@@ -77,8 +83,7 @@ torch::Tensor DcganDiscriminatorImpl::forward(const torch::Tensor& x) {
   return taped(*head, features(x)).squeeze(/*dim=*/1);
 }
 
-DcganGeneratorImpl::DcganGeneratorImpl(const DcganGeneratorOptions& options_)
-    : options(options_) {
+DcganGeneratorImpl::DcganGeneratorImpl(const DcganGeneratorOptions& options_) : options(options_) {
   reset();
 }
 
@@ -86,13 +91,15 @@ void DcganGeneratorImpl::reset() {
   TORCH_CHECK(options.image_size() % 4 == 0, "nfk: dcgan-g: image_size must be divisible by 4");
   const int64_t w = options.width();
   const int64_t side = options.image_size() / 4;
-  project = register_module("project", torch::nn::Linear(options.latent_dim(), 2 * w * side * side));
+  project =
+      register_module("project", torch::nn::Linear(options.latent_dim(), 2 * w * side * side));
   deconv1 = register_module(
-      "deconv1",
-      torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(2 * w, w, 4).stride(2).padding(1)));
+      "deconv1", torch::nn::ConvTranspose2d(
+                     torch::nn::ConvTranspose2dOptions(2 * w, w, 4).stride(2).padding(1)));
   deconv2 = register_module(
-      "deconv2", torch::nn::ConvTranspose2d(
-                     torch::nn::ConvTranspose2dOptions(w, options.channels(), 4).stride(2).padding(1)));
+      "deconv2",
+      torch::nn::ConvTranspose2d(
+          torch::nn::ConvTranspose2dOptions(w, options.channels(), 4).stride(2).padding(1)));
   if (options.batch_norm()) {
     bn1 = register_module("bn1", torch::nn::BatchNorm2d(2 * w));
     bn2 = register_module("bn2", torch::nn::BatchNorm2d(w));

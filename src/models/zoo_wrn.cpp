@@ -48,7 +48,9 @@ torch::Tensor WideBasicBlockImpl::forward(const torch::Tensor& x) {
   return taped(*conv2, h) + (has_projection() ? taped(*shortcut, a) : x);
 }
 
-WideResNetImpl::WideResNetImpl(const WideResNetOptions& options_) : options(options_) { reset(); }
+WideResNetImpl::WideResNetImpl(const WideResNetOptions& options_) : options(options_) {
+  reset();
+}
 
 void WideResNetImpl::reset() {
   const int64_t depth = options.depth(), k = options.widen_factor();
@@ -72,8 +74,9 @@ void WideResNetImpl::reset() {
   torch::nn::Sequential groups[3];
   for (int g = 0; g < 3; ++g) {
     for (int64_t b = 0; b < n; ++b) {
-      groups[g]->push_back(WideBasicBlock(WideBasicBlockOptions(in, widths[g], b == 0 ? strides[g] : 1)
-                                              .dropout(options.dropout())));
+      groups[g]->push_back(
+          WideBasicBlock(WideBasicBlockOptions(in, widths[g], b == 0 ? strides[g] : 1)
+                             .dropout(options.dropout())));
       in = widths[g];
     }
   }
