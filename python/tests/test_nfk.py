@@ -97,9 +97,9 @@ def test_fit_transform_spectrum_match_cli(d, model, data, opts):
     path = d / model["model"]
     gen = [str(d / a) if a.endswith(".pt") else a for a in model["cli"]]
     tag = f"{model['kind']}_{data}_{opts.get('method', 'auto')}"
-    cli("fit", "--model", path, "--kind", model["kind"], *gen, "--data", d / data,
-        *cli_flags(opts), "--out", d / f"{tag}.nfk", "--embedding-out", d / f"{tag}_emb.npy",
-        "--quiet")
+    cli_fit = json.loads(cli("fit", "--model", path, "--kind", model["kind"], *gen, "--data",
+                             d / data, *cli_flags(opts), "--out", d / f"{tag}.nfk",
+                             "--embedding-out", d / f"{tag}_emb.npy", "--quiet", "--json"))
     cli("transform", "--projector", d / f"{tag}.nfk", "--data", d / "y32.npy",
         "--out", d / f"{tag}_y.npy", "--quiet")
     cli_spectrum = json.loads(cli("spectrum", "--projector", d / f"{tag}.nfk", "--json"))
@@ -124,6 +124,11 @@ def test_fit_transform_spectrum_match_cli(d, model, data, opts):
     assert prof["peak_device_bytes"] is None and prof["method_note"]
     expected = {"exact": 0, "sketch": 2}.get(m.method_, 2 * m.power_iters + 2)
     assert prof["products"] == expected, (m.method_, prof)
+    # `nfk fit --json`: the same spectrum, method and products as the library call.
+    assert cli_fit["spectrum"] == cli_spectrum
+    assert cli_fit["method_note"] == prof["method_note"]
+    assert cli_fit["profile"]["products"] == expected
+    assert cli_fit["profile"]["product_flops"] == prof["product_flops"]
     assert np.array_equal(m.singular_values_, np.array(cli_spectrum["singular_values"],
                                                        dtype=m.singular_values_.dtype))
 
