@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from table import rates  # bench/table.py: the rates and fractions of the ceilings
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 NFK = os.path.join(ROOT, "build", "nfk")  # --build DIR replaces "build"
 TOOL = os.path.join(ROOT, "build", "nfk_bench")
@@ -222,18 +224,7 @@ def main():
                                            else None),
                        "examples_per_s": n / min(times), "method_note": best["method_note"],
                        "profile": prof}
-                if prof["product_flops"] > 0 and prof["products_s"] > 0:
-                    row["gemm_gflops"] = prof["product_flops"] / prof["products_s"] * 1e-9
-                    row["gemm_fraction_of_mm"] = row["gemm_gflops"] / report["device_peaks"]["gemm_gflops"]
-                    # Each product streams V [N, P] once: its bytes per second against the copy rate.
-                    row["v_read_gbs"] = (prof["products"] * n * best["spectrum"]["n_params"] * 4
-                                         / prof["products_s"] * 1e-9)
-                    row["v_read_fraction_of_copy"] = row["v_read_gbs"] / report["device_peaks"]["copy_gbs"]
-                if prof["gradients_s"] > 0:
-                    # The per-example part writes J's rows (N·P values): its rate against the copy's.
-                    row["gradients_examples_per_s"] = n / prof["gradients_s"]
-                    row["j_write_gbs"] = n * best["spectrum"]["n_params"] * 4 / prof["gradients_s"] * 1e-9
-                    row["j_write_fraction_of_copy"] = row["j_write_gbs"] / report["device_peaks"]["copy_gbs"]
+                row.update(rates(row, report["device_peaks"]))
                 report["runs"].append(row)
                 print(json.dumps(row), flush=True)
                 save()

@@ -17,26 +17,50 @@ def fmt(x, digits=2):
     return "%.*f" % (digits, x)
 
 
+N_PARAMS = {"lenet5": 61706, "dcgan-d": 142529, "wrn-40-2": 2243546}  # rows written before n_params
+
+
+def rates(run, peaks):
+    """A run's rates and their fractions of the device's ceilings (float32 values): the products'
+    GEMM GFLOP/s (V resident) and the bytes of V they stream, the per-example part's J writes."""
+    p, n = run["profile"], run["n"]
+    n_params = run.get("n_params") or N_PARAMS[run["net"]]
+    gemm, copy = peaks.get("gemm_gflops"), peaks.get("copy_gbs")
+    out = {}
+    if p["product_flops"] > 0 and p["products_s"] > 0:
+        out["gemm_gflops"] = p["product_flops"] / p["products_s"] * 1e-9
+        out["v_read_gbs"] = p["products"] * n * n_params * 4 / p["products_s"] * 1e-9
+        if gemm:
+            out["gemm_fraction_of_mm"] = out["gemm_gflops"] / gemm
+        if copy:
+            out["v_read_fraction_of_copy"] = out["v_read_gbs"] / copy
+    if p["gradients_s"] > 0:
+        out["gradients_examples_per_s"] = n / p["gradients_s"]
+        out["j_write_gbs"] = n * n_params * 4 / p["gradients_s"] * 1e-9
+        if copy:
+            out["j_write_fraction_of_copy"] = out["j_write_gbs"] / copy
+    return out
+
+
+def rate_cell(r, value, fraction):
+    if value not in r:
+        return "–"
+    return "%s (%.0f%%)" % (fmt(r[value], 1), 100 * r[fraction]) if fraction in r \
+        else fmt(r[value], 1)
+
+
 def runs_table(report):
     peaks = report.get("device_peaks", {})
-    gemm, copy = peaks.get("gemm_gflops"), peaks.get("copy_gbs")
     print("| net | method | N | fit s (min) | median | ex/s | statistics | gradients | products "
           "| factorizations | GEMM GFLOP/s (of mm) | V read GB/s (of copy) | J write GB/s (of copy) "
           "| peak RSS MiB | peak device MiB |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in report["runs"]:
         p = r["profile"]
-        n_params = r.get("n_params") or {"lenet5": 61706, "dcgan-d": 142529,
-                                         "wrn-40-2": 2243546}[r["net"]]
-        gemm_rate = v_rate = j_rate = "–"
-        if p["product_flops"] > 0 and p["products_s"] > 0:
-            g = p["product_flops"] / p["products_s"] * 1e-9
-            v = p["products"] * r["n"] * n_params * 4 / p["products_s"] * 1e-9
-            gemm_rate = "%s (%.0f%%)" % (fmt(g, 1), 100 * g / gemm) if gemm else fmt(g, 1)
-            v_rate = "%s (%.0f%%)" % (fmt(v, 1), 100 * v / copy) if copy else fmt(v, 1)
-        if p["gradients_s"] > 0:
-            j = r["n"] * n_params * 4 / p["gradients_s"] * 1e-9
-            j_rate = "%s (%.0f%%)" % (fmt(j, 1), 100 * j / copy) if copy else fmt(j, 1)
+        x = rates(r, peaks)
+        gemm_rate = rate_cell(x, "gemm_gflops", "gemm_fraction_of_mm")
+        v_rate = rate_cell(x, "v_read_gbs", "v_read_fraction_of_copy")
+        j_rate = rate_cell(x, "j_write_gbs", "j_write_fraction_of_copy")
         print("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["net"], r["method"], r["n"], fmt(r["min_s"]), fmt(r["median_s"]),
             fmt(r["examples_per_s"], 0), fmt(p["statistics_s"]), fmt(p["gradients_s"]),

@@ -10,9 +10,10 @@ namespace nfk::cli {
 
 void add_transform_command(CLI::App& app) {
   struct Flags {
-    std::string projector, data, out, model, device = "cpu";
+    std::string projector, data, out, model;
     int64_t batch_size = 256;
-    bool quiet = false, tf32 = false;
+    bool quiet = false;
+    DeviceFlags device;
     DistFlags dist;
   };
   auto f = std::make_shared<Flags>();
@@ -23,10 +24,7 @@ void add_transform_command(CLI::App& app) {
   cmd->add_option("--model", f->model,
                   "Model file if it moved since the fit (its hash must match)");
   cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
-  cmd->add_option("--device", f->device, "Device: cpu or cuda (the fit's dtype is kept)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
-  cmd->add_flag("--tf32", f->tf32, "cuda, float32: allow TF32 tensor-core math (see `nfk fit`)");
+  f->device.add_to(cmd, "Device: cpu or cuda (the fit's dtype is kept)");
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   f->dist.add_to(cmd);
   cmd->callback([f] {
@@ -34,8 +32,7 @@ void add_transform_command(CLI::App& app) {
       const auto t0 = std::chrono::steady_clock::now();
       detail::check_writable(f->out);
       auto proj = load_projector(f->projector);
-      proj.model.device = parse_device(f->device);
-      set_tf32(f->tf32);
+      proj.model.device = f->device.apply();
       auto ds = load_dataset(f->data);
       auto model = load_projector_model(proj, f->model);
       // Every rank embeds its shard; rank 0 gathers the rows and writes them.

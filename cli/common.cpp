@@ -22,12 +22,7 @@ void ModelFlags::add_to(CLI::App* app) {
   app->add_option("--dtype", dtype, "Compute dtype")
       ->check(CLI::IsMember({"float32", "float64"}))
       ->capture_default_str();
-  app->add_option("--device", device, "Device: cpu or cuda")
-      ->check(CLI::IsMember({"cpu", "cuda"}))
-      ->capture_default_str();
-  app->add_flag("--tf32", tf32,
-                "cuda, float32: allow TF32 tensor-core math in matrix products and convolutions "
-                "(faster, about 1e-3 relative error per product; off: full float32)");
+  device.add_to(app);
   app->add_option("--seed", seed, "Seed for every random choice (probes, samples, noise)")
       ->capture_default_str();
 }
@@ -40,9 +35,22 @@ ModelOptions ModelFlags::to_options() const {
   o.output = output;
   o.seed = seed;
   o.dtype = parse_dtype(dtype);
-  o.device = parse_device(device);
-  set_tf32(tf32);
+  o.device = device.apply();
   return o;
+}
+
+void DeviceFlags::add_to(CLI::App* app, const std::string& device_help) {
+  app->add_option("--device", device, device_help)
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  app->add_flag("--tf32", tf32,
+                "cuda, float32: allow TF32 tensor-core math in matrix products and convolutions "
+                "(faster, about 1e-3 relative error per product; off: full float32)");
+}
+
+torch::Device DeviceFlags::apply() const {
+  set_tf32(tf32);
+  return parse_device(device);
 }
 
 namespace {

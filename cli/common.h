@@ -12,12 +12,22 @@
 
 namespace nfk::cli {
 
+/// --device/--tf32: where a command computes, and whether float32 may use TF32 on CUDA.
+struct DeviceFlags {
+  std::string device = "cpu";
+  bool tf32 = false;
+
+  void add_to(CLI::App* app, const std::string& device_help = "Device: cpu or cuda");
+  /// Sets the TF32 switch and returns the parsed device.
+  torch::Device apply() const;
+};
+
 /// --model/--kind/--generator/--latent-dim/--output/--dtype/--device/--tf32/--seed.
 struct ModelFlags {
-  std::string model, kind, generator, dtype = "float32", device = "cpu";
+  std::string model, kind, generator, dtype = "float32";
   int64_t latent_dim = 0, output = -1;
   uint64_t seed = 0;
-  bool tf32 = false;
+  DeviceFlags device;
 
   void add_to(CLI::App* app);
   ModelOptions to_options() const;

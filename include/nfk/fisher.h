@@ -122,13 +122,15 @@ torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor&
                                          const FisherOptions& options, int64_t batch_size,
                                          FisherStats* stats, const ProgressFn& progress = {});
 
-/// What the streaming V operators share: the data (moved to the model's device per batch), z and
-/// I^{-1/2} on the model's device and dtype, the batch size and the progress callback.
+/// What the streaming V operators share: the data (on a GPU moved there once when it takes at
+/// most 1 GiB, else per batch), z and I^{-1/2} on the model's device and dtype, the batch size
+/// and the progress callback; and dense(), V materialised from per-example gradients.
 class StreamingVOperator : public LinearOperator {
  public:
   int64_t rows() const override { return inputs_.size(0); }
   int64_t cols() const override { return z_.size(0); }
   torch::TensorOptions options() const override { return z_.options(); }
+  torch::Tensor dense() override;
 
  protected:
   /// `first_index`: the index of inputs[0] in its data set (a rank's shard starts past 0), which
@@ -147,7 +149,7 @@ class StreamingVOperator : public LinearOperator {
 
 /// V [N, P] over `inputs` [N, ...] as a streaming operator (SPEC §2 matrix-free):
 /// apply(Q) = V Q by forward-mode AD (dual tensors on the parameters), apply_t(M) = Vᵀ M by
-/// reverse-mode AD; neither stores J, V or K. dense() materialises V from per-example gradients.
+/// reverse-mode AD; neither stores J, V or K.
 class FisherVectorOperator : public StreamingVOperator {
  public:
   FisherVectorOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
@@ -156,7 +158,6 @@ class FisherVectorOperator : public StreamingVOperator {
                            first_index) {}
   torch::Tensor apply(const torch::Tensor& q_pu) override;
   torch::Tensor apply_t(const torch::Tensor& m_nu) override;
-  torch::Tensor dense() override;
 };
 
 /// V [N, P] over `inputs` [N, ...] as GEMMs on per-example gradient blocks recomputed on every
@@ -173,7 +174,6 @@ class PerExampleOperator : public StreamingVOperator {
   /// V Q and Vᵀ M from one pass over the per-example blocks.
   std::pair<torch::Tensor, torch::Tensor> apply_pair(const torch::Tensor& q_pu,
                                                      const torch::Tensor& m_nl) override;
-  torch::Tensor dense() override;
 
  private:
   torch::Tensor j_bp_;  // [B, P] reused gradient block

@@ -1,5 +1,4 @@
 // V products as GEMMs on per-example gradient blocks recomputed per pass (V not resident).
-#include "fisher/fisher_vector_rows.h"
 #include "nfk/fisher.h"
 
 namespace nfk {
@@ -59,11 +58,6 @@ std::pair<torch::Tensor, torch::Tensor> PerExampleOperator::apply_pair(const tor
   }
   if (do_m) acc_pl.sub_(z_.unsqueeze(1) * m.sum(0).unsqueeze(0)).mul_(inv_sqrt_.unsqueeze(1));
   return {out_nu, acc_pl};
-}
-
-torch::Tensor PerExampleOperator::dense() {
-  return detail::fisher_vector_rows(model_, inputs_, z_, inv_sqrt_, batch_size_, progress_,
-                                    first_index_);
 }
 
 }  // namespace nfk

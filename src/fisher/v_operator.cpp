@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "fisher/fisher_vector_rows.h"
 #include "nfk/fisher.h"
 
 namespace nfk {
@@ -131,19 +130,11 @@ void centre_and_scale(torch::Tensor v_np, const torch::Tensor& z, const torch::T
 
 }  // namespace
 
-torch::Tensor detail::fisher_vector_rows(ScoreModel& model, const torch::Tensor& inputs,
-                                         const torch::Tensor& z, const torch::Tensor& inv_sqrt,
-                                         int64_t batch_size, const ProgressFn& progress,
-                                         int64_t first_index) {
-  auto v_np = torch::empty({inputs.size(0), z.size(0)}, z.options());
-  fill_gradients(model, inputs, batch_size, v_np, nullptr, progress, first_index);
-  centre_and_scale(v_np, z, inv_sqrt);
+torch::Tensor StreamingVOperator::dense() {
+  auto v_np = torch::empty({rows(), cols()}, options());
+  fill_gradients(model_, inputs_, batch_size_, v_np, nullptr, progress_, first_index_);
+  centre_and_scale(v_np, z_, inv_sqrt_);
   return v_np;
-}
-
-torch::Tensor FisherVectorOperator::dense() {
-  return detail::fisher_vector_rows(model_, inputs_, z_, inv_sqrt_, batch_size_, progress_,
-                                    first_index_);
 }
 
 torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor& inputs,

@@ -62,7 +62,7 @@ SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const Progress
   tick();
   auto y_pu = op.apply_t(omega_nu);
   // E‖VᵀΩ‖_F² = u‖V‖_F² for Gaussian Ω: a free estimate of the total variance.
-  const double total = y_pu.to(torch::kFloat64).square().sum().item<double>() / u;
+  const double total = squared_norm(y_pu) / static_cast<double>(u);
   auto q_pu = orthonormal_basis(y_pu);
   for (int64_t i = 0; i < o.power_iters; ++i) {
     tick();
@@ -100,7 +100,7 @@ SvdResult sketch_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& 
   auto psi_nl = at::normal(0.0, 1.0, {n, l}, gen, f64).to(op.options());
   auto [y_ns, w_pl] = op.apply_pair(omega_ps, psi_nl);  // Y = VΩ, Wᵀ = VᵀΨ: one pass
   // E‖ΨᵀV‖_F² = l‖V‖_F² for Gaussian Ψ.
-  const double total = w_pl.to(torch::kFloat64).square().sum().item<double>() / l;
+  const double total = squared_norm(w_pl) / static_cast<double>(l);
 
   auto q_ns = orthonormal_basis(y_ns);
   // X = (ΨᵀQ)⁺ W by the QR of the tall ΨᵀQ [l, s]: X = R⁻¹ (Q₂ᵀ W).
