@@ -92,7 +92,9 @@ void add_distance_command(CLI::App& app) {
   cmd->add_option("--cell-pixels", f->cell_pixels, "Heat-map cell size")->capture_default_str();
   cmd->add_option("--out", f->out, "Distance matrix .npy (--pairwise: required; --data: optional)");
   cmd->add_option("--model", f->model, "Model file if it moved since the fit (hash checked)");
-  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")
+      ->check(count_in(1, 1 << 20))
+      ->capture_default_str();
   cmd->add_flag("--json", f->json, "Print one JSON object");
   cmd->add_flag("--quiet", f->quiet, "No progress line");
   cmd->callback([f] {

@@ -42,8 +42,11 @@ void add_features_command(CLI::App& app) {
   cmd->add_option("--projector", f->projector, "fisher-vectors: projector from `nfk fit`");
   cmd->add_option("--memory-budget", f->memory_budget_gib,
                   "fisher-vectors: refuse outputs larger than this many GiB")
+      ->check(finite_in(0, 1 << 14))
       ->capture_default_str();
-  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")
+      ->check(count_in(1, 1 << 20))
+      ->capture_default_str();
   cmd->add_option("--device", f->device, "activations: cpu or cuda")->capture_default_str();
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   cmd->callback([f] {

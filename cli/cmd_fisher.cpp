@@ -28,18 +28,21 @@ void add_fisher_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--reference-samples", f->reference_samples,
                   "Reference examples (0: as many as the data)")
+      ->check(count_in(0, int64_t{1} << 40))
       ->capture_default_str();
   cmd->add_option("--fisher-floor", f->fisher_floor, "Floor of I relative to its mean")
+      ->check(finite_in(0, 1))
       ->capture_default_str();
-  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")
+      ->check(count_in(1, 1 << 20))
+      ->capture_default_str();
   cmd->add_option("--out", f->out, "Fisher diagonal I [P] as .npy")->required();
   cmd->add_option("--mean-out", f->mean_out, "Also write the mean score z [P] as .npy");
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   f->dist.add_to(cmd);
   cmd->callback([f] {
     run_distributed(f->dist, [&](dist::Group& group) {
-      detail::check_writable(f->out);
-      if (!f->mean_out.empty()) detail::check_writable(f->mean_out);
+      check_outputs({f->out, f->mean_out}, {f->data, f->model.model, f->model.generator});
       auto ds = load_dataset(f->data);
       auto model =
           load_score_model(parse_model_kind(f->model.kind), f->model.to_options(), ds.inputs);
@@ -55,8 +58,12 @@ void add_fisher_command(CLI::App& app) {
       auto stats = compute_fisher_stats(model, ds.inputs, o, progress.fn());
       progress.finish();
       if (!group.is_root()) return;
-      write_npy(f->out, stats.fisher_diag);
-      if (!f->mean_out.empty()) write_npy(f->mean_out, stats.mean_score);
+      {
+        detail::OutputGroup outputs;  // both or neither
+        write_npy(f->out, stats.fisher_diag);
+        if (!f->mean_out.empty()) write_npy(f->mean_out, stats.mean_score);
+        outputs.commit();
+      }
       if (f->quiet) return;
       std::printf("nfk fisher: %lld parameters, reference %s (%s, %lld samples)\n",
                   static_cast<long long>(stats.fisher_diag.numel()), stats.reference.c_str(),

@@ -49,8 +49,7 @@ void print_profile(const FitProfile& p) {
 
 void run_fit(const FitFlags& f, dist::Group& group) {
   const auto t0 = std::chrono::steady_clock::now();
-  detail::check_writable(f.out);
-  if (!f.embedding_out.empty()) detail::check_writable(f.embedding_out);
+  check_outputs({f.out, f.embedding_out}, {f.data, f.model.model, f.model.generator});
   auto ds = load_dataset(f.data);
   auto options = f.model.to_options();
   auto model = load_score_model(parse_model_kind(f.model.kind), options, ds.inputs);
@@ -75,8 +74,12 @@ void run_fit(const FitFlags& f, dist::Group& group) {
   progress.finish();
   if (!group.is_root()) return;
   if (!f.quiet) std::fprintf(stderr, "nfk fit: method %s\n", proj.method_note.c_str());
-  save_projector(f.out, proj);
-  if (!f.embedding_out.empty()) write_npy(f.embedding_out, embedding);
+  {
+    detail::OutputGroup outputs;  // both or neither
+    save_projector(f.out, proj);
+    if (!f.embedding_out.empty()) write_npy(f.embedding_out, embedding);
+    outputs.commit();
+  }
   if (f.json) {
     nlohmann::json j = {{"spectrum", proj.spectrum_json()},  {"method_note", proj.method_note},
                         {"device", options.device.str()},    {"processes", group.world_size()},
@@ -121,7 +124,9 @@ void add_fit_command(CLI::App& app) {
                   "Data: mnist:train|test, fashion-mnist:train|test, X.npy or IDX file; "
                   "append [:n] to keep the first n examples")
       ->required();
-  cmd->add_option("--rank", f->rank, "k: number of NFK components")->capture_default_str();
+  cmd->add_option("--rank", f->rank, "k: number of NFK components")
+      ->check(count_in(1, 1 << 20))
+      ->capture_default_str();
   cmd->add_option("--estimator", f->estimator,
                   "Reference for the mean score z and Fisher diagonal I: true (model samples), "
                   "empirical (the data), auto (true where the model can sample)")
@@ -129,14 +134,18 @@ void add_fit_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--reference-samples", f->reference_samples,
                   "Reference examples for z and I (0: as many as the data)")
+      ->check(count_in(0, int64_t{1} << 40))
       ->capture_default_str();
   cmd->add_option("--fisher-floor", f->fisher_floor,
                   "Floor of I relative to its mean (zero-variance parameters are raised to it)")
+      ->check(finite_in(0, 1))
       ->capture_default_str();
   cmd->add_option("--oversample", f->oversample, "Extra random probes beyond k")
+      ->check(count_in(0, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--power-iters", f->power_iters,
                   "Power (subspace) iterations (randomized SVD; sketch makes none)")
+      ->check(count_in(0, 1 << 20))
       ->capture_default_str();
   cmd->add_option(
          "--method", f->method,
@@ -151,8 +160,11 @@ void add_fit_command(CLI::App& app) {
          "--memory-budget", f->memory_budget_mib,
          "MiB that a resident V may take (beyond it per-example recomputes V's blocks per pass; "
          "auto also weighs matrix-free)")
+      ->check(count_in(1, int64_t{1} << 24))
       ->capture_default_str();
-  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")
+      ->check(count_in(1, 1 << 20))
+      ->capture_default_str();
   cmd->add_option("--out", f->out, "Projector file to write (P.nfk)")->required();
   cmd->add_option("--embedding-out", f->embedding_out,
                   "Also write the training embedding e(X) = Phi diag(sigma) as .npy");

@@ -23,15 +23,18 @@ void add_transform_command(CLI::App& app) {
   cmd->add_option("--out", f->out, "Embeddings [N, k] as .npy")->required();
   cmd->add_option("--model", f->model,
                   "Model file if it moved since the fit (its hash must match)");
-  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_option("--batch-size", f->batch_size, "Examples per batch")
+      ->check(count_in(1, 1 << 20))
+      ->capture_default_str();
   f->device.add_to(cmd, "Device: cpu or cuda (the fit's dtype is kept)");
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   f->dist.add_to(cmd);
   cmd->callback([f] {
     run_distributed(f->dist, [&](dist::Group& group) {
       const auto t0 = std::chrono::steady_clock::now();
-      detail::check_writable(f->out);
       auto proj = load_projector(f->projector);
+      check_outputs({f->out}, {f->projector, f->data, f->model, proj.model.model_path,
+                               proj.model.generator_path});
       proj.model.device = f->device.apply();
       auto ds = load_dataset(f->data);
       auto model = load_projector_model(proj, f->model);

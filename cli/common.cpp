@@ -1,10 +1,48 @@
 #include "common.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <vector>
 
+#include "detail/atomic_file.h"
+
 namespace nfk::cli {
+
+CLI::Validator count_in(int64_t lo, int64_t hi) {
+  const std::string range = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+  return CLI::Validator(
+      [lo, hi, range](std::string& text) -> std::string {
+        errno = 0;
+        char* end = nullptr;
+        const long long v = std::strtoll(text.c_str(), &end, 10);
+        if (text.empty() || end == nullptr || *end != '\0' || errno == ERANGE || v < lo || v > hi) {
+          return "expected a whole number in " + range + ", got `" + text + "`";
+        }
+        return {};
+      },
+      "INT in " + range);
+}
+
+CLI::Validator finite_in(double lo_exclusive, double hi) {
+  char range[64];
+  std::snprintf(range, sizeof(range), "(%g, %g]", lo_exclusive, hi);
+  const std::string r = range;
+  return CLI::Validator(
+      [lo_exclusive, hi, r](std::string& text) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(text.c_str(), &end);
+        if (text.empty() || end == nullptr || *end != '\0' || !std::isfinite(v) ||
+            !(v > lo_exclusive) || v > hi) {
+          return "expected a finite number in " + r + ", got `" + text + "`";
+        }
+        return {};
+      },
+      "NUMBER in " + r);
+}
 
 void ModelFlags::add_to(CLI::App* app) {
   app->add_option("--model", model, "Model file: TorchScript (.pt) or nfk zoo archive")->required();
@@ -65,12 +103,12 @@ void DistFlags::add_to(CLI::App* app) {
   app->add_option("--nproc", nproc,
                   "Run as N data-parallel processes on this machine (c10d/Gloo); under torchrun "
                   "leave it out: RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT are read instead")
-      ->check(CLI::Range(1, 1024))
+      ->check(count_in(1, 1024))
       ->capture_default_str();
   app->add_option("--dist-timeout", timeout_s,
                   "Seconds a rank waits for the others (rendezvous and each collective) before "
                   "the run fails")
-      ->check(CLI::PositiveNumber)
+      ->check(finite_in(0, 1e7))
       ->capture_default_str();
 }
 
@@ -95,6 +133,46 @@ void run_distributed(const DistFlags& flags, const std::function<void(dist::Grou
   }
   auto group = dist::Group::from_env(timeout);
   body(*group);
+}
+
+namespace {
+
+// The file a data source reads: "x.npy[:100]" reads x.npy; named sets read nfk's data folder.
+std::string source_file(const std::string& source) {
+  struct stat st {};
+  if (::stat(source.c_str(), &st) == 0) return source;
+  const size_t open = source.rfind('[');
+  return open != std::string::npos && source.back() == ']' ? source.substr(0, open) : source;
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  struct stat sa {
+  }, sb{};
+  if (::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0) {
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  }
+  return detail::resolved_output_path(a) == detail::resolved_output_path(b);
+}
+
+}  // namespace
+
+void check_outputs(const std::vector<std::string>& outputs,
+                   const std::vector<std::string>& inputs) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const std::string& out = outputs[i];
+    if (out.empty()) continue;
+    for (const auto& source : inputs) {
+      if (source.empty()) continue;
+      const std::string in = source_file(source);
+      TORCH_CHECK(!same_file(out, in), "nfk: output ", out, " is also an input of this command (",
+                  in, "): writing it would destroy that input; choose another output path");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      TORCH_CHECK(outputs[j].empty() || !same_file(out, outputs[j]), "nfk: outputs ", outputs[j],
+                  " and ", out, " name the same file; choose two different paths");
+    }
+    detail::check_writable(out);
+  }
 }
 
 torch::Device parse_device(const std::string& name) {

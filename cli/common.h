@@ -5,12 +5,18 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "nfk/dist.h"
 #include "nfk/model.h"
 #include "nfk/progress.h"
 
 namespace nfk::cli {
+
+/// Option checks with one-line messages (CLI11 applies them while parsing): an integer count in
+/// [lo, hi]; a finite number in (lo, hi].
+CLI::Validator count_in(int64_t lo, int64_t hi);
+CLI::Validator finite_in(double lo_exclusive, double hi);
 
 /// --device/--tf32: where a command computes, and whether float32 may use TF32 on CUDA.
 struct DeviceFlags {
@@ -70,6 +76,12 @@ class ProgressLine {
   std::string stage_;
   std::chrono::steady_clock::time_point stage_start_, last_draw_, svd_start_;
 };
+
+/// Before any work, for a command that reads `inputs` (files, or data sources such as
+/// "x.npy[:100]") and writes `outputs` (empty strings are skipped): each output can be written
+/// (detail::check_writable), no two outputs name the same file, and no output names one of the
+/// inputs (`--out` equal to `--model` would destroy the model). Throws one line otherwise.
+void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs);
 
 /// "cpu" | "cuda" → device; throws if CUDA is asked for and absent.
 torch::Device parse_device(const std::string& name);

@@ -8,12 +8,31 @@
 #include "commands.h"
 #include "common.h"
 #include "detail/strings.h"
+#include "detail/warning_handler.h"
+
+namespace {
+
+// "nfk [rank r/w]: " in a rank of a distributed run, else "nfk: ".
+std::string line_prefix() {
+  const char* rank = std::getenv("RANK");
+  const char* world = std::getenv("WORLD_SIZE");
+  if (rank != nullptr && world != nullptr && std::string(world) != "1") {
+    return "nfk [rank " + std::string(rank) + "/" + world + "]: ";
+  }
+  return "nfk: ";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
       "nfk — Neural Fisher Kernel toolkit: Fisher vectors, diagonal Fisher information "
       "and low-rank NFK embeddings of a trained network"};
   app.require_subcommand(1);
+  // Parse errors as one line too (CLI11 adds a second, "Run with --help ...").
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return std::string("nfk: ") + e.what() + " (see --help)\n";
+  });
   app.set_version_flag("--version", std::string("nfk ") + NFK_VERSION);
   nfk::cli::add_fit_command(app);
   nfk::cli::add_transform_command(app);
@@ -25,21 +44,18 @@ int main(int argc, char** argv) {
   nfk::cli::add_gan_eval_commands(app);
   nfk::cli::add_train_command(app);
   nfk::cli::set_command_line(argc, argv);
+  nfk::detail::OneLineWarnings warnings([](const std::string& line) {
+    std::fprintf(stderr, "%swarning: %s\n", line_prefix().c_str(), line.c_str());
+  });
+  nfk::detail::WarningHandlerGuard warning_guard(&warnings);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
-    std::string line = nfk::detail::summary_line(nfk::detail::error_text(e));
-    if (line.rfind("nfk", 0) != 0) line = "nfk: " + line;
-    // A rank of a distributed run says which one it is.
-    const char* rank = std::getenv("RANK");
-    const char* world = std::getenv("WORLD_SIZE");
-    if (rank != nullptr && world != nullptr && std::string(world) != "1") {
-      line =
-          "nfk [rank " + std::string(rank) + "/" + world + "]: " + nfk::detail::strip_prefix(line);
-    }
-    std::fprintf(stderr, "%s\n", line.c_str());
+    // One line; a rank of a distributed run says which one it is.
+    const std::string line = nfk::detail::summary_line(nfk::detail::error_text(e));
+    std::fprintf(stderr, "%s%s\n", line_prefix().c_str(), nfk::detail::strip_prefix(line).c_str());
     return 1;
   }
   return 0;

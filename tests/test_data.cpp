@@ -151,7 +151,7 @@ TEST_F(DataTest, NpyRoundTripEveryDtypeBitwise) {
   cases.push_back(torch::tensor({std::nanf(""), INFINITY, -0.0f, 1e-45f}));
   for (size_t i = 0; i < cases.size(); ++i) {
     const std::string p = path("t" + std::to_string(i) + ".npy");
-    nfk::write_npy(p, cases[i]);
+    nfk::write_npy(p, cases[i], /*allow_non_finite=*/true);
     const torch::Tensor back = nfk::read_npy(p);
     EXPECT_TRUE(bitwise_equal(back, cases[i].contiguous()))
         << "case " << i << " dtype " << cases[i].scalar_type();
@@ -358,7 +358,8 @@ TEST_F(DataTest, LoadDatasetIdxGetsChannelAxisAndScaling) {
 }
 
 TEST_F(DataTest, LoadDatasetRejectsNonFiniteNamingTheFile) {
-  nfk::write_npy(path("nan.npy"), torch::tensor({1.0f, NAN, 2.0f, INFINITY}));
+  nfk::write_npy(path("nan.npy"), torch::tensor({1.0f, NAN, 2.0f, INFINITY}),
+                 /*allow_non_finite=*/true);
   const std::string msg = error_of([&] { nfk::load_dataset(path("nan.npy")); });
   EXPECT_CONTAINS(msg, "nfk: " + path("nan.npy") + ": ");
   EXPECT_CONTAINS(msg, "1 NaN and 1 Inf");

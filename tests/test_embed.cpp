@@ -111,6 +111,61 @@ TEST(Projector, CorruptOrTruncatedFilesAreRejected) {
   EXPECT_THROW(load_projector(dir + "/missing.nfk"), c10::Error);
 }
 
+TEST(Projector, EveryFlippedBitIsAnErrorNeverACrash) {
+  // The header and every tensor carry a crc32: no single-bit flip anywhere reads back silently.
+  auto dir = test::temp_dir("proj_flip");
+  Case c = small_cnn_classifier(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+  FitOptions o;
+  o.svd.rank = 2;
+  o.method = FitMethod::kExact;
+  save_projector(dir + "/p.nfk", fit(model, c.x.slice(0, 0, 6), o));
+  std::ifstream in(dir + "/p.nfk", std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string path = dir + "/flipped.nfk";
+  // Every byte of the preamble and header, and 2,000 spread over the tensor data.
+  uint64_t head_len = 0;
+  for (int i = 0; i < 8; ++i)
+    head_len |= uint64_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
+  std::vector<size_t> positions;
+  for (size_t i = 0; i < 20 + head_len; ++i) positions.push_back(i);
+  const size_t data_bytes = bytes.size() - 20 - head_len;
+  for (size_t k = 0; k < 2000; ++k)
+    positions.push_back(20 + head_len + k * (data_bytes - 1) / 1999);
+  int64_t accepted = 0;
+  for (size_t i : positions) {
+    std::string b = bytes;
+    b[i] = static_cast<char>(b[i] ^ (1 << (i % 8)));
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << b;
+    try {
+      load_projector(path);
+      ++accepted;
+    } catch (const c10::Error&) {
+    }
+  }
+  EXPECT_EQ(accepted, 0) << "of " << positions.size() << " flipped bits";
+}
+
+TEST(Projector, WhatCannotBeReadBackIsNotWritten) {
+  // A float64 Fisher diagonal of 1e-50 underflows float32; 1e300 overflows it.
+  auto dir = test::temp_dir("proj_store");
+  Case c = small_cnn_classifier(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+  FitOptions o;
+  o.svd.rank = 2;
+  o.method = FitMethod::kExact;
+  auto p = fit(model, c.x.slice(0, 0, 6), o);
+  p.model.dtype = torch::kFloat32;
+  auto good_fisher = p.fisher.fisher_diag;
+  p.fisher.fisher_diag = torch::full_like(good_fisher, 1e-50, torch::kFloat64);
+  EXPECT_THROW(save_projector(dir + "/under.nfk", p), c10::Error);
+  p.fisher.fisher_diag = good_fisher;
+  p.singular_values = p.singular_values.to(torch::kFloat64) * 1e300;
+  EXPECT_THROW(save_projector(dir + "/over.nfk", p), c10::Error);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/under.nfk"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/over.nfk"));
+}
+
 TEST(Projector, ModelChangeIsDetected) {
   auto dir = test::temp_dir("proj_hash");
   Case c = small_cnn_classifier(dir);

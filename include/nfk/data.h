@@ -17,8 +17,10 @@ namespace nfk {
 torch::Tensor read_npy(const std::string& path);
 
 /// Writes `t` (any device; float32/float64/uint8/int64) as a C-order .npy file, atomically
-/// (temp file in the same folder + rename): a failure never leaves a partial file.
-void write_npy(const std::string& path, const torch::Tensor& t);
+/// (temp file in the same folder + rename): a failure never leaves a partial file. Refuses
+/// floating-point data holding NaN or Inf (naming the first such row): nfk never writes such a
+/// result. `allow_non_finite` is for test fixtures and data preparation only.
+void write_npy(const std::string& path, const torch::Tensor& t, bool allow_non_finite = false);
 
 /// Reads an IDX file (LeCun's MNIST format), gzip'd or not (detected by magic bytes).
 /// Returns uint8 [N, rows, cols] for images (idx3), uint8 [N] for labels (idx1), etc.

@@ -59,7 +59,7 @@ struct FitProfile {
 
 /// A fitted NFK projector: everything `transform` needs, plus provenance.
 struct Projector {
-  static constexpr int kFormatVersion = 1;
+  static constexpr int kFormatVersion = 2;  // 2: crc32 of the header and of each tensor
   ModelKind kind = ModelKind::kScore;
   ModelOptions model;                   // paths (absolute), latent dim, output column, seed, dtype
   std::string model_hash;               // file_hash of model.model_path

@@ -36,9 +36,9 @@ def d(tmp_path_factory):
     """Models (TorchScript, written by PyTorch) and data sets in a temporary folder."""
     d = tmp_path_factory.mktemp("nfk")
     torch.manual_seed(0)
-    torch.jit.script(Cnn()).save(str(d / "cnn.pt"))
-    torch.jit.script(Disc()).save(str(d / "disc.pt"))
-    torch.jit.script(Gen()).save(str(d / "gen.pt"))
+    torch.jit.script(Cnn().eval()).save(str(d / "cnn.pt"))
+    torch.jit.script(Disc().eval()).save(str(d / "disc.pt"))
+    torch.jit.script(Gen().eval()).save(str(d / "gen.pt"))
     rng = np.random.default_rng(0)
     np.save(d / "x64.npy", rng.random((N, 1, 8, 8)))                     # float64
     np.save(d / "x32.npy", rng.random((N, 1, 8, 8), dtype=np.float32))  # float32
@@ -218,7 +218,7 @@ def test_missing_model_file(d):
     with pytest.raises(FileNotFoundError) as e:
         nfk.NFK("classifier").fit(str(d / "nope.pt"), np.load(d / "x32.npy"))
     assert str(e.value) == line
-    assert line.startswith("nfk: ") and "no such file" in line
+    assert line.startswith("nfk: ") and "no such file" in line.lower()
 
 
 def test_missing_data_file(d):
@@ -247,11 +247,12 @@ def test_bad_shape(d):
 
 def test_bad_options(d):
     x = np.load(d / "x32.npy")
+    # The CLI refuses --rank 0 while parsing; the library, called from Python, refuses it too.
     line = cli_error("fit", "--model", d / "cnn.pt", "--kind", "classifier", "--data",
                      d / "x32.npy", "--rank", 0, "--out", d / "e.nfk")
-    with pytest.raises(ValueError) as e:
+    assert line.startswith("nfk: --rank: ") and "`0`" in line
+    with pytest.raises(ValueError, match="rank must be in"):
         nfk.NFK("classifier", rank=0).fit(d / "cnn.pt", x)
-    assert str(e.value) == line
     with pytest.raises(ValueError, match="kind"):
         nfk.NFK("regressor").fit(d / "cnn.pt", x)
     with pytest.raises(ValueError, match="^nfk: .*gan.*"):

@@ -257,12 +257,24 @@ torch::Tensor read_npy(const std::string& path) {
   return out;
 }
 
-void write_npy(const std::string& path, const torch::Tensor& t) {
+void write_npy(const std::string& path, const torch::Tensor& t, bool allow_non_finite) {
   TORCH_CHECK(t.defined(), "nfk: cannot write ", path, ": undefined tensor");
   const char* descr = descr_for(t.scalar_type());
   TORCH_CHECK(descr != nullptr, "nfk: cannot write ", path, ": unsupported dtype ", t.scalar_type(),
               " for .npy (supported: float32, float64, uint8, int64)");
   const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+  if (!allow_non_finite && c.is_floating_point() && c.numel() > 0) {
+    // nfk never writes a NaN or Inf result: name the first row that holds one.
+    const auto bad = torch::isfinite(c).logical_not();
+    if (bad.any().item<bool>()) {
+      const auto rows = c.dim() > 0 ? bad.reshape({c.size(0), -1}).any(/*dim=*/1) : bad.reshape(1);
+      const int64_t row = rows.nonzero().index({0, 0}).item<int64_t>();
+      TORCH_CHECK(false, "nfk: cannot write ", path, ": the result holds NaN or Inf (first at row ",
+                  row, " of ", c.dim() > 0 ? c.size(0) : 1,
+                  "); the model's output is not finite there, or overflows ",
+                  c.scalar_type() == torch::kFloat32 ? "float32 (try --dtype float64)" : "float64");
+    }
+  }
 
   std::string shape = "(";
   for (int64_t i = 0; i < c.dim(); ++i) {

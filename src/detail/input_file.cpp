@@ -16,15 +16,6 @@ namespace {
   __builtin_unreachable();
 }
 
-std::string file_type(mode_t mode) {
-  if (S_ISDIR(mode)) return "a directory";
-  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  return "not a regular file";
-}
-
 // Opens `path` for reading without blocking (a FIFO with no writer would block open()), and
 // checks that it is a regular file. Returns the descriptor, set back to blocking reads.
 int open_regular(const std::string& path, const std::string& what) {
@@ -39,7 +30,7 @@ int open_regular(const std::string& path, const std::string& what) {
   }
   if (!S_ISREG(st.st_mode)) {
     ::close(fd);
-    refuse(path, what, "it is " + file_type(st.st_mode) + ", not a regular file");
+    refuse(path, what, "it is " + file_type_name(st.st_mode) + ", not a regular file");
   }
   const int flags = ::fcntl(fd, F_GETFL);
   if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
@@ -47,6 +38,16 @@ int open_regular(const std::string& path, const std::string& what) {
 }
 
 }  // namespace
+
+std::string file_type_name(unsigned mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISREG(mode)) return "a regular file";
+  return "not a regular file";
+}
 
 void check_input_file(const std::string& path, const std::string& what) {
   ::close(open_regular(path, what));

@@ -7,6 +7,9 @@
 
 namespace nfk::detail {
 
+/// "a directory", "a FIFO (named pipe)", "a character device", ... for a stat() mode.
+std::string file_type_name(unsigned mode);
+
 /// Throws "nfk: cannot read <what> <path>: <why>" unless `path` is a readable regular file (or a
 /// link to one). For inputs that another library opens by name (torch::jit::load).
 void check_input_file(const std::string& path, const std::string& what);

@@ -2,11 +2,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -67,6 +69,42 @@ void stop_all(std::vector<pid_t>& pids) {
   }
 }
 
+// While a launcher waits for its ranks, SIGINT and SIGTERM are passed on to every rank (so that
+// Ctrl-C or `kill` of the launcher stops the whole job) and remembered: the launcher then
+// reports the interruption instead of a rank's failure.
+std::atomic<int> g_signal{0};
+std::vector<pid_t>* g_ranks = nullptr;
+
+void forward_signal(int sig) {
+  g_signal = sig;
+  if (g_ranks == nullptr) return;
+  for (pid_t pid : *g_ranks) {
+    if (pid > 0) ::kill(pid, sig);
+  }
+}
+
+class SignalForwarding {
+ public:
+  SignalForwarding() {
+    struct sigaction sa {};
+    sa.sa_handler = forward_signal;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~SignalForwarding() {
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+    g_ranks = nullptr;
+  }
+  void watch(std::vector<pid_t>* pids) { g_ranks = pids; }
+  int received() const { return g_signal.load(); }
+
+ private:
+  struct sigaction old_int_ {
+  }, old_term_{};
+};
+
 }  // namespace
 
 void launch_local(const std::vector<std::string>& argv, int nproc) {
@@ -83,6 +121,9 @@ void launch_local(const std::vector<std::string>& argv, int nproc) {
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
 
+  const pid_t launcher = ::getpid();
+  // SIGINT/SIGTERM to the launcher stop every rank, then the launcher (see forward_signals).
+  SignalForwarding forwarding;
   std::vector<pid_t> pids(nproc, 0);
   for (int r = 0; r < nproc; ++r) {
     const pid_t pid = ::fork();
@@ -92,6 +133,12 @@ void launch_local(const std::vector<std::string>& argv, int nproc) {
       TORCH_CHECK(false, "nfk: --nproc: cannot start rank ", r, ": ", why);
     }
     if (pid == 0) {
+      // A rank dies with its launcher (also when the launcher is killed by SIGKILL) ...
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (::getppid() != launcher) ::_exit(1);  // it died before prctl took effect
+      // ... and takes Ctrl-C and kill through it, not from the terminal directly.
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
       const std::string rank = std::to_string(r), world = std::to_string(nproc);
       ::setenv("RANK", rank.c_str(), 1);
       ::setenv("LOCAL_RANK", rank.c_str(), 1);
@@ -107,22 +154,30 @@ void launch_local(const std::vector<std::string>& argv, int nproc) {
     }
     pids[r] = pid;
   }
+  forwarding.watch(&pids);
+  if (const int sig = forwarding.received()) {  // arrived while the ranks were being started
+    for (pid_t pid : pids) ::kill(pid, sig);
+  }
 
   int running = nproc;
   while (running > 0) {
     int status = 0;
     const pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      break;
-    }
+    if (pid < 0 && errno != EINTR) break;
     int rank = -1;
-    for (int r = 0; r < nproc; ++r) {
+    for (int r = 0; r < nproc && pid > 0; ++r) {
       if (pids[r] == pid) rank = r;
     }
-    if (rank < 0) continue;  // not one of ours
-    pids[rank] = 0;
-    --running;
+    if (rank >= 0) {
+      pids[rank] = 0;
+      --running;
+    }
+    if (const int sig = forwarding.received()) {
+      stop_all(pids);
+      TORCH_CHECK(false, "nfk: --nproc: interrupted by signal ", sig, " (", strsignal(sig),
+                  "); stopped every rank");
+    }
+    if (rank < 0) continue;  // interrupted, or not one of ours
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
     stop_all(pids);
     TORCH_CHECK(false, "nfk: rank ", rank, " of ", nproc, " ", describe(status),

@@ -1,9 +1,12 @@
-// Projector file: "NFKPROJ\n", uint64 LE header length, JSON header, raw tensor bytes.
+// Projector file: "NFKPROJ\n", uint64 LE header length, uint32 LE crc32 of the header, JSON
+// header (each tensor's crc32 in its table entry), raw tensor bytes.
+#include <cmath>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <map>
 
 #include "detail/atomic_file.h"
+#include "detail/checksum.h"
+#include "detail/input_file.h"
 #include "detail/strings.h"
 #include "nfk/embed.h"
 
@@ -22,6 +25,31 @@ nlohmann::json model_json(const Projector& p) {
           {"seed", p.model.seed}};
 }
 
+// What is written must read back: finite after the cast to the file's dtype (a float64 value
+// beyond float32's range becomes Inf), σ ≥ 0, and I > 0 (a tiny I can underflow to 0).
+void check_storable(const std::string& name, const torch::Tensor& before, const torch::Tensor& c) {
+  const auto where = [&](const torch::Tensor& bad) {
+    const int64_t i = bad.flatten().nonzero().index({0, 0}).item<int64_t>();
+    return " at index " + std::to_string(i) + " (value " +
+           std::to_string(before.flatten()[i].item<double>()) + " before the cast to " +
+           dtype_name(c.scalar_type()) + ")";
+  };
+  const auto finite = torch::isfinite(c);
+  TORCH_CHECK(finite.all().item<bool>(), "nfk: cannot save the projector: ", name, " is not finite",
+              where(finite.logical_not()),
+              "; fit in float64 (--dtype float64) or rescale the data");
+  if (name == "singular_values") {
+    TORCH_CHECK((c >= 0).all().item<bool>(), "nfk: cannot save the projector: negative ", name);
+  }
+  if (name == "fisher_diag") {
+    const auto positive = c > 0;
+    TORCH_CHECK(positive.all().item<bool>(),
+                "nfk: cannot save the projector: the Fisher diagonal underflows to 0",
+                where(positive.logical_not()),
+                "; fit in float64 (--dtype float64) or rescale the data");
+  }
+}
+
 }  // namespace
 
 void save_projector(const std::string& path, const Projector& p) {
@@ -37,12 +65,14 @@ void save_projector(const std::string& path, const Projector& p) {
     // The whole spectrum stays float64 (tiny, and its tail spans many decades).
     auto dtype = name == "all_eigenvalues" ? torch::kFloat64 : p.model.dtype;
     auto c = t.to(torch::kCPU, dtype).contiguous();
+    check_storable(name, t, c);
     const size_t nbytes = c.numel() * c.element_size();
     table.push_back({{"name", name},
                      {"dtype", dtype_name(dtype)},
                      {"shape", c.sizes().vec()},
                      {"offset", data.size()},
-                     {"nbytes", nbytes}});
+                     {"nbytes", nbytes},
+                     {"crc32", detail::crc32_of(static_cast<const char*>(c.data_ptr()), nbytes)}});
     data.append(static_cast<const char*>(c.data_ptr()), nbytes);
   }
   nlohmann::json header = {{"format", "nfk-projector"},
@@ -73,72 +103,143 @@ void save_projector(const std::string& path, const Projector& p) {
   const uint64_t head_len = head.size();
   std::string bytes(kMagic, sizeof(kMagic));
   for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((head_len >> (8 * i)) & 0xff));
+  const uint32_t head_crc = detail::crc32_of(head.data(), head.size());
+  for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((head_crc >> (8 * i)) & 0xff));
   bytes += head;
   bytes += data;
   detail::write_file_atomic(path, bytes);
 }
 
+namespace {
+
+// Reads the JSON header's numbers without undefined behaviour: integers only where integers are
+// meant (nlohmann's get<int64_t>() of 1e300 is a float-to-int overflow), within [lo, hi].
+int64_t get_int(const nlohmann::json& j, const char* key, int64_t lo, int64_t hi) {
+  const auto& v = j.at(key);
+  TORCH_CHECK(v.is_number_integer(), "header field ", key, " is not an integer");
+  TORCH_CHECK(!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(hi),
+              "header field ", key, " is out of range");
+  const int64_t x = v.get<int64_t>();
+  TORCH_CHECK(x >= lo && x <= hi, "header field ", key, " = ", x, " is out of range [", lo, ", ",
+              hi, "]");
+  return x;
+}
+
+uint64_t get_seed(const nlohmann::json& j, const char* key) {
+  const auto& v = j.at(key);
+  TORCH_CHECK(v.is_number_integer() && (v.is_number_unsigned() || v.get<int64_t>() >= 0),
+              "header field ", key, " is not a non-negative integer");
+  return v.get<uint64_t>();
+}
+
+double get_finite(const nlohmann::json& j, const char* key) {
+  const auto& v = j.at(key);
+  TORCH_CHECK(v.is_number(), "header field ", key, " is not a number");
+  const double x = v.get<double>();
+  TORCH_CHECK(std::isfinite(x), "header field ", key, " is not finite");
+  return x;
+}
+
+constexpr int64_t kMaxCount = int64_t{1} << 48;  // any count or byte size in a sane projector
+
+// One tensor of the table, checked against the data it claims before anything is allocated.
+torch::Tensor read_tensor(const nlohmann::json& t, const std::string& bytes, size_t data_start,
+                          torch::Dtype default_dtype) {
+  const std::string name = t.at("name");
+  const torch::Dtype dtype = t.contains("dtype") ? parse_dtype(t.at("dtype")) : default_dtype;
+  const auto& shape_json = t.at("shape");
+  TORCH_CHECK(shape_json.is_array() && shape_json.size() <= 4, "tensor ", name,
+              " has a malformed shape");
+  std::vector<int64_t> shape;
+  int64_t numel = 1;
+  for (const auto& d : shape_json) {
+    TORCH_CHECK(d.is_number_integer() && !(d.is_number_unsigned() && d.get<uint64_t>() > kMaxCount),
+                "tensor ", name, " has a malformed shape");
+    const int64_t n = d.get<int64_t>();
+    TORCH_CHECK(n >= 0 && n <= kMaxCount, "tensor ", name, " has a malformed shape");
+    TORCH_CHECK(!__builtin_mul_overflow(numel, n, &numel) && numel <= kMaxCount, "tensor ", name,
+                " is impossibly large");
+    shape.push_back(n);
+  }
+  const int64_t offset = get_int(t, "offset", 0, kMaxCount);
+  const int64_t nbytes = get_int(t, "nbytes", 0, kMaxCount);
+  TORCH_CHECK(nbytes == numel * static_cast<int64_t>(c10::elementSize(dtype)), "tensor ", name,
+              " has a wrong byte count");
+  const size_t data_len = bytes.size() - data_start;
+  TORCH_CHECK(static_cast<size_t>(offset) <= data_len &&
+                  static_cast<size_t>(nbytes) <= data_len - static_cast<size_t>(offset),
+              "truncated data for tensor ", name);
+  const char* data = bytes.data() + data_start + offset;
+  TORCH_CHECK(t.contains("crc32") && get_seed(t, "crc32") == detail::crc32_of(data, nbytes),
+              "checksum mismatch in tensor ", name, " (the file is corrupt)");
+  auto tensor = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+  if (nbytes > 0) std::memcpy(tensor.data_ptr(), data, nbytes);
+  TORCH_CHECK(torch::isfinite(tensor).all().item<bool>(), "tensor ", name, " holds NaN or Inf");
+  return tensor;
+}
+
+}  // namespace
+
 Projector load_projector(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  TORCH_CHECK(in.good(), "nfk: ", path, ": cannot open projector file");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  TORCH_CHECK(bytes.size() >= 16 && std::memcmp(bytes.data(), kMagic, 8) == 0, "nfk: ", path,
+  const std::string bytes = detail::read_input_file(path, "projector");
+  TORCH_CHECK(bytes.size() >= 20 && std::memcmp(bytes.data(), kMagic, 8) == 0, "nfk: ", path,
               ": not an nfk projector file (bad magic)");
   uint64_t head_len = 0;
   for (int i = 0; i < 8; ++i)
     head_len |= uint64_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
-  TORCH_CHECK(head_len <= bytes.size() - 16, "nfk: ", path, ": truncated projector header");
-  const size_t data_start = 16 + head_len;
+  uint32_t head_crc = 0;
+  for (int i = 0; i < 4; ++i)
+    head_crc |= uint32_t(static_cast<unsigned char>(bytes[16 + i])) << (8 * i);
+  TORCH_CHECK(head_len <= bytes.size() - 20, "nfk: ", path, ": truncated projector header");
+  const size_t data_start = 20 + head_len;
+  TORCH_CHECK(detail::crc32_of(bytes.data() + 20, head_len) == head_crc, "nfk: ", path,
+              ": corrupt projector header (checksum mismatch), or a projector written by an "
+              "older nfk: fit it again");
   Projector p;
   try {
-    auto h = nlohmann::json::parse(bytes.substr(16, head_len));
+    auto h = nlohmann::json::parse(bytes.begin() + 20, bytes.begin() + data_start);
     TORCH_CHECK(h.at("format") == "nfk-projector", "not an nfk projector");
-    TORCH_CHECK(h.at("version").get<int>() == Projector::kFormatVersion,
-                "unsupported projector version ", h.at("version").get<int>(), " (this nfk reads ",
-                Projector::kFormatVersion, ")");
+    const int64_t version = get_int(h, "version", 0, 1 << 20);
+    TORCH_CHECK(version == Projector::kFormatVersion, "unsupported projector version ", version,
+                " (this nfk reads ", Projector::kFormatVersion, ")");
     p.kind = parse_model_kind(h.at("kind"));
     const auto& m = h.at("model");
     p.model.model_path = m.at("path");
     p.model_hash = m.at("hash");
     p.model.generator_path = m.at("generator_path");
     p.generator_hash = m.at("generator_hash");
-    p.model.latent_dim = m.at("latent_dim");
-    p.model.output = m.at("output");
-    p.model.seed = m.at("seed");
+    p.model.latent_dim = get_int(m, "latent_dim", 0, kMaxCount);
+    p.model.output = get_int(m, "output", -1, kMaxCount);
+    p.model.seed = get_seed(m, "seed");
     p.model.dtype = parse_dtype(h.at("dtype"));
     p.method = parse_fit_method(h.at("method"));
     const auto& s = h.at("svd");
-    p.svd = {s.at("rank"), s.at("oversample"), s.at("power_iters"), s.at("seed")};
+    p.svd = {get_int(s, "rank", 1, kMaxCount), get_int(s, "oversample", 0, kMaxCount),
+             get_int(s, "power_iters", 0, kMaxCount), get_seed(s, "seed")};
     const auto& f = h.at("fisher");
     const std::string est = f.at("estimator");
     p.fisher.estimator = est == "none" ? Estimator::kNone : parse_estimator(est);
     p.fisher.reference = f.at("reference");
-    p.fisher.n_reference = f.at("n_reference");
-    p.fisher.floor_value = f.at("floor_value");
-    p.fisher.n_floored = f.at("n_floored");
-    p.total_variance = h.at("total_variance");
+    p.fisher.n_reference = get_int(f, "n_reference", 0, kMaxCount);
+    p.fisher.floor_value = get_finite(f, "floor_value");
+    p.fisher.n_floored = get_int(f, "n_floored", 0, kMaxCount);
+    p.total_variance = get_finite(h, "total_variance");
+    TORCH_CHECK(p.total_variance >= 0, "negative total variance");
     p.total_variance_exact = h.at("total_variance_exact");
-    p.n_examples = h.at("n_examples");
+    p.n_examples = get_int(h, "n_examples", 1, kMaxCount);
     p.data_source = h.at("data_source");
-    p.batch_size = h.at("batch_size");
-    const int64_t n_params = h.at("n_params");
+    p.batch_size = get_int(h, "batch_size", 1, kMaxCount);
+    const int64_t n_params = get_int(h, "n_params", 1, kMaxCount);
     size_t data_len = 0;
     std::map<std::string, torch::Tensor> tensors;
-    for (const auto& t : h.at("tensors")) {
-      const std::vector<int64_t> shape = t.at("shape");
-      const size_t offset = t.at("offset"), nbytes = t.at("nbytes");
-      auto opts = torch::TensorOptions().dtype(t.contains("dtype") ? parse_dtype(t.at("dtype"))
-                                                                   : p.model.dtype);
-      auto tensor = torch::empty(shape, opts);
-      TORCH_CHECK(nbytes == tensor.numel() * tensor.element_size(), "tensor ",
-                  t.at("name").get<std::string>(), " has a wrong byte count");
-      TORCH_CHECK(data_start + offset + nbytes <= bytes.size(), "truncated data for tensor ",
-                  t.at("name").get<std::string>());
-      std::memcpy(tensor.data_ptr(), bytes.data() + data_start + offset, nbytes);
-      TORCH_CHECK(torch::isfinite(tensor).all().item<bool>(), "tensor ",
-                  t.at("name").get<std::string>(), " holds NaN or Inf");
-      tensors[t.at("name")] = tensor;
-      data_len = std::max(data_len, offset + nbytes);
+    const auto& table = h.at("tensors");
+    TORCH_CHECK(table.is_array() && table.size() <= 16, "malformed tensor table");
+    for (const auto& t : table) {
+      const std::string name = t.at("name");
+      TORCH_CHECK(!tensors.count(name), "tensor ", name, " appears twice");
+      tensors[name] = read_tensor(t, bytes, data_start, p.model.dtype);
+      data_len = std::max(data_len, static_cast<size_t>(get_int(t, "offset", 0, kMaxCount) +
+                                                        get_int(t, "nbytes", 0, kMaxCount)));
     }
     TORCH_CHECK(data_start + data_len == bytes.size(), "file size does not match its header");
     for (const char* name : {"basis", "singular_values", "mean_score", "fisher_diag"}) {
@@ -151,9 +252,15 @@ Projector load_projector(const std::string& path) {
     if (tensors.count("all_eigenvalues")) p.all_eigenvalues = tensors["all_eigenvalues"];
     const int64_t rank = p.svd.rank;
     TORCH_CHECK(p.basis.dim() == 2 && p.basis.size(0) == n_params && p.basis.size(1) == rank &&
-                    p.singular_values.numel() == rank && p.fisher.mean_score.numel() == n_params &&
+                    p.singular_values.dim() == 1 && p.singular_values.numel() == rank &&
+                    p.fisher.mean_score.numel() == n_params &&
                     p.fisher.fisher_diag.numel() == n_params,
                 "tensor shapes disagree with rank ", rank, " and ", n_params, " parameters");
+    for (const auto& [name, t] : tensors) {
+      TORCH_CHECK(t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kFloat64,
+                  "tensor ", name, " is not floating point");
+    }
+    TORCH_CHECK((p.singular_values >= 0).all().item<bool>(), "negative singular value");
     TORCH_CHECK((p.fisher.fisher_diag > 0).all().item<bool>(), "Fisher diagonal is not positive");
   } catch (const nlohmann::json::exception& e) {
     TORCH_CHECK(false, "nfk: ", path, ": corrupt projector header (", e.what(), ")");

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 
+#include "detail/input_file.h"
 #include "detail/strings.h"
 #include "models/torchscript_tape.h"
 #include "nfk/layer_tape.h"
@@ -19,6 +20,10 @@ class TorchScriptNetwork : public Network {
  public:
   TorchScriptNetwork(torch::jit::Module module, std::string path)
       : module_(std::move(module)), path_(std::move(path)) {
+    if (module_.is_training()) {
+      TORCH_WARN("nfk: ", path_, " was saved in training mode; nfk evaluates it in eval mode ",
+                 "(dropout off, batch-norm running statistics)");
+    }
     module_.eval();
   }
 
@@ -123,7 +128,7 @@ std::unique_ptr<Network> wrap_zoo_module(const ZooModule& zoo) {
 }
 
 std::unique_ptr<Network> load_network(const std::string& path) {
-  TORCH_CHECK(std::ifstream(path).good(), "nfk: ", path, ": no such file");
+  detail::check_input_file(path, "model");
   if (is_zoo_archive(path)) return std::make_unique<ZooNetwork>(load_zoo_module(path));
   try {
     return std::make_unique<TorchScriptNetwork>(torch::jit::load(path), path);

@@ -156,6 +156,43 @@ int64_t ScoreModel::num_parameters() {
   return n;
 }
 
+namespace {
+
+// A classifier's score is the free energy logsumexp_y f_y(x). Outputs that are already
+// log-probabilities (log_softmax: every row's logsumexp is 0) make it constant, and
+// probabilities (softmax) make it meaningless: refuse both, naming the likely cause.
+void check_logits(const torch::Tensor& out, const std::string& path) {
+  auto f = out.to(torch::kFloat64);
+  const bool log_probs = (torch::logsumexp(f, /*dim=*/1).abs() < 1e-4).all().item<bool>();
+  TORCH_CHECK(!log_probs, "nfk: ", path, ": forward(x) gives log-probabilities (every row's ",
+              "logsumexp is 0, as after log_softmax), so the free-energy score is constant; ",
+              "save the classifier without its final log_softmax (logits)");
+  const bool probs =
+      (f >= 0).all().item<bool>() && ((f.sum(/*dim=*/1) - 1).abs() < 1e-4).all().item<bool>();
+  TORCH_CHECK(!probs, "nfk: ", path, ": forward(x) gives probabilities (rows are non-negative ",
+              "and sum to 1, as after softmax); save the classifier without its final softmax ",
+              "(logits)");
+}
+
+// A score that is the same for every example up to rounding (e.g. logsumexp of log_softmax
+// outputs) has a gradient of pure rounding noise: its Fisher vectors would be meaningless.
+// Checked on distinct probe examples only (duplicated rows may score the same).
+void check_score_varies(const torch::Tensor& s, const torch::Tensor& x, const std::string& path,
+                        ModelKind kind) {
+  if (s.numel() < 2 || !torch::isfinite(s).all().item<bool>()) return;
+  if ((x - x[0]).abs().max().item<double>() == 0) return;
+  auto s64 = s.to(torch::kFloat64);
+  const double spread = (s64.max() - s64.min()).item<double>();
+  const double scale = 1 + s64.abs().max().item<double>();
+  const double eps = s.scalar_type() == torch::kFloat64 ? 2.2e-16 : 1.2e-7;
+  TORCH_CHECK(spread > 64 * eps * scale, "nfk: ", path, ": the score (kind ", to_string(kind),
+              ") is the same for every example up to rounding (spread ", spread, " over ",
+              s.numel(), " examples), so its gradients are rounding noise; does forward end in ",
+              "log_softmax or a constant?");
+}
+
+}  // namespace
+
 ScoreModel load_score_model(ModelKind kind, const ModelOptions& options,
                             const torch::Tensor& probe_x) {
   TORCH_CHECK(!options.model_path.empty(), "nfk: no model given (--model M.pt)");
@@ -187,14 +224,17 @@ ScoreModel load_score_model(ModelKind kind, const ModelOptions& options,
     }
   }
   if (probe_x.defined() && probe_x.size(0) > 0) {
-    auto x = model.prepare(probe_x.slice(/*dim=*/0, 0, std::min<int64_t>(2, probe_x.size(0))));
+    auto x = model.prepare(probe_x.slice(/*dim=*/0, 0, std::min<int64_t>(64, probe_x.size(0))));
+    torch::NoGradGuard no_grad;
     try {
-      torch::NoGradGuard no_grad;
-      model.score(x);
+      check_score_varies(model.score(x), x, options.model_path, kind);
     } catch (const std::exception& e) {
       TORCH_CHECK(false, "nfk: ", options.model_path, " does not work as kind `", to_string(kind),
                   "` on data of shape ", shape_str(x), ": ",
                   detail::strip_prefix(detail::summary_line(detail::error_text(e))));
+    }
+    if (kind == ModelKind::kClassifier) {
+      check_logits(model.network().call("forward", x), options.model_path);
     }
   }
   return model;

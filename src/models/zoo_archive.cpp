@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "detail/atomic_file.h"
+#include "detail/input_file.h"
 #include "nfk/zoo.h"
 
 namespace nfk {
@@ -59,7 +60,7 @@ bool is_zoo_archive(const std::string& path) {
 }
 
 ZooModule load_zoo_module(const std::string& path) {
-  TORCH_CHECK(std::ifstream(path).good(), "nfk: ", path, ": no such file");
+  detail::check_input_file(path, "model");
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path);

@@ -1,95 +1,14 @@
 #!/usr/bin/env bash
 # Bad input through the nfk CLI: every case must exit non-zero with exactly one non-empty line on
 # stderr (no C++ backtrace) that names what is wrong, and must leave no output file, no temp file
-# (`*.tmp.*`) and no change to any existing file behind.
+# (`.nfk-*.tmp`) and no change to any existing file behind.
 # Usage: bash tests/cli/bad_input.sh path/to/nfk
 set -euo pipefail
-nfk=$(realpath "$1")
-here=$(cd "$(dirname "$0")" && pwd)
-py=/usr/bin/python3  # Debian's python3 with python3-torch and python3-numpy
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-w=$tmp/work  # inputs and outputs; snapshotted around every failing run
-log=$tmp/log # stdout/stderr of the run under test
-mkdir -p "$w" "$log"
-
+source "$(dirname "$0")/lib.sh" "$1"
 "$py" "$here/make_bad_inputs.py" "$w"
-
-failures=0
-fail() {  # case, why
-  echo "FAIL: $1: $2"
-  failures=$((failures + 1))
-}
-
-snapshot() {  # every file under $w with its size and checksum
-  (cd "$w" && find . -mindepth 1 -printf '%y %p\n' | sort && find . -type f -exec sha256sum {} + | sort)
-}
-
-# expect_fail CASE KEYWORD OUT [OUT...] -- NFK-ARGS...
-# KEYWORD is an extended regex matched case-insensitively against the error line. Each OUT must
-# not exist afterwards (nor OUT.tmp.*); use `-` for none. Nothing under $w may change.
-expect_fail() {
-  local name=$1 key=$2
-  shift 2
-  local outs=()
-  while [[ $1 != -- ]]; do
-    [[ $1 != - ]] && outs+=("$1")
-    shift
-  done
-  shift
-  local before after rc=0
-  before=$(snapshot)
-  "$nfk" "$@" >"$log/stdout" 2>"$log/stderr" || rc=$?
-  after=$(snapshot)
-  local lines nlines
-  lines=$(grep -v '^[[:space:]]*$' "$log/stderr" || true)
-  nlines=$(printf '%s' "$lines" | grep -c '' || true)
-  local why=()
-  ((rc != 0)) || why+=("exit status 0")
-  ((rc < 128)) || why+=("killed by a signal (exit status $rc)")
-  ((nlines == 1)) || why+=("$nlines non-empty stderr lines, expected 1")
-  if grep -Eq 'frame #|Exception raised from|terminate called' "$log/stderr"; then
-    why+=("C++ backtrace on stderr")
-  fi
-  printf '%s' "$lines" | grep -Eqi -- "$key" || why+=("error does not mention /$key/")
-  local o
-  for o in "${outs[@]}"; do
-    [[ ! -e $o ]] || why+=("output $o was left behind")
-    if compgen -G "$o.tmp.*" >/dev/null; then why+=("temp file $o.tmp.* was left behind"); fi
-  done
-  if [[ $before != "$after" ]]; then
-    local changes
-    changes=$(diff <(echo "$before") <(echo "$after") | grep '^[<>]' | tr '\n' ' ' || true)
-    why+=("files under the work folder changed: $changes")
-  fi
-  if ((${#why[@]} == 0)); then
-    echo "ok: $name"
-  else
-    local IFS=';'
-    fail "$name" "${why[*]}"
-    echo "  command: nfk $(printf '%q ' "$@")"
-    echo "  exit status: $rc"
-    sed 's/^/  stderr| /' "$log/stderr" | head -20
-  fi
-  # keep later cases independent of this one's leftovers
-  for o in "${outs[@]}"; do rm -rf "$o" "$o".tmp.*; done
-  find "$w/out" -mindepth 1 -delete
-}
-
-must() {  # case, nfk args...: a run that has to succeed to set up later cases
-  local name=$1
-  shift
-  if ! "$nfk" "$@" >"$log/stdout" 2>"$log/stderr"; then
-    fail "$name" "setup command failed: nfk $*"
-    sed 's/^/  stderr| /' "$log/stderr" | head -20
-    return 1
-  fi
-}
 
 fitargs=(--rank 2 --method exact --quiet)
 clf=(--model "$w/clf.pt" --kind classifier)
-o=$w/out  # every failing run writes here (it must stay empty)
-mkdir -p "$o"
 touch "$w/afile"  # a regular file: paths under it cannot be created (chmod does not stop root)
 
 # 1. wrong kind for the model
@@ -201,10 +120,4 @@ expect_fail "--rank 21 > 20 examples (exact)" 'rank' "$o/p.nfk" -- \
 expect_fail "--rank 21 > 20 examples (matrix-free)" 'rank' "$o/p.nfk" -- \
   fit "${clf[@]}" --data "$w/x.npy" --rank 21 --method matrix-free --out "$o/p.nfk" --quiet
 
-leftover=$(find "$o" -mindepth 1)
-[[ -z $leftover ]] || fail "output folder" "files left in it: $leftover"
-if ((failures > 0)); then
-  echo "$failures case(s) failed"
-  exit 1
-fi
-echo "all bad-input cases passed"
+finish

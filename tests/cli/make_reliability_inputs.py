@@ -1,0 +1,101 @@
+"""Writes the models and data that tests/cli/reliability.sh feeds to nfk.
+
+Usage: python3 make_reliability_inputs.py OUTDIR   (needs torch and numpy)
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+
+class Classifier(nn.Module):
+    """[B,1,8,8] -> logits [B,3] (TorchScript has no super(): subclasses call logits)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 3)
+
+    def logits(self, x):
+        return self.fc(torch.tanh(self.conv(x)).flatten(1))
+
+    def forward(self, x):
+        return self.logits(x)
+
+
+class LogSoftmaxClassifier(Classifier):
+    """Ends in log_softmax, as PyTorch's MNIST example does: its free energy is constant."""
+
+    def forward(self, x):
+        return F.log_softmax(self.logits(x), dim=1)
+
+
+class SoftmaxClassifier(Classifier):
+    def forward(self, x):
+        return F.softmax(self.logits(x), dim=1)
+
+
+class LinearClassifier(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 3)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+class ConstantScore(Classifier):
+    """logsumexp of log_softmax: 0 up to rounding, whatever x and the weights."""
+
+    def forward(self, x):
+        return torch.logsumexp(F.log_softmax(self.logits(x), dim=1), dim=1)
+
+
+class DropoutClassifier(Classifier):
+    def __init__(self):
+        super().__init__()
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.logits(self.drop(x))
+
+
+class NanWhereNegative(Classifier):
+    """Logits times sqrt of the first pixel: NaN for the examples where it is negative."""
+
+    def forward(self, x):
+        return self.logits(x) * torch.sqrt(x[:, :, 0, 0])
+
+
+def main():
+    out = sys.argv[1]
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    torch.jit.script(Classifier().eval()).save(os.path.join(out, "clf.pt"))
+    torch.jit.script(LogSoftmaxClassifier().eval()).save(os.path.join(out, "clf_logsoftmax.pt"))
+    torch.jit.script(SoftmaxClassifier().eval()).save(os.path.join(out, "clf_softmax.pt"))
+    torch.jit.script(LinearClassifier().eval()).save(os.path.join(out, "clf_linear.pt"))
+    torch.jit.script(ConstantScore().eval()).save(os.path.join(out, "score_constant.pt"))
+    torch.jit.script(DropoutClassifier().train()).save(os.path.join(out, "clf_train.pt"))
+    torch.jit.script(NanWhereNegative().eval()).save(os.path.join(out, "clf_nan_some.pt"))
+
+    x = rng.standard_normal((20, 1, 8, 8)).astype(np.float32)
+    np.save(os.path.join(out, "x.npy"), x)
+    np.save(os.path.join(out, "x_small.npy"), x[:3])
+    np.save(os.path.join(out, "x_240.npy"), rng.standard_normal((240, 1, 8, 8)).astype(np.float32))
+    # Finite but huge: the Fisher vectors overflow float32.
+    np.save(os.path.join(out, "x_huge.npy"), (x / np.abs(x).max() * 3e38).astype(np.float32))
+    # Every first pixel positive but row 5's: NanWhereNegative gives NaN there first.
+    xp = np.abs(x)
+    xp[5, 0, 0, 0] = -1.0
+    xp[9, 0, 0, 0] = -1.0
+    np.save(os.path.join(out, "x_neg5.npy"), xp)
+    np.save(os.path.join(out, "x_pos.npy"), np.abs(x))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# What nfk does to the paths a user points it at, and to inputs that would give silent garbage
+# (issue "Reliability"): outputs never destroy what is at the path or an input of the same
+# command, crafted projectors are one line (never a crash), non-finite results are never
+# written, log-probability classifiers are refused, options are validated, FIFOs never hang,
+# warnings are one line.
+# Usage: bash tests/cli/reliability.sh path/to/nfk
+set -euo pipefail
+source "$(dirname "$0")/lib.sh" "$1"
+"$py" "$here/make_reliability_inputs.py" "$w"
+
+fitargs=(--rank 2 --method exact --quiet)
+clf=(--model "$w/clf.pt" --kind classifier)
+
+# --- outputs ------------------------------------------------------------------------------------
+expect_fail "fit --out equal to --model" 'also an input' - -- \
+  fit "${clf[@]}" --data "$w/x.npy" --out "$w/clf.pt" "${fitargs[@]}"
+expect_fail "fit --out equal to --data (with a slice)" 'also an input' - -- \
+  fit "${clf[@]}" --data "$w/x.npy[:10]" --out "$w/x.npy" "${fitargs[@]}"
+ln -s clf.pt "$w/link-to-model.pt"
+expect_fail "fit --out a symlink to --model" 'also an input' - -- \
+  fit "${clf[@]}" --data "$w/x.npy" --out "$w/link-to-model.pt" "${fitargs[@]}"
+expect_fail "fit --embedding-out equal to --out" 'same file' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/x.npy" --out "$o/p.nfk" --embedding-out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "fit --out a directory" 'directory' - -- \
+  fit "${clf[@]}" --data "$w/x.npy" --out "$o" "${fitargs[@]}"
+mkfifo "$w/fifo-out"
+expect_fail "fit --out a FIFO with no reader" 'no reader' - -- \
+  fit "${clf[@]}" --data "$w/x.npy" --out "$w/fifo-out" "${fitargs[@]}"
+expect_fail "fit --embedding-out /dev/full: neither output written" 'no space' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/x.npy" --out "$o/p.nfk" --embedding-out /dev/full "${fitargs[@]}"
+
+must "fit a good projector" fit "${clf[@]}" --data "$w/x.npy" --out "$w/good.nfk" "${fitargs[@]}"
+expect_fail "transform --out equal to --projector" 'also an input' - -- \
+  transform --projector "$w/good.nfk" --data "$w/x.npy" --out "$w/good.nfk" --quiet
+expect_fail "transform --out equal to the projector's model" 'also an input' - -- \
+  transform --projector "$w/good.nfk" --data "$w/x.npy" --out "$w/clf.pt" --quiet
+
+if [[ -c /dev/null ]]; then
+  must "fit --out /dev/null" fit "${clf[@]}" --data "$w/x.npy" --out /dev/null "${fitargs[@]}"
+  check "/dev/null is still a character device" test -c /dev/null
+fi
+(cat "$w/fifo-out" >"$tmp/from-fifo.nfk") &
+reader=$!
+must "fit --out a FIFO with a reader" fit "${clf[@]}" --data "$w/x.npy" --out "$w/fifo-out" "${fitargs[@]}"
+wait "$reader"
+check "the FIFO is still a FIFO" test -p "$w/fifo-out"
+check "the FIFO's reader got the projector" cmp -s "$tmp/from-fifo.nfk" "$w/good.nfk"
+
+mkdir -p "$tmp/targets"
+ln -s "$tmp/targets/p.nfk" "$w/link.nfk"  # dangling until the fit
+must "fit --out a dangling symlink" fit "${clf[@]}" --data "$w/x.npy" --out "$w/link.nfk" "${fitargs[@]}"
+check "the symlink is still a symlink" test -L "$w/link.nfk"
+check "its target holds the projector" cmp -s "$tmp/targets/p.nfk" "$w/good.nfk"
+chmod 600 "$tmp/targets/p.nfk"
+must "fit --out an existing symlink" fit "${clf[@]}" --data "$w/x.npy" --out "$w/link.nfk" "${fitargs[@]}"
+check "the replaced file keeps its mode 600" test "$(stat -c %a "$tmp/targets/p.nfk")" = 600
+long=$(printf 'p%.0s' $(seq 1 250)).nfk  # 254 characters: the longest name but one
+must "fit --out a 254-character file name" fit "${clf[@]}" --data "$w/x.npy" --out "$tmp/$long" "${fitargs[@]}"
+check "the 254-character output exists" test -s "$tmp/$long"
+check "no temp file left anywhere" test -z "$(find "$tmp" -name '.nfk-*.tmp')"
+
+# --- crafted projectors: one line, never a crash ----------------------------------------------
+craft() {  # name, mutation
+  "$py" "$here/craft_projector.py" "$w/good.nfk" "$w/$1.nfk" "$2"
+}
+projector_case() {  # name, keyword, mutation
+  craft "$1" "$3"
+  expect_fail "projector: $1" "$2" "$o/e.npy" -- \
+    transform --projector "$w/$1.nfk" --data "$w/x.npy" --out "$o/e.npy" --quiet
+}
+projector_case flipped-data-bit 'checksum' flip-data
+projector_case flipped-header-bit 'checksum' flip-header
+projector_case huge-offset 'truncated|range' "header:t['basis']['offset'] = 2**64 - 1"
+projector_case negative-offset 'range' "header:t['basis']['offset'] = -8"
+projector_case float-offset 'integer' "header:t['basis']['offset'] = 1e300"
+projector_case huge-shape 'large|shape|byte count' "header:t['basis']['shape'] = [2**40, 2**40]"
+projector_case wrapping-shape 'large|shape|byte count' "header:t['basis']['shape'] = [2**62, 4]"
+projector_case negative-shape 'shape' "header:t['basis']['shape'] = [-1, 2]"
+projector_case huge-nbytes 'byte count|range' "header:t['basis']['nbytes'] = 2**63"
+projector_case huge-rank 'range|rank' "header:h['svd']['rank'] = 2**70"
+projector_case negative-sigma 'negative singular' data:singular_values:-1
+projector_case nan-sigma 'nan' data:singular_values:nan
+projector_case zero-fisher 'not positive' data:fisher_diag:0
+projector_case string-version 'corrupt|version' "header:h['version'] = 'x'"
+projector_case missing-tensor 'missing' "header:h['tensors'] = h['tensors'][1:]"
+mkfifo "$w/fifo.nfk"
+expect_fail "projector: a FIFO" 'fifo' "$o/e.npy" -- \
+  transform --projector "$w/fifo.nfk" --data "$w/x.npy" --out "$o/e.npy" --quiet
+expect_fail "projector: a directory" "$(basename "$o")" "$o/e.npy" -- \
+  transform --projector "$o" --data "$w/x.npy" --out "$o/e.npy" --quiet
+mkfifo "$w/fifo.pt"
+expect_fail "model: a FIFO" 'fifo' "$o/p.nfk" -- \
+  fit --model "$w/fifo.pt" --kind classifier --data "$w/x.npy" --out "$o/p.nfk" "${fitargs[@]}"
+
+# --- non-finite results are never written ----------------------------------------------------
+must "fit a linear classifier" fit --model "$w/clf_linear.pt" --kind classifier --data "$w/x.npy" \
+  --out "$w/linear.nfk" "${fitargs[@]}"
+expect_fail "transform of finite data whose result overflows float32" 'nan or inf' "$o/e.npy" -- \
+  transform --projector "$w/linear.nfk" --data "$w/x_huge.npy" --out "$o/e.npy" --quiet
+expect_fail "fisher of finite data whose gradients overflow float32" 'nan or inf' "$o/i.npy" -- \
+  fisher --model "$w/clf_linear.pt" --kind classifier --data "$w/x_huge.npy" --out "$o/i.npy" --quiet
+must "fit the NaN-where-negative model on positive data" fit --model "$w/clf_nan_some.pt" \
+  --kind classifier --data "$w/x_pos.npy" --out "$w/nan_some.nfk" "${fitargs[@]}"
+expect_fail "transform where the model gives NaN from row 5" 'row 5 ' "$o/e.npy" -- \
+  transform --projector "$w/nan_some.nfk" --data "$w/x_neg5.npy" --out "$o/e.npy" --quiet
+expect_fail "fisher where the model gives NaN" 'nan' "$o/i.npy" -- \
+  fisher --model "$w/clf_nan_some.pt" --kind classifier --data "$w/x_neg5.npy" --out "$o/i.npy" --quiet
+
+# --- models whose score is meaningless -------------------------------------------------------
+expect_fail "classifier ending in log_softmax" 'log_softmax' "$o/p.nfk" -- \
+  fit --model "$w/clf_logsoftmax.pt" --kind classifier --data "$w/x.npy" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "classifier ending in softmax" 'softmax' "$o/p.nfk" -- \
+  fit --model "$w/clf_softmax.pt" --kind classifier --data "$w/x.npy" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "kind score whose score is constant up to rounding" 'same for every' "$o/p.nfk" -- \
+  fit --model "$w/score_constant.pt" --kind score --data "$w/x.npy" --out "$o/p.nfk" "${fitargs[@]}"
+# A model saved in training mode: evaluated in eval mode, with one warning line.
+must "fit a model saved in training mode" fit --model "$w/clf_train.pt" --kind classifier \
+  --data "$w/x.npy" --out "$w/train.nfk" "${fitargs[@]}"
+check "one warning line says it was in training mode" \
+  test "$(grep -c . "$log/stderr")" = 1 -a "$(grep -ci 'training mode' "$log/stderr")" = 1
+
+# --- options ---------------------------------------------------------------------------------
+for bad in "--memory-budget -1" "--memory-budget 9e15" "--memory-budget 99999999999" \
+  "--dist-timeout 1e300" "--dist-timeout 0" "--dist-timeout nan" "--fisher-floor inf" \
+  "--fisher-floor nan" "--fisher-floor 0" "--rank 0" "--rank -3" "--batch-size 0" \
+  "--power-iters -1" "--oversample 1e3" "--nproc 0"; do
+  read -r -a flag <<<"$bad"
+  expect_fail "option $bad" "${flag[0]#--}|expected" "$o/p.nfk" -- \
+    fit "${clf[@]}" --data "$w/x.npy" --out "$o/p.nfk" --quiet "${flag[@]}"
+  line=$(cat "$log/stderr")
+  ((${#line} < 200)) || fail "option $bad" "message of ${#line} characters"
+done
+
+finish
