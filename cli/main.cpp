@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
   nfk::cli::add_train_command(app);
   nfk::cli::set_command_line(argc, argv);
   nfk::detail::OneLineWarnings warnings([](const std::string& line) {
+    // Every rank of a distributed run would say the same: rank 0 speaks for them.
+    const char* rank = std::getenv("RANK");
+    if (rank != nullptr && std::string(rank) != "0") return;
     std::fprintf(stderr, "%swarning: %s\n", line_prefix().c_str(), line.c_str());
   });
   nfk::detail::WarningHandlerGuard warning_guard(&warnings);
@@ -55,7 +58,16 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     // One line; a rank of a distributed run says which one it is.
     const std::string line = nfk::detail::summary_line(nfk::detail::error_text(e));
-    std::fprintf(stderr, "%s%s\n", line_prefix().c_str(), nfk::detail::strip_prefix(line).c_str());
+    const std::string text = line_prefix() + nfk::detail::strip_prefix(line) + "\n";
+    // A rank started by `--nproc` leaves its line to the launcher, which reports the failing
+    // rank's reason once (the other ranks' errors are consequences of it).
+    if (const char* path = std::getenv("NFK_ERROR_FILE")) {
+      if (FILE* f = std::fopen(path, "w")) {
+        const bool ok = std::fputs(text.c_str(), f) >= 0;
+        if (std::fclose(f) == 0 && ok) return 1;
+      }
+    }
+    std::fputs(text.c_str(), stderr);
     return 1;
   }
   return 0;

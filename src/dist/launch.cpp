@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,6 +46,40 @@ std::string describe(int status) {
   }
   return "stopped";
 }
+
+// Where each rank leaves its error line (NFK_ERROR_FILE), so that a failed job reports the
+// failing rank's own reason in one line instead of every rank's and the launcher's.
+class ErrorFiles {
+ public:
+  ErrorFiles() {
+    char dir[] = "/tmp/nfk-ranks-XXXXXX";
+    if (::mkdtemp(dir) != nullptr) dir_ = dir;
+  }
+  ~ErrorFiles() {
+    if (dir_.empty()) return;
+    for (const auto& f : written_) ::unlink(f.c_str());
+    ::rmdir(dir_.c_str());
+  }
+  std::string path(int rank) {
+    if (dir_.empty()) return "";
+    written_.push_back(dir_ + "/rank-" + std::to_string(rank));
+    return written_.back();
+  }
+  /// The rank's error line without its "nfk ...: " prefix, or "" if it left none.
+  std::string line(int rank) const {
+    if (dir_.empty()) return "";
+    std::ifstream in(dir_ + "/rank-" + std::to_string(rank));
+    std::string l;
+    std::getline(in, l);
+    const auto colon = l.find("]: ");
+    if (l.rfind("nfk [rank", 0) == 0 && colon != std::string::npos) return l.substr(colon + 3);
+    return l.rfind("nfk: ", 0) == 0 ? l.substr(5) : l;
+  }
+
+ private:
+  std::string dir_;
+  std::vector<std::string> written_;
+};
 
 // Stops the ranks still running: SIGTERM, then SIGKILL after a grace period; reaps them.
 void stop_all(std::vector<pid_t>& pids) {
@@ -124,6 +159,9 @@ void launch_local(const std::vector<std::string>& argv, int nproc) {
   const pid_t launcher = ::getpid();
   // SIGINT/SIGTERM to the launcher stop every rank, then the launcher (see forward_signals).
   SignalForwarding forwarding;
+  ErrorFiles errors;
+  std::vector<std::string> error_paths;
+  for (int r = 0; r < nproc; ++r) error_paths.push_back(errors.path(r));
   std::vector<pid_t> pids(nproc, 0);
   for (int r = 0; r < nproc; ++r) {
     const pid_t pid = ::fork();
@@ -147,6 +185,7 @@ void launch_local(const std::vector<std::string>& argv, int nproc) {
       ::setenv("MASTER_ADDR", "127.0.0.1", 1);
       ::setenv("MASTER_PORT", port.c_str(), 1);
       ::setenv("OMP_NUM_THREADS", threads.c_str(), /*overwrite=*/0);
+      if (!error_paths[r].empty()) ::setenv("NFK_ERROR_FILE", error_paths[r].c_str(), 1);
       ::execv("/proc/self/exe", args.data());
       ::execvp(args[0], args.data());
       std::fprintf(stderr, "nfk: --nproc: cannot run %s: %s\n", args[0], std::strerror(errno));
@@ -180,6 +219,8 @@ void launch_local(const std::vector<std::string>& argv, int nproc) {
     if (rank < 0) continue;  // interrupted, or not one of ours
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
     stop_all(pids);
+    const std::string why = errors.line(rank);
+    TORCH_CHECK(why.empty(), "nfk: rank ", rank, " of ", nproc, ": ", why);
     TORCH_CHECK(false, "nfk: rank ", rank, " of ", nproc, " ", describe(status),
                 "; stopped the other ranks");
   }

@@ -179,6 +179,7 @@ torch::Tensor orthonormal_basis(const torch::Tensor& a) {
 }
 
 double squared_norm(const torch::Tensor& a) {
+  if (a.numel() == 0) return 0;  // e.g. the rows of V on a rank with no batch
   const int64_t rows = a.dim() == 0 ? 1 : a.size(0);
   auto flat = a.reshape({rows, -1});
   // Float64 blocks of about 8 MB stay in the CPU's cache (a whole-matrix float64 copy costs 5×

@@ -3,7 +3,8 @@
 # every method, a VAE whose score draws noise per batch) and two ranks launched torchrun-style
 # (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT) must give the single-process singular values,
 # training embeddings, `nfk transform` embeddings and `nfk fisher` diagonal to 1e-6; a rank that
-# dies must make the job fail with a one-line reason within the timeout, not hang.
+# dies must make the job fail with a one-line reason within the timeout, not hang; ranks that get
+# no batch give the single-process numbers; a killed launcher takes its ranks with it.
 # Usage: bash tests/cli/distributed.sh path/to/nfk
 set -euo pipefail
 nfk=$(realpath "$1")
@@ -65,6 +66,42 @@ echo "== fisher: 1 process vs --nproc 3 (uneven shards)"
 "$py" "$here/distributed.py" close "$tmp/i1.npy" "$tmp/i3.npy" $tol
 "$py" "$here/distributed.py" close "$tmp/z1.npy" "$tmp/z3.npy" $tol
 
+echo "== ranks without a batch: 240 examples in one batch of 256 on 2 ranks; 3 examples on 4 ranks"
+small=(--model "$tmp/mlp.pt" --kind classifier --dtype float64 --rank 3 --power-iters 4 --quiet)
+for method in per-example exact matrix-free sketch; do
+  for np in 1 2; do
+    "$nfk" fit "${small[@]}" --data "mnist:test[:240]" --batch-size 256 --method $method \
+      --out "$tmp/empty_${method}_$np.nfk" --embedding-out "$tmp/empty_${method}_${np}_train.npy" \
+      --nproc $np
+    "$nfk" spectrum --projector "$tmp/empty_${method}_$np.nfk" --json > "$tmp/empty_${method}_$np.json"
+  done
+  compare "empty_${method}_1" "empty_${method}_2"
+  for np in 1 4; do
+    "$nfk" fit "${small[@]}" --data "mnist:test[:3]" --batch-size 1 --method $method \
+      --out "$tmp/tiny_${method}_$np.nfk" --embedding-out "$tmp/tiny_${method}_${np}_train.npy" \
+      --nproc $np
+    "$nfk" spectrum --projector "$tmp/tiny_${method}_$np.nfk" --json > "$tmp/tiny_${method}_$np.json"
+  done
+  compare "tiny_${method}_1" "tiny_${method}_4"
+done
+for np in 1 4; do
+  "$nfk" transform --projector "$tmp/tiny_exact_1.nfk" --data "mnist:test[:3]" --batch-size 2 \
+    --out "$tmp/tiny_t$np.npy" --quiet --nproc $np
+  "$nfk" fisher --model "$tmp/mlp.pt" --kind classifier --dtype float64 --data "mnist:test[:3]" \
+    --batch-size 1 --out "$tmp/tiny_i$np.npy" --quiet --nproc $np
+done
+"$py" "$here/distributed.py" close "$tmp/tiny_t1.npy" "$tmp/tiny_t4.npy" $tol
+"$py" "$here/distributed.py" close "$tmp/tiny_i1.npy" "$tmp/tiny_i4.npy" $tol
+
+echo "== a bad input under --nproc 3: one line, the failing rank's own reason"
+rc=0
+"$nfk" fit "${small[@]}" --data "mnist:test[:10]" --rank 20 --method exact --nproc 3 \
+  --out "$tmp/bad.nfk" 2> "$tmp/bad.err" || rc=$?
+((rc != 0)) || { echo "FAIL: exit status 0"; exit 1; }
+[[ $(grep -c . "$tmp/bad.err") == 1 ]] && grep -Eq '^nfk: rank [0-2] of 3: .*rank must be' "$tmp/bad.err" ||
+  { echo "FAIL: expected one line naming a rank and the reason, got:"; cat "$tmp/bad.err"; exit 1; }
+echo "  $(cat "$tmp/bad.err")"
+
 port=$(( 20000 + RANDOM % 20000 ))
 echo "== torchrun-style: two ranks from the environment (MASTER_PORT=$port)"
 for r in 0 1; do
@@ -107,6 +144,36 @@ killed=$SECONDS
 rc=0; wait $launcher || rc=$?
 expect_fail "--nproc 2, rank 1 killed" "rank 1 of 2 was killed by signal 9" "$tmp/dead.err" $rc $killed
 [[ ! -e "$tmp/dead.nfk" ]] || { echo "FAIL: a failed job wrote its output"; exit 1; }
+
+ranks_gone() {  # launcher pid, ranks' pids...: every rank gone within 10 s
+  local launcher=$1
+  shift
+  for _ in $(seq 100); do
+    local alive=0 pid
+    for pid in "$@"; do  # a zombie (not yet reaped by init) has stopped
+      [[ $(ps -o stat= -p "$pid" 2> /dev/null || true) == [!Z]* ]] && alive=1
+    done
+    if ((alive == 0)); then return 0; fi
+    sleep 0.1
+  done
+  echo "FAIL: ranks $* still run 10 s after their launcher $launcher was killed"; exit 1
+}
+for sig in TERM INT KILL; do
+  echo "== the --nproc 2 launcher killed by SIG$sig: its ranks stop, nothing is written"
+  "$nfk" fit "${model[@]}" "${big[@]}" --out "$tmp/killed.nfk" --nproc 2 2> "$tmp/killed.err" &
+  launcher=$!
+  in_power_iterations "$tmp/killed.err" $launcher
+  ranks=$(pgrep -P $launcher | tr '\n' ' ')
+  [[ -n $ranks ]] || { echo "FAIL: no rank processes under the launcher"; exit 1; }
+  kill -$sig $launcher
+  rc=0; wait $launcher 2> /dev/null || rc=$?
+  ((rc != 0)) || { echo "FAIL: the killed launcher exited 0"; exit 1; }
+  # shellcheck disable=SC2086
+  ranks_gone $launcher $ranks
+  sleep 1
+  [[ ! -e "$tmp/killed.nfk" ]] || { echo "FAIL: ranks of a killed launcher wrote the output"; exit 1; }
+  echo "  ranks $ranks gone"
+done
 
 echo "== dead rank, torchrun-style: the survivor fails with a clear message"
 port=$(( 20000 + RANDOM % 20000 ))
