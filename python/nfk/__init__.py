@@ -66,8 +66,12 @@ def _shown(value):
 
 def _check_int(name, value, low, high=_INT64_MAX):
     """`value` as an int in [low, high]; TypeError for a non-integer (bool included)."""
-    accepted = (f"an integer >= {low}" if high == _INT64_MAX
-                else f"an integer in [{low}, {high}]")
+    if high == _INT64_MAX:
+        accepted = f"an integer >= {low}"
+    else:  # 2**62 - 1 reads better than 4611686018427387903
+        bits = (high + 1).bit_length() - 1
+        shown = f"2**{bits} - 1" if bits > 32 and high + 1 == 2**bits else str(high)
+        accepted = f"an integer in [{low}, {shown}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"nfk: {name} must be {accepted}, got {_shown(value)}")
     value = int(value)
@@ -164,8 +168,9 @@ def get_num_threads():
 def set_num_threads(n):
     """Sets LibTorch's intra-op thread count. float32 results are bit-identical to the CLI's
     only with the same count: the CLI uses OMP_NUM_THREADS or every core, while a process that
-    imported PyTorch may run at fewer (see ``torch.get_num_threads()``)."""
-    _nfk.set_num_threads(_check_int("n", n, 1, 2**31 - 1))
+    imported PyTorch may run at fewer (see ``torch.get_num_threads()``). At most
+    max(1024, 4 x cores): OpenMP ends the process when it cannot make the threads."""
+    _nfk.set_num_threads(_check_int("n", n, 1, max(1024, 4 * (os.cpu_count() or 1))))
 
 
 # dtypes the extension reads as they are (native byte order); every other accepted dtype is
@@ -340,10 +345,11 @@ class NFK:
                             self.output)
         fo = _fisher_options(self.estimator, self.reference_samples, self.fisher_floor,
                              self.batch_size)
-        rank = _check_int("rank", self.rank, 1)
+        # The SVD forms rank + oversample and 2 power_iters + 2: bounds that keep both in int64.
+        rank = _check_int("rank", self.rank, 1, _INT64_MAX >> 1)
         method = _check_choice("method", self.method, _METHODS)
-        oversample = _check_int("oversample", self.oversample, 0)
-        power_iters = _check_int("power_iters", self.power_iters, 0)
+        oversample = _check_int("oversample", self.oversample, 0, _INT64_MAX >> 1)
+        power_iters = _check_int("power_iters", self.power_iters, 0, _INT64_MAX >> 2)
         memory_budget_mib = _check_int("memory_budget_mib", self.memory_budget_mib, 0,
                                        _INT64_MAX >> 20)
         x, source = _as_array(X)

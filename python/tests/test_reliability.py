@@ -238,20 +238,29 @@ LONG_FIT = textwrap.dedent("""
     import numpy as np
     import nfk
     nfk.set_num_threads(1)
-    model, out = sys.argv[1], sys.argv[2]
+    model, out, method, then = sys.argv[1:]
     x = np.random.default_rng(0).random((64, 1, 8, 8), dtype=np.float32)
-    m = nfk.NFK("classifier", rank=4, method=sys.argv[3], power_iters=100000, batch_size=16)
+    short = nfk.NFK("classifier", rank=4, method=method, power_iters=2, batch_size=16)
+    sigma = short.fit(model, x).singular_values_
+    m = nfk.NFK("classifier", rank=4, method=method, power_iters=100000, batch_size=16)
     print("fitting", flush=True)
-    m.fit(model, x)
-    m.save(out)
+    try:
+        m.fit(model, x)
+        m.save(out)
+    except KeyboardInterrupt:
+        if then == "raise":
+            raise
+        # The same process fits again after the interrupt, to the same numbers.
+        print("again", np.array_equal(short.fit(model, x).singular_values_, sigma), flush=True)
 """)
 
 
 @pytest.mark.parametrize("method", ["per-example", "matrix-free"])
-def test_ctrl_c_stops_a_long_fit(d, tmp_path, method):
+@pytest.mark.parametrize("then", ["raise", "fit-again"])
+def test_ctrl_c_stops_a_long_fit(d, tmp_path, method, then):
     script, out = tmp_path / "long_fit.py", tmp_path / "out.nfk"
     script.write_text(LONG_FIT)
-    p = subprocess.Popen([sys.executable, str(script), str(d / "cnn.pt"), str(out), method],
+    p = subprocess.Popen([sys.executable, str(script), str(d / "cnn.pt"), str(out), method, then],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline() == "fitting\n"
@@ -264,9 +273,13 @@ def test_ctrl_c_stops_a_long_fit(d, tmp_path, method):
         except subprocess.TimeoutExpired:
             pytest.fail("a SIGINT did not stop the fit within 15 s")
         assert time.monotonic() - start < 5
-        stderr = p.stderr.read()
-        assert p.returncode != 0
-        assert stderr.strip().splitlines()[-1] == "KeyboardInterrupt", stderr
+        stdout, stderr = p.stdout.read(), p.stderr.read()
+        if then == "raise":
+            assert p.returncode != 0
+            assert stderr.strip().splitlines()[-1] == "KeyboardInterrupt", stderr
+        else:
+            assert p.returncode == 0, stderr
+            assert stdout == "again True\n"
         assert not out.exists()
     finally:
         if p.poll() is None:
@@ -325,7 +338,10 @@ BAD_OPTIONS = [
     (dict(rank=4.0), TypeError, "rank"),
     (dict(rank=True), TypeError, "rank"),
     (dict(rank="8"), TypeError, "rank"),
+    (dict(rank=2**62), ValueError, "rank"),
     (dict(oversample=-1), ValueError, "oversample"),
+    (dict(oversample=2**63 - 1), ValueError, "oversample"),  # rank + oversample overflowed
+    (dict(power_iters=2**62), ValueError, "power_iters"),  # 2 power_iters + 2 overflowed
     (dict(power_iters=2**63), ValueError, "power_iters"),
     (dict(batch_size=0), ValueError, "batch_size"),
     (dict(batch_size=-5), ValueError, "batch_size"),
@@ -382,6 +398,7 @@ def test_bad_arguments_of_functions_one_line(d, x, fitted):
         (lambda: nfk.load_dataset(7), TypeError, "source"),
         (lambda: nfk.set_num_threads(0), ValueError, "n must be"),
         (lambda: nfk.set_num_threads(2**40), ValueError, "n must be"),
+        (lambda: nfk.set_num_threads(2**31 - 1), ValueError, "n must be"),  # OpenMP exit()ed
         (lambda: nfk.set_num_threads(1.5), TypeError, "n must be"),
         (lambda: nfk.set_tf32("yes"), TypeError, "allowed"),
     ]
@@ -467,8 +484,21 @@ def test_misuse_raises(d, x, fitted, ref):
         with pytest.raises((ValueError, RuntimeError)) as e:
             fitted.transform(bad)
         one_line(e)
-    # A batch larger than the data, and a projector used with another model: fine / one line.
-    assert np.array_equal(fitted.transform(x, batch_size=2**62), ref)
+    # Batches larger than the data.
+    big_batch = 2**63 - 1
+    assert np.array_equal(fitted.transform(x, batch_size=big_batch), ref)
+    assert np.array_equal(nfk.fisher_diag(d / "cnn.pt", x, kind="classifier", batch_size=big_batch),
+                          nfk.fisher_diag(d / "cnn.pt", x, kind="classifier"))
+    assert nfk.fisher_distance(fitted, x, x[:5], batch_size=big_batch) == \
+        nfk.fisher_distance(fitted, x, x[:5])
+    # All-NaN data, empty sets.
+    with pytest.raises(ValueError, match="4096 NaN") as e:
+        nfk.NFK("classifier", rank=2).fit(d / "cnn.pt", np.full_like(x, np.nan))
+    one_line(e)
+    with pytest.raises(ValueError, match="empty set") as e:
+        nfk.fisher_distance(fitted, x[:0], x)
+    one_line(e)
+    # A projector used with another model.
     torch.manual_seed(0)
     torch.jit.script(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))).save(
         str(d / "other.pt"))
