@@ -170,10 +170,13 @@ class CallScope {
   ~CallScope() {
     if (finished_) return;
     guard_.reset();
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);  // an error already set stays the one raised
     try {
       if (!emit_warnings(collector_.take())) PyErr_Clear();
     } catch (const std::exception&) {  // py::error_already_set from the frame walk
     }
+    PyErr_Restore(type, value, traceback);
   }
 
   /// Restores the previous warning handler and emits the collected warnings (GIL held). Throws

@@ -432,6 +432,33 @@ class Warns(torch.nn.Module):
         return self.fc(x.flatten(1))
 
 
+class WarnsThenFails(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 3)
+
+    def forward(self, x):
+        if x.size(0) > 3:  # the load's 2-example probe passes, the Fisher pass fails
+            warnings.warn("about to fail")
+            raise RuntimeError("boom")
+        return self.fc(x.flatten(1))
+
+
+def test_warnings_of_a_failing_call(d, x):
+    torch.jit.script(WarnsThenFails()).save(str(d / "warns_then_fails.pt"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match="boom") as e:
+            nfk.fisher_diag(d / "warns_then_fails.pt", x, kind="classifier")
+    one_line(e)
+    assert [str(w.message) for w in caught] == ["about to fail"]
+    # A filter that makes warnings errors does not replace the error in flight.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RuntimeError, match="boom"):
+            nfk.fisher_diag(d / "warns_then_fails.pt", x, kind="classifier")
+
+
 def test_libtorch_warnings_become_python_warnings(d, x, capfd):
     torch.manual_seed(0)
     torch.jit.script(Interacting()).save(str(d / "interacting.pt"))
