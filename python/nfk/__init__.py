@@ -258,7 +258,13 @@ class _ModelFile:
             if not isinstance(model, torch.nn.Module):
                 raise TypeError("nfk: a model is a file path, a torch.jit.ScriptModule or a "
                                 f"torch.nn.Module, got {_shown(model)}")
-            model = torch.jit.script(model)
+            try:
+                model = torch.jit.script(model)
+            except Exception as e:  # TorchScript's compiler: the cause, then source excerpts
+                cause = next((line for line in str(e).splitlines() if line.strip()), repr(e))
+                raise ValueError(f"nfk: torch.jit.script cannot compile the {type(model).__name__}"
+                                 f" model ({cause.strip()}); pass a torch.jit.trace'd module or "
+                                 "a saved TorchScript file") from e
         tmp = tempfile.mkdtemp(prefix="nfk_model_")
         self._cleanup = weakref.finalize(self, shutil.rmtree, tmp, True)
         self.path = os.path.join(tmp, "model.pt")

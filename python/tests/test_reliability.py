@@ -541,6 +541,19 @@ def test_misuse_raises(d, x, fitted, ref):
         with pytest.raises((ValueError, RuntimeError, FileNotFoundError)) as e:
             call()
         one_line(e)
+    # An nn.Module TorchScript cannot compile: one line, PyTorch's error as the cause.
+    class Unscriptable(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(64, 3)
+
+        def forward(self, x, **kwargs):
+            return self.fc(x.flatten(1))
+
+    with pytest.raises(ValueError, match="torch.jit.script cannot compile the Unscriptable") as e:
+        nfk.NFK("classifier", rank=1).fit(Unscriptable(), x)
+    one_line(e)
+    assert e.value.__cause__ is not None
     # A model without parameters.
     torch.jit.script(torch.nn.Flatten()).save(str(d / "flatten.pt"))
     with pytest.raises((ValueError, RuntimeError)) as e:
