@@ -221,6 +221,9 @@ def _as_array(x, name="X"):
         if x.dtype == object:
             raise TypeError(f"nfk: {name} must be an array, a torch tensor or a data source "
                             f"string, got {_shown(x.item() if x.ndim == 0 else x)}")
+    if isinstance(x, np.ma.MaskedArray) and np.ma.is_masked(x):
+        raise ValueError(f"nfk: {name}: a masked array with masked entries (their values are not "
+                         "data; fill them first, e.g. x.filled(0))")
     if x.ndim == 0:  # (np.ascontiguousarray would make it [1])
         raise ValueError(f"nfk: {name}: expected an array [N, ...], got a scalar")
     dt = x.dtype

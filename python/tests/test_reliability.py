@@ -77,7 +77,7 @@ def test_big_endian_arrays_are_converted_not_misread(fitted, x, ref, d):
                           i_native)
 
 
-def test_strided_arrays_are_copied(fitted, x, ref):
+def test_strided_arrays_are_copied(fitted, x, ref, d):
     flipped = x[::-1]  # negative stride
     assert np.array_equal(fitted.transform(flipped), ref[::-1])
     wide = np.zeros((N, 1, 8, 16), np.float32)
@@ -90,6 +90,12 @@ def test_strided_arrays_are_copied(fitted, x, ref):
     readonly.flags.writeable = False
     assert np.array_equal(fitted.transform(readonly), ref)
     assert np.array_equal(fitted.transform(x.tolist()), ref)  # nested lists
+    np.save(d / "x_big_endian.npy", x.astype(">f4"))
+    assert np.array_equal(fitted.transform(np.load(d / "x_big_endian.npy", mmap_mode="r")), ref)
+    assert np.array_equal(fitted.transform(np.ma.masked_array(x)), ref)  # nothing masked
+    with pytest.raises(ValueError, match="masked entries") as e:
+        fitted.transform(np.ma.masked_array(x, mask=x > 0.5))
+    one_line(e)
 
 
 def test_other_dtypes_convert_to_their_values(fitted, x):
