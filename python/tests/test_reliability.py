@@ -256,7 +256,8 @@ LONG_FIT = textwrap.dedent("""
     except KeyboardInterrupt:
         if then == "raise":
             raise
-        # The same process fits again after the interrupt, to the same numbers.
+        # The interrupted estimator is unchanged; the process fits again, to the same numbers.
+        assert m.projector_ is None
         print("again", np.array_equal(short.fit(model, x).singular_values_, sigma), flush=True)
 """)
 
@@ -278,7 +279,7 @@ def test_ctrl_c_stops_a_long_fit(d, tmp_path, method, then):
             p.wait(timeout=15)
         except subprocess.TimeoutExpired:
             pytest.fail("a SIGINT did not stop the fit within 15 s")
-        assert time.monotonic() - start < 5
+        assert time.monotonic() - start < 10
         stdout, stderr = p.stdout.read(), p.stderr.read()
         if then == "raise":
             assert p.returncode != 0
@@ -316,7 +317,7 @@ def sigint_after(seconds):
 
 
 def test_ctrl_c_stops_transform_fisher_and_distance(fitted, d, x, ref):
-    big = np.repeat(x, 4000, axis=0)  # 256,000 examples: about 10 s each, uninterrupted
+    big = np.repeat(x, 8000, axis=0)  # 512,000 examples: 15-30 s each, uninterrupted
     calls = {
         "transform": lambda: fitted.transform(big, batch_size=16),
         "fisher_diag": lambda: nfk.fisher_diag(d / "cnn.pt", big, kind="classifier",
@@ -330,7 +331,7 @@ def test_ctrl_c_stops_transform_fisher_and_distance(fitted, d, x, ref):
                 call()
                 returned = True
         assert not returned, f"{name} ended before the signal: give it more work"
-        assert time.monotonic() - start < 3, name
+        assert time.monotonic() - start < 6, name
     # The interrupted model is still usable and gives the same numbers.
     assert np.array_equal(fitted.transform(x), ref)
 
