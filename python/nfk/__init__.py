@@ -67,16 +67,16 @@ def _shown(value):
 def _check_int(name, value, low, high=_INT64_MAX):
     """`value` as an int in [low, high]; TypeError for a non-integer (bool included)."""
     if high == _INT64_MAX:
-        accepted = f"an integer >= {low}"
+        bounds = f">= {low}"
     else:  # 2**62 - 1 reads better than 4611686018427387903
         bits = (high + 1).bit_length() - 1
         shown = f"2**{bits} - 1" if bits > 32 and high + 1 == 2**bits else str(high)
-        accepted = f"an integer in [{low}, {shown}]"
+        bounds = f"in [{low}, {shown}]"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"nfk: {name} must be {accepted}, got {_shown(value)}")
+        raise TypeError(f"nfk: {name} must be an integer {bounds}, got {_shown(value)}")
     value = int(value)
     if not low <= value <= high:
-        raise ValueError(f"nfk: {name} must be {accepted}, got {_shown(value)}")
+        raise ValueError(f"nfk: {name} must be {bounds}, got {_shown(value)}")
     return value
 
 
