@@ -385,10 +385,10 @@ PYBIND11_MODULE(_nfk, m) {
   m.attr("__version__") = NFK_VERSION;
 
   // nfk's errors → Python, with the one line the CLI prints: a missing file is a
-  // FileNotFoundError, a rejected input or option (TORCH_CHECK) a ValueError, the rest a
-  // RuntimeError. Module-local: it sees only exceptions from this module's functions, so
-  // PyTorch's own pybind11 functions keep their translations (and their messages) after
-  // `import nfk`.
+  // FileNotFoundError, a failed allocation a MemoryError, a rejected input or option
+  // (TORCH_CHECK) a ValueError, the rest a RuntimeError. Module-local: it sees only exceptions from
+  // this module's functions, so PyTorch's own pybind11 functions keep their translations (and their
+  // messages) after `import nfk`.
   py::register_local_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -396,10 +396,14 @@ PYBIND11_MODULE(_nfk, m) {
       throw;
     } catch (const py::builtin_exception&) {
       throw;
+    } catch (const c10::OutOfMemoryError& e) {
+      PyErr_SetString(PyExc_MemoryError, error_line(e).c_str());
     } catch (const c10::Error& e) {
       const std::string line = error_line(e);
-      PyErr_SetString(names_missing_file(line) ? PyExc_FileNotFoundError : PyExc_ValueError,
-                      line.c_str());
+      PyObject* type = names_missing_file(line) ? PyExc_FileNotFoundError : PyExc_ValueError;
+      // LibTorch's CPU allocator reports a failed allocation as a plain c10::Error.
+      if (line.find("can't allocate memory") != std::string::npos) type = PyExc_MemoryError;
+      PyErr_SetString(type, line.c_str());
     } catch (const std::bad_alloc&) {
       throw;
     } catch (const std::exception& e) {

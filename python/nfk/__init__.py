@@ -19,7 +19,8 @@ cast to the model dtype. Models are TorchScript or nfk zoo files given by path, 
 library to load. Results are NumPy arrays.
 
 Errors raise ``FileNotFoundError`` (a missing file), ``ValueError`` (a rejected input, option or
-model), ``TypeError`` (an argument of the wrong type, an array of an unsupported dtype) or
+model), ``TypeError`` (an argument of the wrong type, an array of an unsupported dtype),
+``MemoryError`` (an allocation LibTorch could not make) or
 ``RuntimeError``, with the one-line message the CLI prints. Options are checked before any work.
 LibTorch's warnings during a call come out as ``warnings.warn`` (UserWarning), and Ctrl-C stops a
 long call (``KeyboardInterrupt``) between batches.

@@ -24,7 +24,7 @@ import torch
 import nfk
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "cli"))
-from torchscript_interop import Cnn  # noqa: E402
+from torchscript_interop import Cnn, Disc, Gen  # noqa: E402
 
 N = 64
 nfk.set_num_threads(1)
@@ -35,6 +35,8 @@ def d(tmp_path_factory):
     d = tmp_path_factory.mktemp("nfk_reliability")
     torch.manual_seed(0)
     torch.jit.script(Cnn()).save(str(d / "cnn.pt"))
+    torch.jit.script(Disc()).save(str(d / "disc.pt"))
+    torch.jit.script(Gen()).save(str(d / "gen.pt"))
     return d
 
 
@@ -531,6 +533,11 @@ def test_misuse_raises(d, x, fitted, ref):
     one_line(e)
     with pytest.raises(ValueError, match="empty set") as e:
         nfk.fisher_distance(fitted, x[:0], x)
+    one_line(e)
+    # More generator samples than memory holds: a MemoryError, one line.
+    with pytest.raises(MemoryError, match="can't allocate memory") as e:
+        nfk.fisher_diag(d / "disc.pt", x, kind="gan", generator=d / "gen.pt", latent_dim=4,
+                        estimator="true", reference_samples=2**40)
     one_line(e)
     # A projector used with another model.
     torch.manual_seed(0)
