@@ -19,12 +19,19 @@ cast to the model dtype. Models are TorchScript or nfk zoo files given by path, 
 library to load. Results are NumPy arrays.
 
 Errors raise ``FileNotFoundError`` (a missing file), ``ValueError`` (a rejected input, option or
-model) or ``RuntimeError``, with the one-line message the CLI prints.
+model), ``TypeError`` (an argument of the wrong type, an array of an unsupported dtype),
+``MemoryError`` (an allocation LibTorch could not make) or
+``RuntimeError``, with the one-line message the CLI prints. Options are checked before any work.
+LibTorch's warnings during a call come out as ``warnings.warn`` (UserWarning), and Ctrl-C stops a
+long call (``KeyboardInterrupt``) between batches.
 """
 import collections
 import json
+import math
+import numbers
 import os
 import shutil
+import sys
 import tempfile
 import weakref
 
@@ -35,6 +42,92 @@ from . import _nfk
 __version__ = _nfk.__version__
 __all__ = ["NFK", "fisher_diag", "fisher_distance", "load_dataset", "SetDistance",
            "get_num_threads", "set_num_threads", "set_tf32", "tf32_allowed"]
+
+# --- argument checks: one line naming the parameter and what it accepts -----------------------
+
+_KINDS = ("classifier", "gan", "vae", "density", "score", "ntk")
+_ESTIMATORS = ("auto", "true", "empirical")
+_METHODS = ("auto", "exact", "per-example", "matrix-free", "sketch")
+_DTYPES = ("float32", "float64")
+_DEVICES = ("cpu", "cuda")
+_INT64_MAX = 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+
+
+def _shown(value):
+    """A short one-line description of a rejected value."""
+    try:
+        text = repr(value).replace("\n", " ")
+    except ValueError:  # an int with more digits than Python converts to text
+        text = "<a huge number>"
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return text if isinstance(value, (numbers.Number, str)) else f"{type(value).__name__} {text}"
+
+
+def _check_int(name, value, low, high=_INT64_MAX):
+    """`value` as an int in [low, high]; TypeError for a non-integer (bool included)."""
+    if high == _INT64_MAX:
+        bounds = f">= {low}"
+    else:  # 2**62 - 1 reads better than 4611686018427387903
+        bits = (high + 1).bit_length() - 1
+        shown = f"2**{bits} - 1" if bits > 32 and high + 1 == 2**bits else str(high)
+        bounds = f"in [{low}, {shown}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"nfk: {name} must be an integer {bounds}, got {_shown(value)}")
+    value = int(value)
+    if not low <= value <= high:
+        raise ValueError(f"nfk: {name} must be {bounds}, got {_shown(value)}")
+    return value
+
+
+def _check_positive_float(name, value):
+    """`value` as a finite float > 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"nfk: {name} must be a finite number > 0, got {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range
+        number = math.inf
+    if not (math.isfinite(number) and number > 0):
+        raise ValueError(f"nfk: {name} must be a finite number > 0, got {_shown(value)}")
+    value = number
+    return value
+
+
+def _check_choice(name, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        accepted = ", ".join(repr(c) for c in choices)
+        error = ValueError if isinstance(value, str) else TypeError
+        raise error(f"nfk: {name} must be one of {accepted}, got {_shown(value)}")
+    return value
+
+
+def _check_path(name, value):
+    if not isinstance(value, (str, bytes, os.PathLike)):
+        raise TypeError(f"nfk: {name} must be a file path, got {_shown(value)}")
+    path = os.fsdecode(value)
+    if not path or "\0" in path:
+        raise ValueError(f"nfk: {name} must be a file path, got {path!r}")
+    return path
+
+
+def _model_options(kind, seed, dtype, device, latent_dim, output):
+    """The options of a score model, checked (load_score_model's arguments)."""
+    return dict(kind=_check_choice("kind", kind, _KINDS),
+                seed=_check_int("seed", seed, 0, _UINT64_MAX),
+                dtype=_check_choice("dtype", dtype, _DTYPES),
+                device=_check_choice("device", device, _DEVICES),
+                latent_dim=_check_int("latent_dim", latent_dim, 0),
+                output=_check_int("output", output, -1))
+
+
+def _fisher_options(estimator, reference_samples, fisher_floor, batch_size):
+    return dict(estimator=_check_choice("estimator", estimator, _ESTIMATORS),
+                reference_samples=_check_int("reference_samples", reference_samples, 0),
+                fisher_floor=_check_positive_float("fisher_floor", fisher_floor),
+                batch_size=_check_int("batch_size", batch_size, 1))
+
 
 SetDistance = collections.namedtuple("SetDistance", ["fisher", "embedding"])
 SetDistance.__doc__ = """Distance between two sets (AFV): ``fisher`` = ||mean_A V - mean_B V||
@@ -49,7 +142,7 @@ def load_dataset(source):
     file, optionally with ``[:n]`` to keep the first n examples. ``labels`` is None when the
     source has none. Example: ``x, y = nfk.load_dataset("mnist:test[:1000]")``.
     """
-    return _nfk.load_dataset(os.fspath(source))
+    return _nfk.load_dataset(_check_path("source", source))
 
 
 def set_tf32(allowed):
@@ -58,6 +151,8 @@ def set_tf32(allowed):
     PyTorch in the same process (``torch.backends.cuda.matmul.allow_tf32`` and
     ``torch.backends.cudnn.allow_tf32``); PyTorch's default allows it for convolutions, the CLI's
     default forbids it. No effect on CPU or in float64."""
+    if not isinstance(allowed, (bool, np.bool_)):
+        raise TypeError(f"nfk: allowed must be True or False, got {_shown(allowed)}")
     _nfk.set_tf32(bool(allowed))
 
 
@@ -74,19 +169,78 @@ def get_num_threads():
 def set_num_threads(n):
     """Sets LibTorch's intra-op thread count. float32 results are bit-identical to the CLI's
     only with the same count: the CLI uses OMP_NUM_THREADS or every core, while a process that
-    imported PyTorch may run at fewer (see ``torch.get_num_threads()``)."""
-    _nfk.set_num_threads(int(n))
+    imported PyTorch may run at fewer (see ``torch.get_num_threads()``). At most
+    max(1024, 4 x cores): OpenMP ends the process when it cannot make the threads."""
+    _nfk.set_num_threads(_check_int("n", n, 1, max(1024, 4 * (os.cpu_count() or 1))))
 
 
-def _as_array(x):
-    """(C-contiguous NumPy array, data source string) for any accepted form of data."""
-    if isinstance(x, (str, os.PathLike)):
-        source = os.fspath(x)
+# dtypes the extension reads as they are (native byte order); every other accepted dtype is
+# converted here first, to what the library would make of it.
+_EXTENSION_DTYPES = {np.dtype(t) for t in (np.float32, np.float64, np.uint8, np.int32, np.int64)}
+
+
+def _tensor_to_numpy(t, name):
+    """A torch tensor's values as a NumPy array (detached, on the CPU), or one clear error."""
+    import torch  # only reached with a torch tensor, so torch is already imported
+
+    if t.is_quantized:
+        raise TypeError(f"nfk: {name}: quantized tensors are not supported (dequantize() first)")
+    if t.device.type == "meta":
+        raise ValueError(f"nfk: {name}: a tensor on the meta device has no values")
+    if t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"nfk: {name}: unsupported tensor dtype {t.dtype} (a real floating point "
+                        "or integer dtype)")
+    t = t.detach()
+    if t.layout != torch.strided:  # sparse or MKL-DNN: the same values, dense
+        t = t.to_dense()
+    if t.dtype == torch.bfloat16:  # NumPy has no bfloat16; float32 holds it exactly
+        t = t.float()
+    return t.cpu().resolve_conj().resolve_neg().numpy()
+
+
+def _as_array(x, name="X"):
+    """(C-contiguous NumPy array the extension reads, data source string) for any accepted form
+    of data: a path or source string, a torch tensor, a NumPy array or anything np.asarray takes.
+
+    Every array either converts to one the extension reads with the same values, or raises one
+    TypeError (unsupported dtype) / ValueError: big-endian data is byte-swapped, float16 and
+    bfloat16 widen to float32, integers other than uint8/int32/int64 become float32 (as the
+    library does with int32/int64), non-contiguous and negative-stride arrays are copied. bool,
+    complex, object, string and structured arrays are refused.
+    """
+    if isinstance(x, (str, bytes, os.PathLike)):
+        source = _check_path(name, x)
         return _nfk.load_dataset(source)[0], source
-    if type(x).__module__.split(".")[0] == "torch":  # a torch.Tensor, without importing torch
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
-    return (x if x.flags.c_contiguous else np.ascontiguousarray(x)), ""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        x = _tensor_to_numpy(x, name)
+    elif not isinstance(x, np.ndarray):
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"nfk: {name}: not an array: {e}") from None
+        if x.dtype == object:
+            raise TypeError(f"nfk: {name} must be an array, a torch tensor or a data source "
+                            f"string, got {_shown(x.item() if x.ndim == 0 else x)}")
+    if isinstance(x, np.ma.MaskedArray) and np.ma.is_masked(x):
+        raise ValueError(f"nfk: {name}: a masked array with masked entries (their values are not "
+                         "data; fill them first, e.g. x.filled(0))")
+    if x.ndim == 0:  # (np.ascontiguousarray would make it [1])
+        raise ValueError(f"nfk: {name}: expected an array [N, ...], got a scalar")
+    dt = x.dtype
+    if dt.fields is not None or dt.kind not in "fiu":
+        what = {"b": "bool", "c": "complex", "O": "object"}.get(dt.kind, str(dt))
+        raise TypeError(f"nfk: {name}: unsupported array dtype {what} (a real floating point or "
+                        "integer dtype; convert first, e.g. x.astype(np.float32))")
+    if dt.kind == "f" and dt.itemsize not in (2, 4, 8):
+        raise TypeError(f"nfk: {name}: unsupported array dtype {dt} (float16, float32 or float64)")
+    native = dt.newbyteorder("=")
+    if dt.kind == "f" and dt.itemsize == 2:
+        native = np.dtype(np.float32)
+    elif native not in _EXTENSION_DTYPES:
+        native = np.dtype(np.float32)  # other integers: as the library converts int32/int64
+    # astype converts values (byte order included), never reinterprets bytes.
+    return np.ascontiguousarray(x.astype(native, copy=False)), ""
 
 
 class _ModelFile:
@@ -99,16 +253,22 @@ class _ModelFile:
         self.path = None
         if model is None:
             return
-        if isinstance(model, (str, os.PathLike)):
-            self.path = os.fspath(model)
+        if isinstance(model, (str, bytes, os.PathLike)):
+            self.path = _check_path("model", model)
             return
         if not hasattr(model, "save") or not hasattr(model, "graph"):
             import torch  # only reached with an in-memory torch module
 
             if not isinstance(model, torch.nn.Module):
-                raise TypeError("nfk: a model is a file path or a torch.jit.ScriptModule, got "
-                                f"{type(model).__name__}")
-            model = torch.jit.script(model)
+                raise TypeError("nfk: a model is a file path, a torch.jit.ScriptModule or a "
+                                f"torch.nn.Module, got {_shown(model)}")
+            try:
+                model = torch.jit.script(model)
+            except Exception as e:  # TorchScript's compiler: the cause, then source excerpts
+                cause = next((line for line in str(e).splitlines() if line.strip()), repr(e))
+                raise ValueError(f"nfk: torch.jit.script cannot compile the {type(model).__name__}"
+                                 f" model ({cause.strip()}); pass a torch.jit.trace'd module or "
+                                 "a saved TorchScript file") from e
         tmp = tempfile.mkdtemp(prefix="nfk_model_")
         self._cleanup = weakref.finalize(self, shutil.rmtree, tmp, True)
         self.path = os.path.join(tmp, "model.pt")
@@ -117,7 +277,11 @@ class _ModelFile:
 
 def _load_model(kind, model, generator=None, latent_dim=0, output=-1, seed=0, dtype="float32",
                 device="cpu", probe=None):
-    """(ScoreModel, files that must outlive it) as `load_score_model` builds it for the CLI."""
+    """(ScoreModel, files that must outlive it) as `load_score_model` builds it for the CLI.
+    The options are checked already (_model_options)."""
+    if model is None:
+        raise TypeError("nfk: a model is required (a file path, a torch.jit.ScriptModule or a "
+                        "torch.nn.Module)")
     files = (_ModelFile(model), _ModelFile(generator))
     score_model = _nfk.load_score_model(kind, files[0].path, files[1].path or "", latent_dim,
                                         output, seed, dtype, device, probe)
@@ -187,15 +351,23 @@ class NFK:
         The same computation as ``nfk fit --model M --kind KIND --data X ...`` with this
         object's options. Returns self.
         """
+        mo = _model_options(self.kind, self.seed, self.dtype, self.device, self.latent_dim,
+                            self.output)
+        fo = _fisher_options(self.estimator, self.reference_samples, self.fisher_floor,
+                             self.batch_size)
+        # The SVD forms rank + oversample and 2 power_iters + 2: bounds that keep both in int64.
+        rank = _check_int("rank", self.rank, 1, _INT64_MAX >> 1)
+        method = _check_choice("method", self.method, _METHODS)
+        oversample = _check_int("oversample", self.oversample, 0, _INT64_MAX >> 1)
+        power_iters = _check_int("power_iters", self.power_iters, 0, _INT64_MAX >> 2)
+        memory_budget_mib = _check_int("memory_budget_mib", self.memory_budget_mib, 0,
+                                       _INT64_MAX >> 20)
         x, source = _as_array(X)
-        score_model, files = _load_model(self.kind, model, self.generator, self.latent_dim,
-                                         self.output, self.seed, self.dtype, self.device, x)
+        score_model, files = _load_model(mo["kind"], model, self.generator, mo["latent_dim"],
+                                         mo["output"], mo["seed"], mo["dtype"], mo["device"], x)
         projector, embedding = _nfk.fit(
-            score_model, x, rank=self.rank, estimator=self.estimator,
-            reference_samples=self.reference_samples, fisher_floor=self.fisher_floor,
-            oversample=self.oversample, power_iters=self.power_iters, method=self.method,
-            memory_budget_mib=self.memory_budget_mib, batch_size=self.batch_size,
-            data_source=source)
+            score_model, x, rank=rank, oversample=oversample, power_iters=power_iters,
+            method=method, memory_budget_mib=memory_budget_mib, data_source=source, **fo)
         self.projector_, self._model, self._files = projector, score_model, files
         self._train_embedding = embedding
         return self
@@ -208,9 +380,10 @@ class NFK:
     def transform(self, X, batch_size=None):
         """e(x) = P^T V_x for every row of X [N, ...] -> [N, k] (``nfk transform``)."""
         self._check_fitted()
+        batch_size = _check_int("batch_size", self.batch_size if batch_size is None else batch_size,
+                                1)
         x, _ = _as_array(X)
-        return _nfk.transform(self.projector_, self._model, x,
-                              self.batch_size if batch_size is None else batch_size)
+        return _nfk.transform(self.projector_, self._model, x, batch_size)
 
     def spectrum(self):
         """The NFK spectrum as ``nfk spectrum --json`` prints it: a dict with
@@ -236,23 +409,29 @@ class NFK:
         It names the model by its path: fit with a model file (not an in-memory module) for a
         projector that stays usable after this object is gone."""
         self._check_fitted()
-        self.projector_.save(os.fspath(path))
+        self.projector_.save(_check_path("path", path))
         return self
 
     @classmethod
     def load(cls, path, model=None):
         """An NFK from a projector file (``nfk fit --out``), with its model reloaded from the
         stored path, or from ``model`` (a path) if the file moved (its hash must match)."""
-        projector = _nfk.load_projector(os.fspath(path))
+        path = _check_path("path", path)
+        model = "" if model is None else _check_path("model", model)
+        projector = _nfk.load_projector(path)
         self = cls(projector.kind, projector.rank, method=projector.method,
                    dtype=projector.dtype, batch_size=projector.batch_size, seed=projector.seed)
         self.projector_ = projector
-        self._model = _nfk.load_projector_model(projector, os.fspath(model) if model else "")
+        self._model = _nfk.load_projector_model(projector, model)
         return self
 
     def _check_fitted(self):
         if self.projector_ is None:
             raise RuntimeError("nfk: this NFK is not fitted yet: call fit(model, X) first")
+        if not (isinstance(self.projector_, _nfk.Projector)
+                and isinstance(self._model, _nfk.ScoreModel)):
+            raise TypeError("nfk: this NFK's projector_ is not one that fit() or load() made, "
+                            f"got {_shown(self.projector_)}")
 
     singular_values_ = property(lambda self: self.projector_.singular_values,
                                 doc="sigma [k], descending.")
@@ -281,11 +460,12 @@ def fisher_diag(model, X, kind, *, estimator="auto", generator=None, latent_dim=
     for ``estimator="empirical"``). With ``return_mean=True`` returns ``(I, z)``.
     Example: ``i = nfk.fisher_diag("cnn.pt", x, kind="classifier")``.
     """
+    mo = _model_options(kind, seed, dtype, device, latent_dim, output)
+    fo = _fisher_options(estimator, reference_samples, fisher_floor, batch_size)
     x, _ = _as_array(X)
-    score_model, _files = _load_model(kind, model, generator, latent_dim, output, seed, dtype,
-                                      device, x)
-    stats = _nfk.fisher_stats(score_model, x, estimator, reference_samples, fisher_floor,
-                              batch_size)
+    score_model, _files = _load_model(mo["kind"], model, generator, mo["latent_dim"],
+                                      mo["output"], mo["seed"], mo["dtype"], mo["device"], x)
+    stats = _nfk.fisher_stats(score_model, x, **fo)
     if return_mean:
         return stats["fisher_diag"], stats["mean_score"]
     return stats["fisher_diag"]
@@ -298,10 +478,14 @@ def fisher_distance(projector, A, B, *, batch_size=256):
     ``SetDistance(fisher=||mean_A V - mean_B V||, embedding=||mean_A e - mean_B e||)``.
     Example: ``nfk.fisher_distance(m, x_sevens, x_ones).fisher``.
     """
+    batch_size = _check_int("batch_size", batch_size, 1)
     if not isinstance(projector, NFK):
+        if not isinstance(projector, (str, bytes, os.PathLike)):
+            raise TypeError("nfk: projector must be a fitted nfk.NFK or a projector file path, "
+                            f"got {_shown(projector)}")
         projector = NFK.load(projector)
     projector._check_fitted()
-    a, _ = _as_array(A)
-    b, _ = _as_array(B)
+    a, _ = _as_array(A, "A")
+    b, _ = _as_array(B, "B")
     return SetDistance(*_nfk.set_distance(projector.projector_, projector._model, a, b,
                                           batch_size))
