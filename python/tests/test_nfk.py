@@ -247,7 +247,7 @@ def test_bad_shape(d):
 
 def test_bad_options(d):
     x = np.load(d / "x32.npy")
-    # The CLI refuses --rank 0 while parsing; the library, called from Python, refuses it too.
+    # A rank beyond the data: the same line from the CLI and from Python (the library refuses it).
     line = cli_error("fit", "--model", d / "cnn.pt", "--kind", "classifier", "--data",
                      d / "x32.npy", "--rank", 1000, "--out", d / "e.nfk")
     with pytest.raises(ValueError) as e:
