@@ -58,7 +58,10 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     // One line; a rank of a distributed run says which one it is.
     const std::string line = nfk::detail::summary_line(nfk::detail::error_text(e));
-    const std::string text = line_prefix() + nfk::detail::strip_prefix(line) + "\n";
+    const std::string prefix = line_prefix();
+    const std::string text = (prefix == "nfk: " ? (line.rfind("nfk", 0) == 0 ? line : prefix + line)
+                                                : prefix + nfk::detail::strip_prefix(line)) +
+                             "\n";
     // A rank started by `--nproc` leaves its line to the launcher, which reports the failing
     // rank's reason once (the other ranks' errors are consequences of it).
     if (const char* path = std::getenv("NFK_ERROR_FILE")) {

@@ -224,7 +224,7 @@ ScoreModel load_score_model(ModelKind kind, const ModelOptions& options,
     }
   }
   if (probe_x.defined() && probe_x.size(0) > 0) {
-    auto x = model.prepare(probe_x.slice(/*dim=*/0, 0, std::min<int64_t>(64, probe_x.size(0))));
+    auto x = model.prepare(probe_x.slice(/*dim=*/0, 0, std::min<int64_t>(8, probe_x.size(0))));
     torch::NoGradGuard no_grad;
     try {
       check_score_varies(model.score(x), x, options.model_path, kind);
