@@ -50,10 +50,22 @@ void class_distances(const Flags& f, Projector& proj, ScoreModel& model, Progres
   auto ds = load_dataset(f.data);
   auto labels = f.labels.empty() ? ds.labels : load_labels(f.labels);
   TORCH_CHECK(labels.defined(), "nfk: ", f.data, " has no labels: give --labels");
+  // A label with no example would leave NaN rows in the matrix: refused before the work.
+  if (labels.numel() > 0 && labels.min().item<int64_t>() >= 0) {
+    auto counts = torch::bincount(labels.to(torch::kLong).cpu());
+    auto absent = (counts == 0).nonzero().flatten();
+    TORCH_CHECK(absent.numel() == 0, "nfk: ", f.labels.empty() ? f.data : f.labels, ": label ",
+                absent[0].item<int64_t>(), " has no example (labels run 0..", counts.size(0) - 1,
+                "); class distances need an example of every label");
+  }
   auto d = class_distance_matrix(proj, model, ds.inputs, labels, f.batch_size, progress.fn());
   progress.finish();
-  if (!f.out.empty()) write_npy(f.out, d);
-  if (!f.heatmap.empty()) write_png(f.heatmap, heatmap_image(d, f.cell_pixels));
+  {
+    detail::OutputGroup outputs;  // both or neither
+    if (!f.out.empty()) write_npy(f.out, d);
+    if (!f.heatmap.empty()) write_png(f.heatmap, heatmap_image(d, f.cell_pixels));
+    outputs.commit();
+  }
   if (f.json) {
     nlohmann::json rows = nlohmann::json::array();
     for (int64_t i = 0; i < d.size(0); ++i) {
@@ -102,9 +114,9 @@ void add_distance_command(CLI::App& app) {
     TORCH_CHECK(sets != !f->data.empty(), "nfk: give either --a and --b, or --data");
     TORCH_CHECK(!sets || (!f->a.empty() && !f->b.empty()), "nfk: give both --a and --b");
     TORCH_CHECK(!f->pairwise || !f->out.empty(), "nfk: --pairwise needs --out D.npy");
-    if (!f->out.empty()) detail::check_writable(f->out);
-    if (!f->heatmap.empty()) detail::check_writable(f->heatmap);
     auto proj = load_projector(f->projector);
+    check_outputs({f->out, f->heatmap}, {f->projector, f->a, f->b, f->data, f->labels, f->model,
+                                         proj.model.model_path, proj.model.generator_path});
     auto model = load_projector_model(proj, f->model);
     ProgressLine progress("distance", f->quiet || f->json);
     if (sets) {

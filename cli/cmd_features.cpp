@@ -52,7 +52,9 @@ void add_features_command(CLI::App& app) {
   cmd->callback([f] {
     TORCH_CHECK(f->data.size() == f->out.size(), "nfk: give one --out per --data (", f->data.size(),
                 " --data, ", f->out.size(), " --out)");
-    for (const auto& path : f->out) detail::check_writable(path);
+    std::vector<std::string> inputs = f->data;
+    inputs.insert(inputs.end(), {f->fit_data, f->model, f->projector});
+    check_outputs(f->out, inputs);
     const auto t0 = std::chrono::steady_clock::now();
     // Each type's representation of one input set.
     std::function<torch::Tensor(const torch::Tensor&)> represent;
@@ -82,6 +84,7 @@ void add_features_command(CLI::App& app) {
         return v;
       };
     }
+    detail::OutputGroup outputs;  // every --out or none
     for (size_t i = 0; i < f->data.size(); ++i) {
       auto features = represent(load_dataset(f->data[i]).inputs);
       write_npy(f->out[i], features);
@@ -91,6 +94,7 @@ void add_features_command(CLI::App& app) {
                     static_cast<long long>(features.size(1)), seconds_since(t0));
       }
     }
+    outputs.commit();
   });
 }
 

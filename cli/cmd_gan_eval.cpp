@@ -43,7 +43,7 @@ void add_monitor(CLI::App& app) {
   cmd->add_flag("--json", f->json, "Print one JSON object {points: [...]}");
   cmd->add_flag("--quiet", f->quiet, "No progress line");
   cmd->callback([f] {
-    if (!f->plot.empty()) detail::check_writable(f->plot);
+    check_outputs({f->plot}, {f->train, f->test});
     f->monitor.device = parse_device(f->device);
     auto train = load_dataset(f->train).inputs, test = load_dataset(f->test).inputs;
     ProgressLine progress("monitor", f->quiet || f->json);
@@ -108,8 +108,9 @@ void add_invert(CLI::App& app) {
   cmd->add_flag("--json", f->json, "Print one JSON object");
   cmd->add_flag("--quiet", f->quiet, "No progress line");
   cmd->callback([f] {
-    if (!f->grid.empty()) detail::check_writable(f->grid);
     auto proj = load_projector(f->projector);
+    check_outputs({f->grid}, {f->projector, f->data, f->pca_data, proj.model.model_path,
+                              proj.model.generator_path});
     auto gan = load_projector_model(proj);
     TORCH_CHECK(!proj.model.generator_path.empty(), "nfk: the projector names no generator");
     auto generator = load_network(proj.model.generator_path);

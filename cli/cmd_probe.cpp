@@ -145,7 +145,8 @@ void add_knn(CLI::App& app) {
     f->knn.metric = parse_knn_metric(f->metric);
     TORCH_CHECK(f->grid.empty() || (!f->train_images.empty() && !f->test_images.empty()),
                 "nfk: --grid needs --train-images and --test-images");
-    if (!f->grid.empty()) detail::check_writable(f->grid);
+    check_outputs({f->grid}, {f->split.train, f->split.test, f->split.train_labels,
+                              f->split.test_labels, f->train_images, f->test_images});
     auto train = load_labelled(f->split.train, f->split.train_labels);
     auto test = load_labelled(f->split.test, f->split.test_labels);
     auto r = knn_classify(train.features, train.labels, test.features, f->knn);

@@ -23,7 +23,7 @@ void add_spectrum_command(CLI::App& app) {
                 "rank, method, dtype, n_examples, n_params, ...)");
   cmd->add_option("--plot", f->plot, "Also draw the spectrum to this .svg file");
   cmd->callback([f] {
-    if (!f->plot.empty()) detail::check_writable(f->plot);
+    check_outputs({f->plot}, {f->projector});
     auto proj = load_projector(f->projector);
     if (!f->plot.empty()) write_spectrum_plot(f->plot, proj);
     auto j = proj.spectrum_json();

@@ -73,6 +73,7 @@ struct Projector {
   bool total_variance_exact = false;
   torch::Tensor all_eigenvalues;  // exact method: the whole Gram spectrum [min(N, P)] float64
   int64_t n_examples = 0;
+  std::vector<int64_t> input_shape;  // one example's shape at the fit, e.g. [1, 28, 28]
   std::string data_source;
   int64_t batch_size = 256;
   std::string method_note;  // how the method was chosen, one line (not saved)
@@ -106,8 +107,10 @@ torch::Tensor transform(const Projector& projector, ScoreModel& model, const tor
                         int64_t batch_size = 256, const ProgressFn& progress = {},
                         dist::Group* group = nullptr);
 
-/// Fails with one line unless `model` has the projector's parameter count.
-void check_projector_model(const Projector& projector, ScoreModel& model);
+/// Fails with one line unless `model` has the projector's parameter count and, when `inputs`
+/// [N, ...] are given, one example has the shape the projector was fitted on.
+void check_projector_model(const Projector& projector, ScoreModel& model,
+                           const torch::Tensor& inputs = {});
 
 /// Rebuilds the projector's score model from its stored paths, checking the files' hashes.
 /// `model_path_override` (if not empty) replaces the stored model path.

@@ -197,6 +197,7 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
   proj.total_variance_exact = r.total_variance_exact;
   proj.all_eigenvalues = r.all_eigenvalues;
   proj.n_examples = n;
+  proj.input_shape = inputs.sizes().slice(1).vec();
   proj.data_source = data_source;
   proj.batch_size = o.batch_size;
   if (train_embedding) *train_embedding = r.left * r.singular_values.unsqueeze(0);
@@ -207,7 +208,7 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
 
 torch::Tensor transform(const Projector& projector, ScoreModel& model, const torch::Tensor& inputs,
                         int64_t batch_size, const ProgressFn& progress, dist::Group* group) {
-  check_projector_model(projector, model);
+  check_projector_model(projector, model, inputs);
   check_finite(inputs, "inputs");
   if (group == nullptr || !group->distributed()) {
     // Per-example gradient blocks and one GEMM each: k forward-mode passes cost far more.
@@ -223,10 +224,18 @@ torch::Tensor transform(const Projector& projector, ScoreModel& model, const tor
   return group->allgather_rows(local, dist::shard_sizes(n, batch_size, group->world_size()));
 }
 
-void check_projector_model(const Projector& projector, ScoreModel& model) {
+void check_projector_model(const Projector& projector, ScoreModel& model,
+                           const torch::Tensor& inputs) {
   TORCH_CHECK(model.num_parameters() == projector.n_params(), "nfk: the model has ",
               model.num_parameters(), " parameters but the projector was fitted with ",
               projector.n_params());
+  if (!inputs.defined() || projector.input_shape.empty()) return;
+  const auto example = inputs.sizes().slice(1).vec();
+  TORCH_CHECK(inputs.dim() >= 1 && example == projector.input_shape, "nfk: data of shape ",
+              inputs.sizes(), " does not fit the projector: it was fitted on examples of shape ",
+              c10::IntArrayRef(projector.input_shape), " (",
+              projector.data_source.empty() ? "data" : projector.data_source,
+              "), so the model expects [N, ", c10::Join(", ", projector.input_shape), "]");
 }
 
 ScoreModel load_projector_model(const Projector& projector, const std::string& override_path) {

@@ -95,6 +95,7 @@ void save_projector(const std::string& path, const Projector& p) {
                            {"total_variance", p.total_variance},
                            {"total_variance_exact", p.total_variance_exact},
                            {"n_examples", p.n_examples},
+                           {"input_shape", p.input_shape},
                            {"n_params", p.n_params()},
                            {"data_source", p.data_source},
                            {"batch_size", p.batch_size},
@@ -228,6 +229,18 @@ Projector load_projector(const std::string& path) {
     p.total_variance_exact = h.at("total_variance_exact");
     p.n_examples = get_int(h, "n_examples", 1, kMaxCount);
     p.data_source = h.at("data_source");
+    if (h.contains("input_shape")) {
+      const auto& shape = h.at("input_shape");
+      TORCH_CHECK(shape.is_array() && shape.size() <= 8, "malformed input_shape");
+      for (const auto& d : shape) {
+        TORCH_CHECK(
+            d.is_number_integer() && (!d.is_number_unsigned() || d.get<uint64_t>() <= kMaxCount),
+            "malformed input_shape");
+        const int64_t n = d.get<int64_t>();
+        TORCH_CHECK(n >= 0 && n <= kMaxCount, "malformed input_shape");
+        p.input_shape.push_back(n);
+      }
+    }
     p.batch_size = get_int(h, "batch_size", 1, kMaxCount);
     const int64_t n_params = get_int(h, "n_params", 1, kMaxCount);
     size_t data_len = 0;

@@ -30,7 +30,8 @@ torch::Tensor exact_cdist(const torch::Tensor& a, const torch::Tensor& b) {
 SetDistance fisher_set_distance(const Projector& p, ScoreModel& model, const torch::Tensor& a,
                                 const torch::Tensor& b, int64_t batch_size,
                                 const ProgressFn& progress) {
-  check_projector_model(p, model);
+  check_projector_model(p, model, a);
+  check_projector_model(p, model, b);
   auto diff = mean_fisher_vector(p, model, a, batch_size, progress) -
               mean_fisher_vector(p, model, b, batch_size, progress);  // [P, 1]
   SetDistance d;
@@ -42,7 +43,7 @@ SetDistance fisher_set_distance(const Projector& p, ScoreModel& model, const tor
 torch::Tensor class_distance_matrix(const Projector& p, ScoreModel& model,
                                     const torch::Tensor& inputs, const torch::Tensor& labels,
                                     int64_t batch_size, const ProgressFn& progress) {
-  check_projector_model(p, model);
+  check_projector_model(p, model, inputs);
   TORCH_CHECK(labels.dim() == 1 && labels.size(0) == inputs.size(0) && inputs.size(0) > 0,
               "nfk: class distances need labels [N] for N = ", inputs.size(0), " inputs");
   check_finite(inputs, "inputs");
@@ -63,7 +64,8 @@ torch::Tensor class_distance_matrix(const Projector& p, ScoreModel& model,
 torch::Tensor pairwise_fisher_distances(const Projector& p, ScoreModel& model,
                                         const torch::Tensor& a, const torch::Tensor& b,
                                         int64_t batch_size, const ProgressFn& progress) {
-  check_projector_model(p, model);
+  check_projector_model(p, model, a);
+  check_projector_model(p, model, b);
   check_finite(a, "set A");
   check_finite(b, "set B");
   FisherVectorOperator op_a(model, a, p.fisher, batch_size, progress);

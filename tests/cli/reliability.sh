@@ -120,6 +120,16 @@ must "fit a model saved in training mode" fit --model "$w/clf_train.pt" --kind c
 check "one warning line says it was in training mode" \
   test "$(grep -c . "$log/stderr")" = 1 -a "$(grep -ci 'training mode' "$log/stderr")" = 1
 
+# --- messages that say what the model expects -------------------------------------------------
+"$py" -c "import numpy as np; np.save('$w/x_5x5.npy', np.zeros((4, 1, 5, 5), np.float32)); \
+np.save('$w/y_gap.npy', np.array([0, 1, 3] * 6 + [0, 1], np.int64))"
+expect_fail "transform of data of another shape names the fitted shape" 'expects \[N, 1, 8, 8\]' "$o/e.npy" -- \
+  transform --projector "$w/good.nfk" --data "$w/x_5x5.npy" --out "$o/e.npy" --quiet
+expect_fail "distance --a of another shape names the fitted shape" 'fitted on examples of shape \[1, 8, 8\]' - -- \
+  distance --projector "$w/good.nfk" --a "$w/x.npy" --b "$w/x_5x5.npy"
+expect_fail "class distances with a label that has no example" 'label 2 has no example' "$o/d.npy" -- \
+  distance --projector "$w/good.nfk" --data "$w/x.npy" --labels "$w/y_gap.npy" --out "$o/d.npy"
+
 # --- options ---------------------------------------------------------------------------------
 for bad in "--memory-budget -1" "--memory-budget 9e15" "--memory-budget 99999999999" \
   "--dist-timeout 1e300" "--dist-timeout 0" "--dist-timeout nan" "--fisher-floor inf" \
