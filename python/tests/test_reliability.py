@@ -447,7 +447,7 @@ class WarnsThenFails(torch.nn.Module):
         self.fc = torch.nn.Linear(64, 3)
 
     def forward(self, x):
-        if x.size(0) > 8:  # the load's 8-example probe passes, the Fisher pass fails
+        if x.size(0) > 3:  # the load's 2-example probe passes, the Fisher pass fails
             warnings.warn("about to fail")
             raise RuntimeError("boom")
         return self.fc(x.flatten(1))

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <sstream>
 
@@ -75,6 +76,30 @@ nlohmann::json Projector::spectrum_json() const {
           {"n_examples", n_examples},
           {"n_params", n_params()}};
 }
+
+namespace {
+
+// Matrix-free products centre after contracting: V q = J (I^{-1/2} q) − zᵀ(I^{-1/2} q), two
+// numbers of size about ‖z ⊙ I^{-1/2}‖ subtracted per example. Where I spans many decades (a
+// floored or nearly constant gradient with z ≠ 0) that rounding, about
+// eps·√N·‖z ⊙ I^{-1/2}‖, can exceed the spectrum itself: refuse rather than return noise.
+void check_centring_rounding(const SvdResult& r, const FisherStats& fisher, int64_t n,
+                             torch::Dtype dtype) {
+  const double eps = dtype == torch::kFloat64 ? 2.2e-16 : 1.2e-7;
+  const double centring =
+      (fisher.mean_score.to(torch::kFloat64) * fisher.inv_sqrt().to(torch::kFloat64))
+          .norm()
+          .item<double>();
+  const double noise = eps * std::sqrt(static_cast<double>(n)) * centring;
+  const double sigma_k = r.singular_values[-1].item<double>();
+  TORCH_CHECK(sigma_k > 10 * noise, "nfk::fit: matrix-free in ", dtype_name(dtype),
+              " cannot resolve this spectrum: sigma_k = ", sigma_k,
+              " is within 10x of the rounding of its centring (about ", noise,
+              ", the Fisher diagonal spans too many decades); use --method per-example (it ",
+              "centres each gradient before any product) or --dtype float64");
+}
+
+}  // namespace
 
 Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& o,
               const std::string& data_source, const ProgressFn& progress,
@@ -174,6 +199,7 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
                    : "");
       FisherVectorOperator op(model, local, proj.fisher, o.batch_size, progress, shard.begin);
       r = svd_of(op, /*gemm_rows=*/0);
+      check_centring_rounding(r, proj.fisher, n, model.options().dtype);
     }
   }
   note << "; V is " << n << " x " << p << " = " << (v_bytes >> 20) << " MiB";

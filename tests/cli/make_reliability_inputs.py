@@ -48,13 +48,6 @@ class LinearClassifier(nn.Module):
         return self.fc(x.flatten(1))
 
 
-class ConstantScore(Classifier):
-    """logsumexp of log_softmax: 0 up to rounding, whatever x and the weights."""
-
-    def forward(self, x):
-        return torch.logsumexp(F.log_softmax(self.logits(x), dim=1), dim=1)
-
-
 class DropoutClassifier(Classifier):
     def __init__(self):
         super().__init__()
@@ -79,7 +72,6 @@ def main():
     torch.jit.script(LogSoftmaxClassifier().eval()).save(os.path.join(out, "clf_logsoftmax.pt"))
     torch.jit.script(SoftmaxClassifier().eval()).save(os.path.join(out, "clf_softmax.pt"))
     torch.jit.script(LinearClassifier().eval()).save(os.path.join(out, "clf_linear.pt"))
-    torch.jit.script(ConstantScore().eval()).save(os.path.join(out, "score_constant.pt"))
     torch.jit.script(DropoutClassifier().train()).save(os.path.join(out, "clf_train.pt"))
     torch.jit.script(NanWhereNegative().eval()).save(os.path.join(out, "clf_nan_some.pt"))
 
@@ -95,6 +87,9 @@ def main():
     xp[9, 0, 0, 0] = -1.0
     np.save(os.path.join(out, "x_neg5.npy"), xp)
     np.save(os.path.join(out, "x_pos.npy"), np.abs(x))
+    # Data at 1e-10: in float32 the first layer's input barely moves its output, the later
+    # layers' gradients are (nearly) equal for every example and their I tiny.
+    np.save(os.path.join(out, "x_tiny.npy"), (x * 1e-10).astype(np.float32))
 
 
 if __name__ == "__main__":
