@@ -12,11 +12,11 @@ namespace {
 struct FitFlags {
   ModelFlags model;
   DistFlags dist;
-  std::string data, out, embedding_out, estimator = "auto", method = "auto";
+  std::string data, out, embedding_out, estimator = "auto", method = "auto", checkpoint;
   int64_t rank = 32, oversample = 10, power_iters = 10, batch_size = 256;
   int64_t reference_samples = 0, memory_budget_mib = 4096;
   double fisher_floor = 1e-8;
-  bool quiet = false, json = false;
+  bool quiet = false, json = false, resume = false;
 };
 
 // "fit 2.90 s: per-example gradients 0.39 s, products 2.13 s (22, GEMM 54.8 GFLOP/s),
@@ -64,6 +64,8 @@ void run_fit(const FitFlags& f, dist::Group& group) {
   o.batch_size = f.batch_size;
   o.memory_budget = f.memory_budget_mib << 20;
   o.group = &group;
+  o.checkpoint_dir = f.checkpoint;
+  o.resume = f.resume;
 
   // Rank 0 alone reports and writes.
   const bool quiet = f.quiet || !group.is_root();
@@ -168,6 +170,12 @@ void add_fit_command(CLI::App& app) {
   cmd->add_option("--out", f->out, "Projector file to write (P.nfk)")->required();
   cmd->add_option("--embedding-out", f->embedding_out,
                   "Also write the training embedding e(X) = Phi diag(sigma) as .npy");
+  cmd->add_option("--checkpoint", f->checkpoint,
+                  "Folder for the fit's resumable state: the Fisher statistics and the SVD's "
+                  "basis after every pass (written atomically)");
+  cmd->add_flag("--resume", f->resume,
+                "Continue an interrupted fit from --checkpoint (same command otherwise): the "
+                "projector is the uninterrupted one's, bit for bit");
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   cmd->add_flag("--json", f->json,
                 "Print the summary as one JSON line instead: the spectrum, the method's reason, "

@@ -40,6 +40,11 @@ struct FitOptions {
   /// same inputs and options, streams its shard (dist::shard_range in whole batches) and gets the
   /// same projector; products, Fisher statistics and the projector are reduced once per pass.
   dist::Group* group = nullptr;
+  /// A folder for the fit's resumable state (empty: none): the Fisher statistics and the
+  /// randomized SVD's basis after every pass. With `resume`, a fit continues from the folder's
+  /// state (refused if it is another fit's) and gives the uninterrupted projector bit for bit.
+  std::string checkpoint_dir;
+  bool resume = false;
 };
 
 /// Where a fit's time went: wall seconds of each stage, the device synchronised at every stage

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <functional>
 #include <utility>
 
 #include "nfk/progress.h"
@@ -66,11 +67,24 @@ struct SvdResult {
       all_eigenvalues;  // exact method only: every Gram eigenvalue, descending [min(N, P)]
 };
 
+/// Where a randomized SVD stands after `iteration` of its power iterations (0: after the first
+/// pass VᵀΩ): the orthonormal basis Q [P, u] and the total-variance estimate. Resuming from it
+/// gives the uninterrupted run's result bit for bit.
+struct SvdState {
+  int64_t iteration = 0;
+  torch::Tensor q_pu;
+  double total_variance = 0;
+};
+using SvdCheckpointFn = std::function<void(const SvdState&)>;
+
 /// Matrix-free randomized SVD: 2·L + 2 passes over V (u = k + oversample columns each), QR after
 /// every pass. Signs are fixed so that the largest-magnitude entry of each P column is positive.
+/// `checkpoint` (if set) gets the state after the first pass and after every power iteration;
+/// `resume` (if not null) continues from such a state instead of starting over.
 /// Example: `auto r = nfk::randomized_svd(op, {.rank = 16});`
 SvdResult randomized_svd(LinearOperator& op, const SvdOptions& options,
-                         const ProgressFn& progress = {});
+                         const ProgressFn& progress = {}, const SvdState* resume = nullptr,
+                         const SvdCheckpointFn& checkpoint = {});
 
 /// Single-pass sketch SVD (Tropp, Yurtsever, Udell & Cevher 2017, "Practical sketching algorithms
 /// for low-rank matrix approximation", Alg. 7 with the fixed-rank truncation of §5): one

@@ -240,9 +240,10 @@ def test_bad_shape(d):
         "--rank", 2, "--out", d / "shape.nfk", "--quiet")
     line = cli_error("transform", "--projector", d / "shape.nfk", "--data", d / "bad_shape.npy",
                      "--out", d / "e.npy")
-    with pytest.raises(RuntimeError) as e:  # raised inside TorchScript, as in PyTorch
+    with pytest.raises(ValueError) as e:  # checked against the fitted example shape
         nfk.NFK.load(d / "shape.nfk").transform(np.load(d / "bad_shape.npy"))
     assert str(e.value) == line
+    assert "expects [N, 1, 8, 8]" in line
 
 
 def test_bad_options(d):

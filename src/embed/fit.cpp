@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <sstream>
 
+#include "detail/checksum.h"
+#include "embed/fit_checkpoint.h"
 #include "embed/fit_profile.h"
 #include "nfk/data.h"
 #include "nfk/embed.h"
@@ -82,7 +84,8 @@ namespace {
 // Matrix-free products centre after contracting: V q = J (I^{-1/2} q) − zᵀ(I^{-1/2} q), two
 // numbers of size about ‖z ⊙ I^{-1/2}‖ subtracted per example. Where I spans many decades (a
 // floored or nearly constant gradient with z ≠ 0) that rounding, about
-// eps·√N·‖z ⊙ I^{-1/2}‖, can exceed the spectrum itself: refuse rather than return noise.
+// eps·√N·‖z ⊙ I^{-1/2}‖, can swamp the spectrum itself: refuse rather than return noise (the
+// leading σ must stand 100× above it; trailing σ at the noise level may be true zeros).
 void check_centring_rounding(const SvdResult& r, const FisherStats& fisher, int64_t n,
                              torch::Dtype dtype) {
   const double eps = dtype == torch::kFloat64 ? 2.2e-16 : 1.2e-7;
@@ -91,12 +94,40 @@ void check_centring_rounding(const SvdResult& r, const FisherStats& fisher, int6
           .norm()
           .item<double>();
   const double noise = eps * std::sqrt(static_cast<double>(n)) * centring;
-  const double sigma_k = r.singular_values[-1].item<double>();
-  TORCH_CHECK(sigma_k > 10 * noise, "nfk::fit: matrix-free in ", dtype_name(dtype),
-              " cannot resolve this spectrum: sigma_k = ", sigma_k,
-              " is within 10x of the rounding of its centring (about ", noise,
+  const double sigma_1 = r.singular_values[0].item<double>();
+  TORCH_CHECK(sigma_1 > 100 * noise, "nfk::fit: matrix-free in ", dtype_name(dtype),
+              " cannot resolve this spectrum: sigma_1 = ", sigma_1,
+              " is within 100x of the rounding of its centring (about ", noise,
               ", the Fisher diagonal spans too many decades); use --method per-example (it ",
               "centres each gradient before any product) or --dtype float64");
+}
+
+// What a checkpoint must match to be resumed: the model's and the data's bytes and every
+// option that changes the numbers.
+nlohmann::json fit_fingerprint(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& o,
+                               const std::string& data_source, int world_size) {
+  auto x = inputs.to(torch::kCPU).contiguous();
+  const auto& m = model.options();
+  std::error_code ec;
+  const bool model_file =
+      !m.model_path.empty() && std::filesystem::is_regular_file(m.model_path, ec);
+  return {
+      {"kind", to_string(model.kind())},
+      {"model_hash", model_file ? file_hash(m.model_path) : ""},
+      {"n_params", model.num_parameters()},
+      {"dtype", dtype_name(m.dtype)},
+      {"seed", m.seed},
+      {"data_source", data_source},
+      {"data_shape", x.sizes().vec()},
+      {"data_crc32",
+       detail::crc32_of(static_cast<const char*>(x.data_ptr()), x.numel() * x.element_size())},
+      {"method", to_string(o.method)},
+      {"svd", {o.svd.rank, o.svd.oversample, o.svd.power_iters, o.svd.seed}},
+      {"fisher",
+       {to_string(o.fisher.estimator), o.fisher.reference_samples, o.fisher.floor, o.fisher.seed}},
+      {"batch_size", o.batch_size},
+      {"memory_budget", o.memory_budget},
+      {"processes", world_size}};
 }
 
 }  // namespace
@@ -131,7 +162,14 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
   const int64_t v_bytes = n * p * value_bytes;
   const int64_t shard_bytes =
       *std::max_element(shard_rows.begin(), shard_rows.end()) * p * value_bytes;
-  FitMethod method = o.method;
+  detail::FitCheckpoint checkpoint(
+      o.checkpoint_dir, o.resume,
+      o.checkpoint_dir.empty() ? nlohmann::json()
+                               : fit_fingerprint(model, inputs, o, data_source,
+                                                 group != nullptr ? group->world_size() : 1),
+      /*writer=*/group == nullptr || group->is_root());
+  // A resumed fit runs the method the interrupted one had resolved.
+  FitMethod method = checkpoint.method() != FitMethod::kAuto ? checkpoint.method() : o.method;
   const bool v_fits = (method == FitMethod::kExact ? v_bytes : shard_bytes) <= o.memory_budget;
   if (method == FitMethod::kAuto && v_fits) method = FitMethod::kPerExample;
   if (method == FitMethod::kExact) {
@@ -146,8 +184,11 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
       detail::TimedOperator timed(op, proj.profile, device, gemm_rows);
       const double products_before = proj.profile.products_s;
       detail::Stopwatch watch(device);
-      auto r = method == FitMethod::kSketch ? sketch_svd(timed, o.svd, progress)
-                                            : randomized_svd(timed, o.svd, progress);
+      checkpoint.save_method(method);
+      auto r = method == FitMethod::kSketch
+                   ? sketch_svd(timed, o.svd, progress)
+                   : randomized_svd(timed, o.svd, progress, checkpoint.svd_state(),
+                                    checkpoint.svd_saver());
       proj.profile.factorizations_s += watch.lap() - (proj.profile.products_s - products_before);
       return r;
     };
@@ -180,8 +221,16 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
       r.total_variance_exact = true;
     }
   } else {
-    // The statistics pass also settles whether the layer tape covers the model.
-    proj.fisher = compute_fisher_stats(model, inputs, fisher_options, progress);
+    // The statistics pass also settles whether the layer tape covers the model (a resumed fit
+    // has its statistics and its method from the checkpoint).
+    if (checkpoint.stats()) {
+      proj.fisher = *checkpoint.stats();
+      proj.fisher.mean_score = proj.fisher.mean_score.to(device);
+      proj.fisher.fisher_diag = proj.fisher.fisher_diag.to(device);
+    } else {
+      proj.fisher = compute_fisher_stats(model, inputs, fisher_options, progress);
+      checkpoint.save_stats(proj.fisher);
+    }
     proj.profile.statistics_s = stage.lap();
     auto local = inputs.slice(/*dim=*/0, shard.begin, shard.end);
     const bool tape = model.gradient_path() == GradientPath::kLayerTape;
@@ -255,7 +304,10 @@ void check_projector_model(const Projector& projector, ScoreModel& model,
   TORCH_CHECK(model.num_parameters() == projector.n_params(), "nfk: the model has ",
               model.num_parameters(), " parameters but the projector was fitted with ",
               projector.n_params());
-  if (!inputs.defined() || projector.input_shape.empty()) return;
+  if (!inputs.defined() || projector.input_shape.empty() || inputs.dim() == 0 ||
+      inputs.size(0) == 0) {
+    return;  // no examples: nothing to embed, whatever the shape
+  }
   const auto example = inputs.sizes().slice(1).vec();
   TORCH_CHECK(inputs.dim() >= 1 && example == projector.input_shape, "nfk: data of shape ",
               inputs.sizes(), " does not fit the projector: it was fitted on examples of shape ",

@@ -42,7 +42,8 @@ std::pair<torch::Tensor, torch::Tensor> LinearOperator::apply_pair(const torch::
   return {vq, apply_t(m_nl)};
 }
 
-SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress) {
+SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress,
+                         const SvdState* resume, const SvdCheckpointFn& checkpoint) {
   const int64_t n = op.rows(), p = op.cols();
   check_rank(o.rank, n, p, "randomized_svd");
   TORCH_CHECK(o.oversample >= 0 && o.power_iters >= 0,
@@ -55,20 +56,36 @@ SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const Progress
     ++step;
   };
 
-  // Probes come from a CPU float64 stream so every device and dtype sees the same numbers.
-  auto gen = at::detail::createCPUGenerator(o.seed);
-  auto omega_nu = at::normal(0.0, 1.0, {n, u}, gen, torch::dtype(torch::kFloat64)).to(op.options());
-
-  tick();
-  auto y_pu = op.apply_t(omega_nu);
-  // E‖VᵀΩ‖_F² = u‖V‖_F² for Gaussian Ω: a free estimate of the total variance.
-  const double total = squared_norm(y_pu) / static_cast<double>(u);
-  auto q_pu = orthonormal_basis(y_pu);
-  for (int64_t i = 0; i < o.power_iters; ++i) {
+  torch::Tensor q_pu;
+  double total = 0;
+  int64_t first_iteration = 0;
+  if (resume != nullptr) {
+    TORCH_CHECK(resume->q_pu.dim() == 2 && resume->q_pu.size(0) == p && resume->q_pu.size(1) == u &&
+                    resume->iteration >= 0 && resume->iteration <= o.power_iters,
+                "nfk::randomized_svd: the state to resume from does not fit (", p, " x ", u,
+                " basis after at most ", o.power_iters, " iterations expected)");
+    q_pu = resume->q_pu.to(op.options());
+    total = resume->total_variance;
+    first_iteration = resume->iteration;
+    step = 1 + 2 * first_iteration;
+  } else {
+    // Probes come from a CPU float64 stream so every device and dtype sees the same numbers.
+    auto gen = at::detail::createCPUGenerator(o.seed);
+    auto omega_nu =
+        at::normal(0.0, 1.0, {n, u}, gen, torch::dtype(torch::kFloat64)).to(op.options());
+    tick();
+    auto y_pu = op.apply_t(omega_nu);
+    // E‖VᵀΩ‖_F² = u‖V‖_F² for Gaussian Ω: a free estimate of the total variance.
+    total = squared_norm(y_pu) / static_cast<double>(u);
+    q_pu = orthonormal_basis(y_pu);
+    if (checkpoint) checkpoint({0, q_pu, total});
+  }
+  for (int64_t i = first_iteration; i < o.power_iters; ++i) {
     tick();
     auto z_nu = orthonormal_basis(op.apply(q_pu));
     tick();
     q_pu = orthonormal_basis(op.apply_t(z_nu));
+    if (checkpoint) checkpoint({i + 1, q_pu, total});
   }
   tick();
   auto b_nu = op.apply(q_pu);  // B = V Q
