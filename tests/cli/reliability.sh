@@ -136,6 +136,29 @@ expect_fail "distance --a of another shape names the fitted shape" 'fitted on ex
 expect_fail "class distances with a label that has no example" 'label 2 has no example' "$o/d.npy" -- \
   distance --projector "$w/good.nfk" --data "$w/x.npy" --labels "$w/y_gap.npy" --out "$o/d.npy"
 
+# --- a fit killed mid-way resumes to the uninterrupted projector, bit for bit -----------------
+long_fit=(--model "$w/clf.pt" --kind classifier --data "$w/x_240.npy" --rank 4
+          --method matrix-free --power-iters 150 --seed 3)
+must "uninterrupted long fit" fit "${long_fit[@]}" --out "$tmp/uninterrupted.nfk" --quiet
+"$nfk" fit "${long_fit[@]}" --checkpoint "$tmp/ckpt" --out "$tmp/resumed.nfk" --quiet &
+pid=$!
+for _ in $(seq 600); do  # until 20 power iterations are saved
+  grep -Eqs '"iteration": ([2-9][0-9]|1[0-9][0-9])' "$tmp/ckpt/checkpoint.json" && break
+  sleep 0.1
+done
+kill -9 $pid 2> /dev/null || fail "kill and resume" "the fit ended before it could be killed"
+wait $pid 2> /dev/null || true
+check "the killed fit wrote no projector" test ! -e "$tmp/resumed.nfk"
+check "the killed fit left its checkpoint" test -s "$tmp/ckpt/q.npy"
+iteration=$(grep -Eo '"iteration": [0-9]+' "$tmp/ckpt/checkpoint.json" | grep -Eo '[0-9]+$')
+echo "  killed after power iteration $iteration of 150"
+expect_fail "--resume with other options" 'another fit' "$o/p.nfk" -- \
+  fit "${long_fit[@]/--rank/--oversample}" --checkpoint "$tmp/ckpt" --resume --out "$o/p.nfk" --quiet
+must "resumed long fit" fit "${long_fit[@]}" --checkpoint "$tmp/ckpt" --resume \
+  --out "$tmp/resumed.nfk" --quiet
+check "the resumed projector is the uninterrupted one, bit for bit" \
+  cmp "$tmp/uninterrupted.nfk" "$tmp/resumed.nfk"
+
 # --- options ---------------------------------------------------------------------------------
 for bad in "--memory-budget -1" "--memory-budget 9e15" "--memory-budget 99999999999" \
   "--dist-timeout 1e300" "--dist-timeout 0" "--dist-timeout nan" "--fisher-floor inf" \
