@@ -39,13 +39,15 @@ expect_fail() {
   shift
   local before after rc=0
   before=$(snapshot)
-  "$nfk" "$@" >"$log/stdout" 2>"$log/stderr" || rc=$?
+  # A hang is a failure too (e.g. a FIFO opened for reading): bounded, well above any case's time.
+  timeout -k 10 300 "$nfk" "$@" >"$log/stdout" 2>"$log/stderr" || rc=$?
   after=$(snapshot)
   local lines nlines
   lines=$(grep -v '^[[:space:]]*$' "$log/stderr" || true)
   nlines=$(printf '%s' "$lines" | grep -c '' || true)
   local why=()
   ((rc != 0)) || why+=("exit status 0")
+  ((rc != 124)) || why+=("timed out after 300 s (hung?)")
   ((rc < 128)) || why+=("killed by a signal (exit status $rc)")
   ((nlines == 1)) || why+=("$nlines non-empty stderr lines, expected 1")
   if grep -Eq 'frame #|Exception raised from|terminate called' "$log/stderr"; then
@@ -200,6 +202,20 @@ expect_fail "--rank 21 > 20 examples (exact)" 'rank' "$o/p.nfk" -- \
   fit "${clf[@]}" --data "$w/x.npy" --rank 21 --method exact --out "$o/p.nfk" --quiet
 expect_fail "--rank 21 > 20 examples (matrix-free)" 'rank' "$o/p.nfk" -- \
   fit "${clf[@]}" --data "$w/x.npy" --rank 21 --method matrix-free --out "$o/p.nfk" --quiet
+
+# 11. inputs that hung: a FIFO as --data (open() blocks without a writer), and a 128-byte .npy
+# of shape (10**12, 0) (every command walked through 10**12 empty examples)
+mkfifo "$w/fifo.npy"
+expect_fail "fit --data is a FIFO" 'fifo' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/fifo.npy" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "fit --data of shape (10**12, 0)" 'no values' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/x_1e12x0.npy" --out "$o/p.nfk" "${fitargs[@]}"
+if [[ -f $w/good.nfk ]]; then
+  expect_fail "transform --data is a FIFO, sliced" 'fifo' "$o/e.npy" -- \
+    transform --projector "$w/good.nfk" --data "$w/fifo.npy[:5]" --out "$o/e.npy" --quiet
+  expect_fail "transform --data of shape (10**12, 0)" 'no values' "$o/e.npy" -- \
+    transform --projector "$w/good.nfk" --data "$w/x_1e12x0.npy" --out "$o/e.npy" --quiet
+fi
 
 leftover=$(find "$o" -mindepth 1)
 [[ -z $leftover ]] || fail "output folder" "files left in it: $leftover"
