@@ -111,6 +111,7 @@ std::string error_of(const std::function<void()>& fn) {
 
 bool bitwise_equal(const torch::Tensor& a, const torch::Tensor& b) {
   if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
+  if (a.numel() == 0) return true;  // an empty tensor's data pointer may be null (no memcmp)
   const auto ac = a.contiguous();
   const auto bc = b.contiguous();
   return std::memcmp(ac.data_ptr(), bc.data_ptr(), ac.numel() * ac.element_size()) == 0;
