@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,14 @@
 namespace {
 
 std::string g_out;
+
+void put(const std::string& target, const std::string& name, const std::string& bytes);
+
+// fuzz_dataset's input: one byte for the slice ("[:byte]", 0 for none), then the file.
+void put_dataset(const std::string& name, const std::string& file_bytes) {
+  put("dataset", name, std::string(1, '\0') + file_bytes);
+  put("dataset", name + "_slice3", std::string(1, '\3') + file_bytes);
+}
 
 void put(const std::string& target, const std::string& name, const std::string& bytes) {
   const std::string dir = g_out + "/" + target;
@@ -76,6 +85,10 @@ void npy_seeds() {
   };
   torch::manual_seed(0);
   put("npy", "f4_2x1x3x3", written(torch::randn({2, 1, 3, 3})));
+  put_dataset("npy_f4_4x1x2x2", written(torch::randn({4, 1, 2, 2})));
+  put_dataset("npy_u1_5x3", written(torch::randint(0, 256, {5, 3}, torch::kUInt8)));
+  put_dataset("npy_i8_labels_6", written(torch::arange(6)));
+  put_dataset("npy_nan", written(torch::tensor({1.0f, NAN})));
   put("npy", "f8_3", written(torch::randn({3}, torch::kFloat64)));
   put("npy", "u1_2x2", written(torch::randint(0, 256, {2, 2}, torch::kUInt8)));
   put("npy", "i8_4", written(torch::arange(4)));
@@ -113,6 +126,8 @@ void idx_seeds() {
     put("idx", name, bytes);
     put("idx", name + ".gz", gzip(bytes));
     put("idx_gzip", name, bytes);  // fuzz_idx_gzip compresses its input itself
+    put_dataset("idx_" + name, bytes);
+    put_dataset("idx_" + name + ".gz", gzip(bytes));
   }
 }
 
