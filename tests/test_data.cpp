@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "data/data_source.h"
 #include "detail/atomic_file.h"
 #include "nfk/data.h"
 
@@ -110,6 +111,7 @@ std::string error_of(const std::function<void()>& fn) {
 
 bool bitwise_equal(const torch::Tensor& a, const torch::Tensor& b) {
   if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;
+  if (a.numel() == 0) return true;  // an empty tensor's data pointer may be null (no memcmp)
   const auto ac = a.contiguous();
   const auto bc = b.contiguous();
   return std::memcmp(ac.data_ptr(), bc.data_ptr(), ac.numel() * ac.element_size()) == 0;
@@ -248,7 +250,63 @@ TEST_F(DataTest, NpyRejectsUnsupportedAndBigEndianDtypes) {
                                       std::string(4, '\0')));
   EXPECT_CONTAINS(error_of([&] { nfk::read_npy(path("m.npy")); }), "malformed .npy header");
   EXPECT_CONTAINS(error_of([&] { nfk::read_npy(path("missing.npy")); }),
-                  "nfk: cannot read " + path("missing.npy") + ": No such file");
+                  "nfk: cannot read .npy file " + path("missing.npy") + ": No such file");
+}
+
+TEST_F(DataTest, NpyZeroSizeArrayWithHugeDimsIsBoundedAndRefusedAsData) {
+  // Issue 11 defect 10: a 128-byte file of shape (10**12, 0) made every command walk through
+  // 10**12 empty examples. The reader accepts it (as numpy does) at once; as data it is refused.
+  write_bytes(
+      path("z.npy"),
+      npy_file("{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 0), }", ""));
+  ASSERT_EQ(read_bytes(path("z.npy")).size(), 128u);
+  const torch::Tensor z = nfk::read_npy(path("z.npy"));
+  EXPECT_EQ(z.sizes(), (std::vector<int64_t>{1000000000000, 0}));
+  EXPECT_CONTAINS(
+      error_of([&] { nfk::load_dataset(path("z.npy")); }),
+      "nfk: " + path("z.npy") + ": the array holds no values (shape [1000000000000, 0])");
+  // Zero examples are no data either, from a file or from memory.
+  nfk::write_npy(path("e.npy"), torch::empty({0, 3}));
+  EXPECT_CONTAINS(error_of([&] { nfk::load_dataset(path("e.npy")); }), "holds no values");
+  EXPECT_CONTAINS(error_of([&] {
+                    nfk::dataset_from_array(torch::empty({4, 0}), "x");
+                  }),
+                  "nfk: x: the array holds no values (shape [4, 0])");
+}
+
+TEST_F(DataTest, NpyRefusesShapesLibTorchCannotDescribe) {
+  // Empty, but the strides of (0, 2**40, 2**40) float64 overflow int64.
+  write_bytes(path("s.npy"), npy_file("{'descr': '<f8', 'fortran_order': False, "
+                                      "'shape': (0, 1099511627776, 1099511627776), }",
+                                      ""));
+  EXPECT_CONTAINS(
+      error_of([&] { nfk::read_npy(path("s.npy")); }),
+      "nfk: " + path("s.npy") + ": .npy shape (0, 1099511627776, 1099511627776) is too large");
+  // The byte count wraps around uint64: refused, never a small allocation.
+  write_bytes(path("w.npy"), npy_file("{'descr': '<f8', 'fortran_order': False, "
+                                      "'shape': (2305843009213693952, 8), }",
+                                      std::string(8, '\0')));
+  EXPECT_CONTAINS(error_of([&] { nfk::read_npy(path("w.npy")); }), "is too large");
+  // A size that fits int64 but not the file: refused before allocating 8 TB.
+  write_bytes(path("t.npy"), npy_file("{'descr': '<f8', 'fortran_order': False, "
+                                      "'shape': (1000000000000,), }",
+                                      std::string(8, '\0')));
+  EXPECT_CONTAINS(error_of([&] { nfk::read_npy(path("t.npy")); }),
+                  "truncated .npy data: expected 8000000000000 bytes, got 8");
+}
+
+TEST_F(DataTest, ReadersRefuseFifosWithoutBlocking) {
+  // A FIFO with no writer blocked open() forever; each reader now names what the path is.
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0600), 0) << std::strerror(errno);
+  EXPECT_CONTAINS(error_of([&] { nfk::read_npy(path("fifo")); }),
+                  "nfk: cannot read .npy file " + path("fifo") + ": it is a FIFO (named pipe)");
+  EXPECT_CONTAINS(error_of([&] { nfk::read_idx(path("fifo")); }),
+                  "nfk: cannot read IDX file " + path("fifo") + ": it is a FIFO (named pipe)");
+  EXPECT_CONTAINS(error_of([&] { nfk::load_dataset(path("fifo") + "[:3]"); }),
+                  "nfk: cannot read data " + path("fifo") + ": it is a FIFO (named pipe)");
+  EXPECT_CONTAINS(error_of([&] { nfk::load_labels(path("fifo")); }),
+                  "nfk: cannot read labels " + path("fifo") + ": it is a FIFO (named pipe)");
+  EXPECT_CONTAINS(error_of([&] { nfk::read_npy(dir_); }), "it is a directory");
 }
 
 TEST_F(DataTest, NpyWriteFailureLeavesNothing) {
@@ -320,6 +378,27 @@ TEST_F(DataTest, IdxRejectsTruncatedAndBadFiles) {
   EXPECT_CONTAINS(error_of([&] { nfk::read_idx(path("x")); }), "trailing bytes");
 }
 
+TEST_F(DataTest, IdxRefusesDeclaredSizesBeyondTheFileBeforeAllocating) {
+  // 65536 x 65536 x 200 = 859 GB declared by a 16-byte file: refused without allocating it.
+  write_bytes(path("big"), idx_bytes({65536, 65536, 200}, ""));
+  EXPECT_CONTAINS(
+      error_of([&] { nfk::read_idx(path("big")); }),
+      "nfk: " + path("big") + ": truncated IDX data: expected 858993459200 bytes, got 0");
+  // gzip'd: deflate expands at most 1032:1, which bounds what the file can hold.
+  write_gz(path("big.gz"), idx_bytes({65536, 65536, 200}, std::string(1000, '\0')));
+  EXPECT_CONTAINS(error_of([&] { nfk::read_idx(path("big.gz")); }),
+                  "truncated IDX data: the header declares 858993459200 bytes, more than a gzip "
+                  "file of ");
+  // Empty, but with strides LibTorch cannot hold: 0 x (2**32 - 1)^3.
+  write_bytes(path("zero"), idx_bytes({0, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF}, ""));
+  EXPECT_CONTAINS(error_of([&] { nfk::read_idx(path("zero")); }),
+                  "nfk: " + path("zero") + ": IDX shape is too large");
+  // An empty set of images is a valid IDX file, but no data.
+  write_bytes(path("none"), idx_bytes({0, 28, 28}, ""));
+  EXPECT_EQ(nfk::read_idx(path("none")).sizes(), (std::vector<int64_t>{0, 28, 28}));
+  EXPECT_CONTAINS(error_of([&] { nfk::load_dataset(path("none")); }), "holds no values");
+}
+
 // ---------------------------------------------------------------------------------------------
 // load_dataset
 
@@ -377,6 +456,29 @@ TEST_F(DataTest, LoadDatasetErrors) {
                   "nfk: cannot read " + path("none.npy"));
   write_bytes(path("text.npy"), "hello world");
   EXPECT_CONTAINS(error_of([&] { nfk::load_dataset(path("text.npy")); }), "unrecognized data file");
+}
+
+TEST(DataSource, ParsesNamesAndSlices) {
+  using nfk::detail::parse_data_source;
+  const auto named = parse_data_source("mnist:test[:100]");
+  EXPECT_EQ(named.name, "mnist:test");
+  EXPECT_EQ(named.limit, 100);
+  EXPECT_TRUE(named.named);
+  const auto file = parse_data_source("runs/x.npy");
+  EXPECT_EQ(file.name, "runs/x.npy");
+  EXPECT_EQ(file.limit, -1);
+  EXPECT_FALSE(file.named);
+  // Only the last "[:n]" is a slice.
+  const auto nested = parse_data_source("a[:1][:2]");
+  EXPECT_EQ(nested.name, "a[:1]");
+  EXPECT_EQ(nested.limit, 2);
+  EXPECT_EQ(parse_data_source("x[:999999999999999999]").limit, 999999999999999999);
+  EXPECT_CONTAINS(error_of([] { parse_data_source("x[:1000000000000000000]"); }), "bad slice");
+  EXPECT_CONTAINS(error_of([] { parse_data_source("x[:-1]"); }), "bad slice");
+  EXPECT_CONTAINS(error_of([] { parse_data_source("x[:]"); }), "bad slice");
+  EXPECT_CONTAINS(error_of([] { parse_data_source("x[:0]"); }), "keeps no examples");
+  EXPECT_CONTAINS(error_of([] { parse_data_source("[:5]"); }), "empty data source");
+  EXPECT_CONTAINS(error_of([] { parse_data_source(""); }), "empty data source");
 }
 
 TEST_F(DataTest, NamedSetMissingFilesSaysRunSetup) {

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "data/data_source.h"
+#include "detail/input_file.h"
 #include "nfk/data.h"
 
 #ifndef NFK_DEFAULT_DATA_DIR
@@ -56,6 +58,10 @@ torch::Tensor images_to_float(const torch::Tensor& x) {
 /// An array as data inputs: uint8 images scaled to [0, 1] float32, other integers to float32.
 torch::Tensor array_to_inputs(torch::Tensor x, const std::string& what) {
   TORCH_CHECK(x.dim() >= 1, "nfk: ", what, ": expected an array [N, ...], got a scalar");
+  // An empty array is no data; with N > 0 empty examples, e.g. shape (10**12, 0), every command
+  // would walk through N batches of nothing.
+  TORCH_CHECK(x.numel() > 0, "nfk: ", what, ": the array holds no values (shape ", x.sizes(),
+              "); expected [N, ...] with N > 0 examples of at least one value");
   if (x.scalar_type() == torch::kUInt8) return images_to_float(x);
   if (!x.is_floating_point()) return x.to(torch::kFloat32);
   return x;
@@ -75,20 +81,6 @@ Format sniff_format(const std::string& path) {
   TORCH_CHECK(false, "nfk: ", path,
               ": unrecognized data file (expected .npy, IDX, or gzip'd IDX by its magic bytes)");
   __builtin_unreachable();
-}
-
-// Splits an optional trailing "[:n]" off `source`; n = -1 when absent.
-std::string split_slice(const std::string& source, int64_t* n) {
-  *n = -1;
-  const size_t open = source.rfind("[:");
-  if (open == std::string::npos || source.empty() || source.back() != ']') return source;
-  const std::string digits = source.substr(open + 2, source.size() - open - 3);
-  bool ok = !digits.empty() && digits.size() <= 18;
-  for (char c : digits) ok = ok && c >= '0' && c <= '9';
-  TORCH_CHECK(ok, "nfk: ", source, ": bad slice suffix (expected \"[:n]\" with n a count)");
-  *n = std::stoll(digits);
-  TORCH_CHECK(*n > 0, "nfk: ", source, ": slice \"[:0]\" keeps no examples");
-  return source.substr(0, open);
 }
 
 }  // namespace
@@ -132,13 +124,36 @@ Dataset load_named_set(const std::string& name) {
   return ds;
 }
 
+namespace detail {
+
+DataSource parse_data_source(const std::string& source) {
+  TORCH_CHECK(!source.empty(), "nfk: empty data source");
+  DataSource out;
+  out.name = source;
+  const size_t open = source.rfind("[:");
+  if (open != std::string::npos && source.back() == ']') {
+    const std::string digits = source.substr(open + 2, source.size() - open - 3);
+    bool ok = !digits.empty() && digits.size() <= 18;  // 18 digits always fit in int64
+    for (const char c : digits) ok = ok && c >= '0' && c <= '9';
+    TORCH_CHECK(ok, "nfk: ", source, ": bad slice suffix (expected \"[:n]\" with n a count)");
+    out.limit = std::stoll(digits);
+    TORCH_CHECK(out.limit > 0, "nfk: ", source, ": slice \"[:0]\" keeps no examples");
+    out.name = source.substr(0, open);
+    TORCH_CHECK(!out.name.empty(), "nfk: ", source, ": empty data source before the slice");
+  }
+  out.named = is_named_set(out.name);
+  return out;
+}
+
+}  // namespace detail
+
 Dataset load_dataset(const std::string& source) {
-  int64_t n = -1;
-  const std::string src = split_slice(source, &n);
-  TORCH_CHECK(!src.empty(), "nfk: empty data source");
+  const detail::DataSource parsed = detail::parse_data_source(source);
+  const std::string& src = parsed.name;
+  const int64_t n = parsed.limit;
 
   Dataset ds;
-  if (is_named_set(src)) {
+  if (parsed.named) {
     ds = load_named_set(src);
   } else if (!is_regular_file(src)) {
     // Something shaped like "family:split" that is not a file is almost surely a mistyped set.
@@ -148,17 +163,15 @@ Dataset load_dataset(const std::string& source) {
     TORCH_CHECK(!looks_named, "nfk: unknown data set '", src, "' (valid names: ", valid_names(),
                 ")");
     struct stat st;
-    const bool exists = ::stat(src.c_str(), &st) == 0;
-    TORCH_CHECK(false, "nfk: cannot read ", src, ": ",
-                exists ? "not a regular file" : std::strerror(errno),
+    TORCH_CHECK(::stat(src.c_str(), &st) == 0, "nfk: cannot read ", src, ": ", std::strerror(errno),
                 " (expected a .npy or IDX file, or one of: ", valid_names(), ")");
+    detail::check_input_file(src, "data");  // says what it is instead (a FIFO, a folder, ...)
   } else if (sniff_format(src) == Format::kNpy) {
-    torch::Tensor x = read_npy(src);
-    ds.inputs = array_to_inputs(x, src);
+    ds.inputs = array_to_inputs(read_npy(src), src);
   } else {
     torch::Tensor x = read_idx(src);
     if (x.dim() == 3) x = x.unsqueeze(1);
-    ds.inputs = images_to_float(x);
+    ds.inputs = array_to_inputs(x, src);
   }
 
   if (n >= 0 && n < ds.inputs.size(0)) {
@@ -171,15 +184,18 @@ Dataset load_dataset(const std::string& source) {
 }
 
 torch::Tensor load_labels(const std::string& source) {
-  int64_t n = -1;
-  const std::string src = split_slice(source, &n);
+  const detail::DataSource parsed = detail::parse_data_source(source);
+  const std::string& src = parsed.name;
+  const int64_t n = parsed.limit;
   torch::Tensor y;
-  if (is_named_set(src)) {
+  if (parsed.named) {
     y = load_named_set(src).labels;
   } else {
-    TORCH_CHECK(is_regular_file(src), "nfk: cannot read labels ", src,
+    struct stat st;
+    TORCH_CHECK(::stat(src.c_str(), &st) == 0, "nfk: cannot read labels ", src,
                 ": no such file (expected a .npy or IDX label file, or one of: ", valid_names(),
                 ")");
+    detail::check_input_file(src, "labels");  // not a FIFO, a folder, ...
     y = sniff_format(src) == Format::kNpy ? read_npy(src) : read_idx(src);
   }
   TORCH_CHECK(y.dim() == 1, "nfk: ", src, ": labels must be a 1-d array [N], got shape ",

@@ -1,4 +1,5 @@
 #include <c10/util/Exception.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -10,21 +11,31 @@
 #include <string>
 #include <vector>
 
+#include "detail/input_file.h"
 #include "nfk/data.h"
 
 namespace nfk {
 namespace {
 
+// Deflate expands at most 1032:1 (zlib's FAQ), so a gzip file of S bytes holds at most this many
+// bytes of data; a header that declares more is refused before its tensor is allocated.
+constexpr uint64_t kMaxGzipRatio = 1032;
+
 // Owns a gzFile; gzopen/gzread read gzip'd and plain files alike.
 class GzReader {
  public:
   explicit GzReader(const std::string& path) : path_(path) {
+    // Only a regular file: gzopen would block on a FIFO.
+    detail::check_input_file(path, "IDX file");
     errno = 0;
     f_ = gzopen(path.c_str(), "rb");
     TORCH_CHECK(f_ != nullptr, "nfk: cannot read ", path, ": ",
                 errno != 0 ? std::strerror(errno) : "gzopen failed");
     gzbuffer(f_, 1 << 18);
   }
+  /// Whether the file is read as is (not gzip'd); valid after the first read.
+  bool plain() { return gzdirect(f_) == 1; }
+
   ~GzReader() {
     if (f_ != nullptr) gzclose(f_);
   }
@@ -102,16 +113,36 @@ torch::Tensor read_idx(const std::string& path) {
   TORCH_CHECK(got_dims == dim_bytes.size(), "nfk: ", path, ": truncated IDX header: expected ",
               dim_bytes.size(), " bytes of dimensions, got ", got_dims);
   std::vector<int64_t> shape(ndim);
-  uint64_t numel = 1;
+  // numel = prod(d); LibTorch's strides are products with 0 taken as 1, so those must fit in
+  // int64 too, also for an empty array. 255 uint32 dimensions: overflow-checked products.
+  uint64_t numel = 1, span = 1;
+  bool overflow = false;
   for (int i = 0; i < ndim; ++i) {
     const unsigned char* b = &dim_bytes[4 * i];
     // IDX dimensions are big-endian uint32.
     const uint64_t d =
         (uint64_t{b[0]} << 24) | (uint64_t{b[1]} << 16) | (uint64_t{b[2]} << 8) | uint64_t{b[3]};
-    TORCH_CHECK(d == 0 || numel <= (uint64_t{1} << 40) / d, "nfk: ", path,
-                ": IDX shape is too large");
-    numel *= d;
+    overflow = overflow || __builtin_mul_overflow(span, d == 0 ? 1 : d, &span);
+    numel *= d;  // <= span: cannot overflow when span does not
     shape[i] = static_cast<int64_t>(d);
+  }
+  TORCH_CHECK(!overflow && span <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
+              "nfk: ", path, ": IDX shape is too large");
+
+  // The declared size against the file before anything is allocated.
+  struct stat st {};
+  TORCH_CHECK(::stat(path.c_str(), &st) == 0, "nfk: cannot read IDX file ", path, ": ",
+              std::strerror(errno));
+  const auto file_size = static_cast<uint64_t>(st.st_size);
+  const uint64_t header_bytes = 4 + dim_bytes.size();
+  if (in.plain()) {
+    const uint64_t available = file_size > header_bytes ? file_size - header_bytes : 0;
+    TORCH_CHECK(numel <= available, "nfk: ", path, ": truncated IDX data: expected ", numel,
+                " bytes, got ", available);
+  } else {
+    TORCH_CHECK(numel / kMaxGzipRatio <= file_size, "nfk: ", path,
+                ": truncated IDX data: the header declares ", numel,
+                " bytes, more than a gzip file of ", file_size, " bytes can hold");
   }
 
   auto out = torch::empty(shape, torch::TensorOptions().dtype(torch::kUInt8));

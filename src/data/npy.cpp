@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "detail/atomic_file.h"
+#include "detail/input_file.h"
 #include "nfk/data.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -190,6 +191,33 @@ const char* descr_for(torch::ScalarType t) {
   }
 }
 
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string out = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += std::to_string(shape[i]);
+  }
+  return out + (shape.size() == 1 ? ",)" : ")");
+}
+
+// Bytes of a C-order array of `shape`, or throws when LibTorch could not describe it: its
+// strides are products of the dimensions with 0 taken as 1, so those must fit in int64 too,
+// also for an empty array such as (10**12, 0, 10**12). All products are overflow-checked.
+uint64_t array_bytes(const std::vector<int64_t>& shape, uint64_t itemsize,
+                     const std::string& path) {
+  uint64_t span = itemsize;  // itemsize * prod(max(d, 1)): bounds every stride and the size
+  uint64_t bytes = itemsize;
+  bool overflow = false;
+  for (const int64_t d : shape) {
+    const auto du = static_cast<uint64_t>(d);
+    overflow = overflow || __builtin_mul_overflow(span, du == 0 ? 1 : du, &span);
+    bytes *= du;  // <= span once the loop is done: cannot overflow when span does not
+  }
+  TORCH_CHECK(!overflow && span <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()),
+              "nfk: ", path, ": .npy shape ", shape_string(shape), " is too large");
+  return bytes;
+}
+
 uint64_t read_le(const unsigned char* p, int n) {
   uint64_t v = 0;
   for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
@@ -199,8 +227,10 @@ uint64_t read_le(const unsigned char* p, int n) {
 }  // namespace
 
 torch::Tensor read_npy(const std::string& path) {
+  // Only a regular file: a FIFO would block the open below, a directory "opens" and reads nothing.
+  detail::check_input_file(path, ".npy file");
   std::ifstream in(path, std::ios::binary);
-  TORCH_CHECK(in.is_open(), "nfk: cannot read ", path, ": ", std::strerror(errno));
+  TORCH_CHECK(in.is_open(), "nfk: cannot read .npy file ", path, ": ", std::strerror(errno));
   in.seekg(0, std::ios::end);
   const auto file_size = static_cast<uint64_t>(in.tellg());
   in.seekg(0, std::ios::beg);
@@ -235,13 +265,8 @@ torch::Tensor read_npy(const std::string& path) {
   TORCH_CHECK(!h.fortran_order, "nfk: ", path,
               ": Fortran-order .npy arrays are not supported; save with np.ascontiguousarray");
 
-  uint64_t numel = 1;
-  for (int64_t d : h.shape) {
-    TORCH_CHECK(d == 0 || numel <= std::numeric_limits<uint64_t>::max() / 16 / d, "nfk: ", path,
-                ": .npy shape is too large");
-    numel *= static_cast<uint64_t>(d);
-  }
-  const uint64_t data_bytes = numel * dt.itemsize;
+  // Checked against the file size before anything is allocated.
+  const uint64_t data_bytes = array_bytes(h.shape, dt.itemsize, path);
   const uint64_t got = file_size - prefix_len - header_len;
   TORCH_CHECK(got >= data_bytes, "nfk: ", path, ": truncated .npy data: expected ", data_bytes,
               " bytes, got ", got);

@@ -120,4 +120,18 @@ expect_fail "--rank 21 > 20 examples (exact)" 'rank' "$o/p.nfk" -- \
 expect_fail "--rank 21 > 20 examples (matrix-free)" 'rank' "$o/p.nfk" -- \
   fit "${clf[@]}" --data "$w/x.npy" --rank 21 --method matrix-free --out "$o/p.nfk" --quiet
 
+# 11. inputs that hung: a FIFO as --data (open() blocks without a writer), and a 128-byte .npy
+# of shape (10**12, 0) (every command walked through 10**12 empty examples)
+mkfifo "$w/fifo.npy"
+expect_fail "fit --data is a FIFO" 'fifo' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/fifo.npy" --out "$o/p.nfk" "${fitargs[@]}"
+expect_fail "fit --data of shape (10**12, 0)" 'no values' "$o/p.nfk" -- \
+  fit "${clf[@]}" --data "$w/x_1e12x0.npy" --out "$o/p.nfk" "${fitargs[@]}"
+if [[ -f $w/good.nfk ]]; then
+  expect_fail "transform --data is a FIFO, sliced" 'fifo' "$o/e.npy" -- \
+    transform --projector "$w/good.nfk" --data "$w/fifo.npy[:5]" --out "$o/e.npy" --quiet
+  expect_fail "transform --data of shape (10**12, 0)" 'no values' "$o/e.npy" -- \
+    transform --projector "$w/good.nfk" --data "$w/x_1e12x0.npy" --out "$o/e.npy" --quiet
+fi
+
 finish

@@ -97,6 +97,10 @@ def main():
     with open(os.path.join(out, "truncated.npy"), "wb") as f:
         f.write(good[: len(good) - 1000])
 
+    # 128 bytes: a header declaring 10**12 examples of 0 values each, and no data.
+    np.save(os.path.join(out, "x_1e12x0.npy"), np.empty((10**12, 0), np.float32))
+    assert os.path.getsize(os.path.join(out, "x_1e12x0.npy")) == 128
+
     # IDX3 whose header claims 20 images of 8x8 but only 12 are present.
     imgs = rng.integers(0, 256, (12, 8, 8))
     write_idx3(os.path.join(out, "truncated-idx3-ubyte"), imgs, claimed_n=20)
