@@ -42,8 +42,18 @@ std::pair<torch::Tensor, torch::Tensor> LinearOperator::apply_pair(const torch::
   return {vq, apply_t(m_nl)};
 }
 
+// ATen sets the OpenMP thread count on its first parallel region; until then OpenBLAS runs with
+// OpenMP's default, which can differ (e.g. logical vs physical cores). Settling it before the
+// first product keeps every call's blocking, and so its last bits, the same.
+namespace {
+void fix_thread_count() {
+  at::init_num_threads();
+}
+}  // namespace
+
 SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress,
                          const SvdState* resume, const SvdCheckpointFn& checkpoint) {
+  fix_thread_count();
   const int64_t n = op.rows(), p = op.cols();
   check_rank(o.rank, n, p, "randomized_svd");
   TORCH_CHECK(o.oversample >= 0 && o.power_iters >= 0,
@@ -103,6 +113,7 @@ SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const Progress
 }
 
 SvdResult sketch_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress) {
+  fix_thread_count();
   const int64_t n = op.rows(), p = op.cols();
   check_rank(o.rank, n, p, "sketch_svd");
   TORCH_CHECK(o.oversample >= 0, "nfk::sketch_svd: oversample must be >= 0");
@@ -138,6 +149,7 @@ SvdResult sketch_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& 
 }
 
 SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank) {
+  fix_thread_count();
   TORCH_CHECK(v_np.dim() == 2, "nfk::exact_svd: V must be [N, P], got ", v_np.sizes());
   const int64_t n = v_np.size(0), p = v_np.size(1);
   check_rank(rank, n, p, "exact_svd");
