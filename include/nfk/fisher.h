@@ -158,6 +158,13 @@ class FisherVectorOperator : public StreamingVOperator {
                            first_index) {}
   torch::Tensor apply(const torch::Tensor& q_pu) override;
   torch::Tensor apply_t(const torch::Tensor& m_nu) override;
+
+ private:
+  /// The score with dual parameters. PyTorch's fused kernels (e.g. the transformer encoder's
+  /// fast path) have no forward-mode AD and run only with grad mode off: on the first such
+  /// failure the JVPs switch grad mode on (the slower, differentiable path) and retry.
+  torch::Tensor forward_mode_score(const torch::Tensor& x_b, int64_t first_index);
+  bool jvp_with_grad_mode_ = false;
 };
 
 /// V [N, P] over `inputs` [N, ...] as GEMMs on per-example gradient blocks recomputed on every

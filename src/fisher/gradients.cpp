@@ -1,6 +1,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "fisher/layer_gradients.h"
+#include "detail/strings.h"
 #include "nfk/fisher.h"
 
 namespace nfk {
@@ -68,8 +69,8 @@ std::string try_layer_tape(ScoreModel& model, const torch::Tensor& x, int64_t fi
                            torch::Tensor out_bp) {
   try {
     return detail::tape_per_example_gradients(model, x, first_index, out_bp);
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
+  } catch (const std::exception& e) {  // the TorchScript interpreter throws std::runtime_error
+    return detail::summary_line(detail::error_text(e));
   }
 }
 

@@ -44,6 +44,21 @@ StreamingVOperator::StreamingVOperator(ScoreModel& model, torch::Tensor inputs,
   }
 }
 
+torch::Tensor FisherVectorOperator::forward_mode_score(const torch::Tensor& x_b,
+                                                       int64_t first_index) {
+  while (true) {
+    // Forward mode only: no reverse graph, unless a fused kernel forces the differentiable path.
+    torch::AutoGradMode grad_mode(jvp_with_grad_mode_);
+    try {
+      return model_.score(x_b, first_index);
+    } catch (const std::exception& e) {
+      const std::string what = e.what();
+      if (jvp_with_grad_mode_ || what.find("forward AD") == std::string::npos) throw;
+      jvp_with_grad_mode_ = true;
+    }
+  }
+}
+
 torch::Tensor FisherVectorOperator::apply(const torch::Tensor& q_pu) {
   TORCH_CHECK(q_pu.dim() == 2 && q_pu.size(0) == cols(), "nfk: apply expects Q [", cols(),
               ", u], got ", q_pu.sizes());
@@ -52,7 +67,6 @@ torch::Tensor FisherVectorOperator::apply(const torch::Tensor& q_pu) {
   auto offset_u = t_up.mv(z_);                                                 // z · t
   auto params = model_.parameters();
   auto out_nu = torch::empty({n, u}, options());
-  torch::NoGradGuard no_grad;  // forward mode only: no reverse graph
   for (int64_t start = 0; start < n; start += batch_size_) {
     const int64_t end = std::min(n, start + batch_size_);
     auto x = model_.prepare(inputs_.slice(0, start, end));
@@ -64,7 +78,7 @@ torch::Tensor FisherVectorOperator::apply(const torch::Tensor& q_pu) {
                        /*is_inplace_op=*/false);
         offset += p.numel();
       }
-      auto s = model_.score(x, first_index_ + start);
+      auto s = forward_mode_score(x, first_index_ + start);
       auto jvp = s._fw_grad(dual.level());
       auto col = out_nu.select(/*dim=*/1, j).slice(0, start, end);
       if (jvp.defined()) {

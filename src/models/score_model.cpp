@@ -174,6 +174,23 @@ void check_logits(const torch::Tensor& out, const std::string& path) {
               "(logits)");
 }
 
+// A graph recorded through one of PyTorch's fused inference kernels (e.g. a transformer traced
+// under torch.no_grad: aten::_transformer_encoder_layer_fwd) runs, but has no gradient at all.
+void check_differentiable(ScoreModel& model, const torch::Tensor& x, const std::string& path) {
+  torch::AutoGradMode grad_mode(true);
+  try {
+    auto params = model.parameters();
+    torch::autograd::grad({model.score(x).sum()}, params, {}, /*retain_graph=*/false,
+                          /*create_graph=*/false, /*allow_unused=*/true);
+  } catch (const std::exception& e) {
+    const std::string why = detail::summary_line(detail::error_text(e));
+    if (why.find("derivative for") == std::string::npos) throw;
+    TORCH_CHECK(false, "nfk: ", path, ": the score has no gradient (", detail::strip_prefix(why),
+                "): the model holds a fused inference kernel, as torch.jit.trace records under ",
+                "torch.no_grad or inference mode; trace it with gradients enabled, or script it");
+  }
+}
+
 }  // namespace
 
 ScoreModel load_score_model(ModelKind kind, const ModelOptions& options,
@@ -219,6 +236,7 @@ ScoreModel load_score_model(ModelKind kind, const ModelOptions& options,
     if (kind == ModelKind::kClassifier) {
       check_logits(model.network().call("forward", x), options.model_path);
     }
+    check_differentiable(model, x, options.model_path);
   }
   return model;
 }

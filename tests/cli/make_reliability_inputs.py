@@ -4,6 +4,7 @@ Usage: python3 make_reliability_inputs.py OUTDIR   (needs torch and numpy)
 """
 import os
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -64,8 +65,22 @@ class NanWhereNegative(Classifier):
         return self.logits(x) * torch.sqrt(x[:, :, 0, 0])
 
 
+class TransformerClassifier(nn.Module):
+    """Rows of the 8x8 image as 8 tokens through nn.TransformerEncoderLayer (batch_first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(8, 24)
+        self.encoder = nn.TransformerEncoderLayer(24, 4, 48, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(24, 3)
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x.reshape(x.size(0), 8, 8))).mean(1))
+
+
 def main():
     out = sys.argv[1]
+    warnings.simplefilter("ignore")  # TorchScript's notes on nn.TransformerEncoderLayer
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     torch.jit.script(Classifier().eval()).save(os.path.join(out, "clf.pt"))
@@ -74,6 +89,14 @@ def main():
     torch.jit.script(LinearClassifier().eval()).save(os.path.join(out, "clf_linear.pt"))
     torch.jit.script(DropoutClassifier().train()).save(os.path.join(out, "clf_train.pt"))
     torch.jit.script(NanWhereNegative().eval()).save(os.path.join(out, "clf_nan_some.pt"))
+
+    tf = TransformerClassifier().eval()
+    torch.jit.script(tf).save(os.path.join(out, "transformer_scripted.pt"))
+    example = torch.randn(10, 1, 8, 8)
+    torch.jit.trace(tf, example, check_trace=False).save(os.path.join(out, "transformer_traced.pt"))
+    with torch.no_grad():  # records PyTorch's fused fast path, which has no gradient
+        torch.jit.trace(tf, example, check_trace=False).save(
+            os.path.join(out, "transformer_traced_nograd.pt"))
 
     x = rng.standard_normal((20, 1, 8, 8)).astype(np.float32)
     np.save(os.path.join(out, "x.npy"), x)

@@ -107,6 +107,23 @@ expect_fail "transform where the model gives NaN from row 5" 'row 5 ' "$o/e.npy"
 expect_fail "fisher where the model gives NaN" 'nan' "$o/i.npy" -- \
   fisher --model "$w/clf_nan_some.pt" --kind classifier --data "$w/x_neg5.npy" --out "$o/i.npy" --quiet
 
+# --- users' transformers (nn.TransformerEncoderLayer, batch_first) --------------------------------
+expect_fail "a transformer traced under torch.no_grad (fused kernel, no gradient)" 'no gradient' "$o/p.nfk" -- \
+  fit --model "$w/transformer_traced_nograd.pt" --kind classifier --data "$w/x.npy" --out "$o/p.nfk" "${fitargs[@]}"
+for form in scripted traced; do
+  for method in exact per-example matrix-free; do
+    must "transformer ($form) by $method" fit --model "$w/transformer_$form.pt" --kind classifier \
+      --data "$w/x.npy" --rank 4 --dtype float64 --method $method --out "$tmp/tf_${form}_$method.nfk" --quiet
+    "$nfk" spectrum --projector "$tmp/tf_${form}_$method.nfk" --json >"$tmp/tf_${form}_$method.json"
+  done
+done
+check "every transformer fit gives the exact spectrum (1e-8)" "$py" -c "
+import json, sys
+s = [json.load(open('$tmp/tf_' + f + '_' + m + '.json'))['singular_values']
+     for f in ('scripted', 'traced') for m in ('exact', 'per-example', 'matrix-free')]
+ref = s[0]
+sys.exit(0 if all(abs(a - b) <= 1e-8 * abs(b) for t in s for a, b in zip(t, ref)) else 1)"
+
 # --- float32 matrix-free where centring after contraction loses everything to rounding ---------
 expect_fail "matrix-free float32 on 1e-10-scale data" 'cannot resolve.*per-example' "$o/p.nfk" -- \
   fit "${clf[@]}" --data "$w/x_tiny.npy" --rank 2 --method matrix-free --out "$o/p.nfk" --quiet
