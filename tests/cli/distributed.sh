@@ -95,7 +95,7 @@ done
 
 echo "== a bad input under --nproc 3: one line, the failing rank's own reason"
 rc=0
-"$nfk" fit "${small[@]}" --data "mnist:test[:10]" --rank 20 --method exact --nproc 3 \
+"$nfk" fit --model "$tmp/mlp.pt" --kind classifier --data "mnist:test[:10]" --rank 20 --method exact --nproc 3 \
   --out "$tmp/bad.nfk" 2> "$tmp/bad.err" || rc=$?
 ((rc != 0)) || { echo "FAIL: exit status 0"; exit 1; }
 [[ $(grep -c . "$tmp/bad.err") == 1 ]] && grep -Eq '^nfk: rank [0-2] of 3: .*rank must be' "$tmp/bad.err" ||

@@ -34,5 +34,5 @@ def make(out_dir):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.Tanh(),
                               torch.nn.Linear(16, 10))
-    torch.jit.script(net).save(out_dir + "/mlp.pt")
-    torch.jit.script(Vae()).save(out_dir + "/vae.pt")
+    torch.jit.script(net.eval()).save(out_dir + "/mlp.pt")
+    torch.jit.script(Vae().eval()).save(out_dir + "/vae.pt")
