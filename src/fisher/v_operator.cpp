@@ -182,6 +182,12 @@ torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor&
     fill_gradients(model, local_inputs, batch_size, v_np, nullptr, progress, shard.begin);
   }
   centre_and_scale(v_np, stats->mean_score, stats->inv_sqrt());
+  // A score that is NaN or Inf on some examples (or overflows the dtype in V) names the first.
+  auto bad_rows = torch::isfinite(v_np).all(/*dim=*/1).logical_not().nonzero();
+  TORCH_CHECK(bad_rows.numel() == 0, "nfk: the Fisher vector of example ",
+              shard.begin + (bad_rows.numel() ? bad_rows[0][0].item<int64_t>() : 0),
+              " is NaN or Inf: the model's score or its gradient is not finite there (or ",
+              "overflows ", dtype_name(model.options().dtype), ")");
   return v_np;
 }
 

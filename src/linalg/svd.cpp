@@ -49,6 +49,15 @@ namespace {
 void fix_thread_count() {
   at::init_num_threads();
 }
+
+// A product with V that is NaN or Inf would make the factorizations fail with LibTorch's
+// "input contains non-finite values"; say where it comes from instead.
+const torch::Tensor& finite(const torch::Tensor& product) {
+  TORCH_CHECK(torch::isfinite(product).all().item<bool>(),
+              "nfk: a product with the Fisher vectors V is NaN or Inf: the model's score or its ",
+              "gradient is not finite on some examples (or overflows its dtype)");
+  return product;
+}
 }  // namespace
 
 SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress,
@@ -84,7 +93,7 @@ SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const Progress
     auto omega_nu =
         at::normal(0.0, 1.0, {n, u}, gen, torch::dtype(torch::kFloat64)).to(op.options());
     tick();
-    auto y_pu = op.apply_t(omega_nu);
+    auto y_pu = finite(op.apply_t(omega_nu));
     // E‖VᵀΩ‖_F² = u‖V‖_F² for Gaussian Ω: a free estimate of the total variance.
     total = squared_norm(y_pu) / static_cast<double>(u);
     q_pu = orthonormal_basis(y_pu);
@@ -92,13 +101,13 @@ SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const Progress
   }
   for (int64_t i = first_iteration; i < o.power_iters; ++i) {
     tick();
-    auto z_nu = orthonormal_basis(op.apply(q_pu));
+    auto z_nu = orthonormal_basis(finite(op.apply(q_pu)));
     tick();
-    q_pu = orthonormal_basis(op.apply_t(z_nu));
+    q_pu = orthonormal_basis(finite(op.apply_t(z_nu)));
     if (checkpoint) checkpoint({i + 1, q_pu, total});
   }
   tick();
-  auto b_nu = op.apply(q_pu);  // B = V Q
+  auto b_nu = finite(op.apply(q_pu));  // B = V Q
   auto [ub, sb, vhb] = torch::linalg::svd(b_nu, /*full_matrices=*/false, /*driver=*/{});
   if (progress) progress("svd", steps, steps);
 
@@ -127,6 +136,8 @@ SvdResult sketch_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& 
   auto omega_ps = at::normal(0.0, 1.0, {p, s}, gen, f64).to(op.options());
   auto psi_nl = at::normal(0.0, 1.0, {n, l}, gen, f64).to(op.options());
   auto [y_ns, w_pl] = op.apply_pair(omega_ps, psi_nl);  // Y = VΩ, Wᵀ = VᵀΨ: one pass
+  finite(y_ns);
+  finite(w_pl);
   // E‖ΨᵀV‖_F² = l‖V‖_F² for Gaussian Ψ.
   const double total = squared_norm(w_pl) / static_cast<double>(l);
 

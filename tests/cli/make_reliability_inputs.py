@@ -65,6 +65,28 @@ class NanWhereNegative(Classifier):
         return self.logits(x) * torch.sqrt(x[:, :, 0, 0])
 
 
+class NanDiscriminator(nn.Module):
+    """D(x) [B, 1], NaN where the first pixel is negative."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(64, 1)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1)) * torch.sqrt(x[:, :, 0, 0])
+
+
+class PositiveGenerator(nn.Module):
+    """h [B, 4] -> [B, 1, 8, 8] in (0, 1): the discriminator is finite on its samples."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 64)
+
+    def forward(self, h):
+        return torch.sigmoid(self.fc(h)).view(-1, 1, 8, 8)
+
+
 class TransformerClassifier(nn.Module):
     """Rows of the 8x8 image as 8 tokens through nn.TransformerEncoderLayer (batch_first)."""
 
@@ -90,6 +112,8 @@ def main():
     torch.jit.script(DropoutClassifier().train()).save(os.path.join(out, "clf_train.pt"))
     torch.jit.script(NanWhereNegative().eval()).save(os.path.join(out, "clf_nan_some.pt"))
 
+    torch.jit.script(NanDiscriminator().eval()).save(os.path.join(out, "disc_nan_some.pt"))
+    torch.jit.script(PositiveGenerator().eval()).save(os.path.join(out, "gen_positive.pt"))
     tf = TransformerClassifier().eval()
     torch.jit.script(tf).save(os.path.join(out, "transformer_scripted.pt"))
     example = torch.randn(10, 1, 8, 8)

@@ -104,6 +104,13 @@ must "fit the NaN-where-negative model on positive data" fit --model "$w/clf_nan
   --kind classifier --data "$w/x_pos.npy" --out "$w/nan_some.nfk" "${fitargs[@]}"
 expect_fail "transform where the model gives NaN from row 5" 'row 5 ' "$o/e.npy" -- \
   transform --projector "$w/nan_some.nfk" --data "$w/x_neg5.npy" --out "$o/e.npy" --quiet
+# A GAN: z and I from generator samples (finite), the data NaN from row 5 on.
+nan_gan=(--model "$w/disc_nan_some.pt" --kind gan --generator "$w/gen_positive.pt" --latent-dim 4
+         --data "$w/x_neg5.npy" --rank 2 --quiet)
+expect_fail "fit where D is NaN from row 5 of the data (resident V)" 'example 5 is NaN' "$o/p.nfk" -- \
+  fit "${nan_gan[@]}" --method per-example --out "$o/p.nfk"
+expect_fail "fit where D is NaN on some data (matrix-free)" 'product with the Fisher vectors V is NaN' "$o/p.nfk" -- \
+  fit "${nan_gan[@]}" --method matrix-free --out "$o/p.nfk"
 expect_fail "fisher where the model gives NaN" 'nan' "$o/i.npy" -- \
   fisher --model "$w/clf_nan_some.pt" --kind classifier --data "$w/x_neg5.npy" --out "$o/i.npy" --quiet
 
