@@ -1,4 +1,6 @@
 // nfk: one binary, one subcommand per library entry point. Errors end here as one line.
+#include <c10/util/Logging.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -9,10 +11,22 @@
 #include "common.h"
 #include "detail/strings.h"
 #include "detail/warning_handler.h"
+#ifdef C10_USE_GLOG
+#include <glog/logging.h>
+#endif
 
 namespace {
 
 // "nfk [rank r/w]: " in a rank of a distributed run, else "nfk: ".
+// LibTorch's own log lines (glog in Debian's build: c10d's "The client socket has timed out",
+// "Logging before InitGoogleLogging()") would add lines to nfk's one-line errors, which already
+// say what failed: only fatal ones stay.
+void quiet_library_logging() {
+#ifdef C10_USE_GLOG
+  FLAGS_minloglevel = google::GLOG_FATAL;
+#endif
+}
+
 std::string line_prefix() {
   const char* rank = std::getenv("RANK");
   const char* world = std::getenv("WORLD_SIZE");
@@ -44,6 +58,7 @@ int main(int argc, char** argv) {
   nfk::cli::add_gan_eval_commands(app);
   nfk::cli::add_train_command(app);
   nfk::cli::set_command_line(argc, argv);
+  quiet_library_logging();
   nfk::detail::OneLineWarnings warnings([](const std::string& line) {
     // Every rank of a distributed run would say the same: rank 0 speaks for them.
     const char* rank = std::getenv("RANK");

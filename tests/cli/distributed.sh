@@ -199,4 +199,12 @@ RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
   "$nfk" fit "${model[@]}" --data "$data" --rank 8 --out "$tmp/alone.nfk" --quiet \
   --dist-timeout 3 2> "$tmp/alone.err" || rc=$?
 expect_fail "rank 1 never started" "rank 0 of 2 could not join" "$tmp/alone.err" $rc $start
+[[ $(grep -c . "$tmp/alone.err") == 1 ]] || { echo "FAIL: more than one line (LibTorch's log?):"; cat "$tmp/alone.err"; exit 1; }
+echo "== a rank that cannot reach the store: one line (no glog lines from c10d)"
+rc=0
+RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 \
+  "$nfk" fit "${model[@]}" --data "$data" --rank 8 --out "$tmp/alone.nfk" --quiet \
+  --dist-timeout 3 2> "$tmp/client.err" || rc=$?
+expect_fail "rank 1 cannot connect" "rank 1 of 2 could not join" "$tmp/client.err" $rc $start
+[[ $(grep -c . "$tmp/client.err") == 1 ]] || { echo "FAIL: more than one line:"; cat "$tmp/client.err"; exit 1; }
 echo "distributed: all checks passed"
