@@ -19,6 +19,12 @@ std::string exact(double x) {
   return buf;
 }
 
+int64_t count(const nlohmann::json& j) {
+  TORCH_CHECK(j.is_number_integer() && !j.is_number_unsigned() && j.get<int64_t>() >= 0,
+              "bad count ", j.dump());
+  return j.get<int64_t>();
+}
+
 double from_exact(const nlohmann::json& j) {
   const std::string s = j.get<std::string>();
   char* end = nullptr;
@@ -61,18 +67,21 @@ FitCheckpoint::FitCheckpoint(std::string dir, bool resume, nlohmann::json finger
       const std::string est = s.at("estimator");
       f.estimator = est == "none" ? Estimator::kNone : parse_estimator(est);
       f.reference = s.at("reference");
-      f.n_reference = s.at("n_reference");
+      f.n_reference = count(s.at("n_reference"));
       f.floor_value = from_exact(s.at("floor_value"));
-      f.n_floored = s.at("n_floored");
+      f.n_floored = count(s.at("n_floored"));
       stats_ = f;
     }
     if (saved.contains("svd")) {
       const auto& s = saved.at("svd");
-      svd_ = SvdState{s.at("iteration").get<int64_t>(), read_npy(dir_ + "/q.npy"),
+      svd_ = SvdState{count(s.at("iteration")), read_npy(dir_ + "/q.npy"),
                       from_exact(s.at("total_variance"))};
     }
   } catch (const nlohmann::json::exception& e) {
     TORCH_CHECK(false, "nfk: ", json_path, ": corrupt checkpoint (", e.what(), ")");
+  } catch (const c10::Error& e) {
+    TORCH_CHECK(false, "nfk: ", json_path, ": corrupt checkpoint (",
+                e.what_without_backtrace(), ")");
   }
 }
 
