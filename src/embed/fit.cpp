@@ -227,6 +227,13 @@ Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
       proj.fisher = *checkpoint.stats();
       proj.fisher.mean_score = proj.fisher.mean_score.to(device);
       proj.fisher.fisher_diag = proj.fisher.fisher_diag.to(device);
+      const auto& f = proj.fisher;
+      TORCH_CHECK(f.mean_score.numel() == p && f.fisher_diag.numel() == p &&
+                      torch::isfinite(f.mean_score).all().item<bool>() &&
+                      torch::isfinite(f.fisher_diag).all().item<bool>() &&
+                      (f.fisher_diag > 0).all().item<bool>(),
+                  "nfk: the checkpoint's Fisher statistics are corrupt (", o.checkpoint_dir,
+                  "): run without --resume to start afresh");
     } else {
       proj.fisher = compute_fisher_stats(model, inputs, fisher_options, progress);
       checkpoint.save_stats(proj.fisher);
