@@ -20,7 +20,9 @@ std::string exact(double x) {
 }
 
 int64_t count(const nlohmann::json& j) {
-  TORCH_CHECK(j.is_number_integer() && !j.is_number_unsigned() && j.get<int64_t>() >= 0,
+  TORCH_CHECK(j.is_number_integer() &&
+                  (j.is_number_unsigned() ? j.get<uint64_t>() <= uint64_t{1} << 62
+                                          : j.get<int64_t>() >= 0),
               "bad count ", j.dump());
   return j.get<int64_t>();
 }

@@ -70,7 +70,12 @@ std::string try_layer_tape(ScoreModel& model, const torch::Tensor& x, int64_t fi
   try {
     return detail::tape_per_example_gradients(model, x, first_index, out_bp);
   } catch (const std::exception& e) {  // the TorchScript interpreter throws std::runtime_error
-    return detail::summary_line(detail::error_text(e));
+    const std::string why = detail::summary_line(detail::error_text(e));
+    // The tape's rewrite failing is a reason to fall back; the model itself failing on this
+    // batch is the error to report (score() rethrows it).
+    torch::NoGradGuard no_grad;
+    model.score(x, first_index);
+    return why;
   }
 }
 
