@@ -1,6 +1,7 @@
 #include "embed/fit_checkpoint.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -20,11 +21,16 @@ std::string exact(double x) {
 }
 
 int64_t count(const nlohmann::json& j) {
-  TORCH_CHECK(j.is_number_integer() &&
-                  (j.is_number_unsigned() ? j.get<uint64_t>() <= uint64_t{1} << 62
-                                          : j.get<int64_t>() >= 0),
-              "bad count ", j.dump());
+  TORCH_CHECK(
+      j.is_number_integer() &&
+          (j.is_number_unsigned() ? j.get<uint64_t>() <= uint64_t{1} << 62 : j.get<int64_t>() >= 0),
+      "bad count ", j.dump());
   return j.get<int64_t>();
+}
+
+// The SVD basis after power iteration `iteration`.
+std::string q_file(const nlohmann::json& iteration) {
+  return "q-" + std::to_string(count(iteration)) + ".npy";
 }
 
 double from_exact(const nlohmann::json& j) {
@@ -76,14 +82,14 @@ FitCheckpoint::FitCheckpoint(std::string dir, bool resume, nlohmann::json finger
     }
     if (saved.contains("svd")) {
       const auto& s = saved.at("svd");
-      svd_ = SvdState{count(s.at("iteration")), read_npy(dir_ + "/q.npy"),
+      svd_ = SvdState{count(s.at("iteration")), read_npy(dir_ + "/" + q_file(s.at("iteration"))),
                       from_exact(s.at("total_variance"))};
     }
   } catch (const nlohmann::json::exception& e) {
     TORCH_CHECK(false, "nfk: ", json_path, ": corrupt checkpoint (", e.what(), ")");
   } catch (const c10::Error& e) {
-    TORCH_CHECK(false, "nfk: ", json_path, ": corrupt checkpoint (",
-                e.what_without_backtrace(), ")");
+    TORCH_CHECK(false, "nfk: ", json_path, ": corrupt checkpoint (", e.what_without_backtrace(),
+                ")");
   }
 }
 
@@ -112,9 +118,15 @@ void FitCheckpoint::save_stats(const FisherStats& s) {
 SvdCheckpointFn FitCheckpoint::svd_saver() {
   if (!writer_) return {};
   return [this](const SvdState& s) {
-    write_npy(dir_ + "/q.npy", s.q_pu);
+    // A new file per iteration, named by the JSON only once it is complete, and the previous
+    // one removed only after that: a kill between any two steps leaves a consistent pair.
+    write_npy(dir_ + "/" + q_file(s.iteration), s.q_pu);
+    const auto previous = state_.contains("svd") ? state_["svd"]["iteration"] : nlohmann::json();
     state_["svd"] = {{"iteration", s.iteration}, {"total_variance", exact(s.total_variance)}};
     write_json();
+    if (previous.is_number_integer() && previous.get<int64_t>() != s.iteration) {
+      ::unlink((dir_ + "/" + q_file(previous)).c_str());
+    }
   };
 }
 

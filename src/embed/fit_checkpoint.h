@@ -13,7 +13,8 @@ namespace nfk::detail {
 
 /// The folder holds checkpoint.json (the fit's fingerprint, its resolved method, the Fisher
 /// statistics' metadata and the SVD's iteration and total-variance estimate) beside
-/// mean_score.npy, fisher_diag.npy and q.npy; every file is written atomically, the JSON last.
+/// mean_score.npy, fisher_diag.npy and q-<iteration>.npy; every file is written atomically, the
+/// JSON last, so that a kill at any point leaves a consistent checkpoint.
 class FitCheckpoint {
  public:
   /// `dir` empty: does nothing. `resume`: reads the folder and refuses a checkpoint of another

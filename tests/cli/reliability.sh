@@ -173,7 +173,7 @@ done
 kill -9 $pid 2> /dev/null || fail "kill and resume" "the fit ended before it could be killed"
 wait $pid 2> /dev/null || true
 check "the killed fit wrote no projector" test ! -e "$tmp/resumed.nfk"
-check "the killed fit left its checkpoint" test -s "$tmp/ckpt/q.npy"
+check "the killed fit left its checkpoint" test -s "$tmp/ckpt/checkpoint.json"
 iteration=$(grep -Eo '"iteration": [0-9]+' "$tmp/ckpt/checkpoint.json" | grep -Eo '[0-9]+$')
 echo "  killed after power iteration $iteration of 150"
 expect_fail "--resume with other options" 'another fit' "$o/p.nfk" -- \
