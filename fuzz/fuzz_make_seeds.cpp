@@ -78,7 +78,7 @@ std::string gzip(const std::string& bytes) {
 void npy_seeds() {
   const std::string tmp = g_out + "/.tmp.npy";
   const auto written = [&](const torch::Tensor& t) {
-    nfk::write_npy(tmp, t);
+    nfk::write_npy(tmp, t, /*allow_non_finite=*/true);
     std::string bytes = slurp(tmp);
     std::remove(tmp.c_str());
     return bytes;
@@ -153,6 +153,7 @@ void projector_seeds() {
     p.total_variance_exact = exact;
     p.n_examples = 3;
     p.data_source = "x.npy[:3]";
+    p.input_shape = {1, 2, 3};
     const std::string path = g_out + "/.tmp.nfk";
     nfk::save_projector(path, p);
     put("projector", exact ? "exact_f64.nfk" : "matrix_free_f32.nfk", slurp(path));
