@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "nfk/model.h"
@@ -32,6 +33,16 @@ inline void expect_close(const torch::Tensor& a, const torch::Tensor& b, double 
                          const std::string& what = "") {
   ASSERT_EQ(a.sizes(), b.sizes()) << what;
   EXPECT_LE(rel_err(a, b), tol) << what;
+}
+
+/// The message of the c10::Error that `fn` throws (without backtrace), or "<no error>".
+inline std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const c10::Error& e) {
+    return e.what_without_backtrace();
+  }
+  return "<no error>";
 }
 
 /// A fresh temp folder per call.

@@ -20,6 +20,7 @@
 #include "data/data_source.h"
 #include "detail/atomic_file.h"
 #include "nfk/data.h"
+#include "support.h"
 
 namespace {
 
@@ -100,14 +101,7 @@ std::string raw(const std::vector<T>& v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "<no error>";
-}
+using nfk::test::error_of;
 
 bool bitwise_equal(const torch::Tensor& a, const torch::Tensor& b) {
   if (a.scalar_type() != b.scalar_type() || a.sizes() != b.sizes()) return false;

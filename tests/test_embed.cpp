@@ -89,14 +89,19 @@ TEST(Projector, FileRoundTripsAndTransformsNewData) {
   test::expect_close(transform(q, reloaded, x_new), v.mm(q.basis), 1e-10, "e(new)");
 }
 
+// An exact rank-k projector of the first n rows of x.
+Projector fit_exact(ScoreModel& model, const torch::Tensor& x, int64_t rank, int64_t n) {
+  FitOptions o;
+  o.svd.rank = rank;
+  o.method = FitMethod::kExact;
+  return fit(model, x.slice(0, 0, n), o);
+}
+
 TEST(Projector, CorruptOrTruncatedFilesAreRejected) {
   auto dir = test::temp_dir("proj_bad");
   Case c = small_cnn_classifier(dir);
   auto model = load_score_model(c.kind, c.options, c.x);
-  FitOptions o;
-  o.svd.rank = 3;
-  o.method = FitMethod::kExact;
-  save_projector(dir + "/p.nfk", fit(model, c.x.slice(0, 0, 12), o));
+  save_projector(dir + "/p.nfk", fit_exact(model, c.x, /*rank=*/3, /*n=*/12));
   std::ifstream in(dir + "/p.nfk", std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto write = [&](const std::string& name, const std::string& b) {
@@ -116,10 +121,7 @@ TEST(Projector, EveryFlippedBitIsAnErrorNeverACrash) {
   auto dir = test::temp_dir("proj_flip");
   Case c = small_cnn_classifier(dir);
   auto model = load_score_model(c.kind, c.options, c.x);
-  FitOptions o;
-  o.svd.rank = 2;
-  o.method = FitMethod::kExact;
-  save_projector(dir + "/p.nfk", fit(model, c.x.slice(0, 0, 6), o));
+  save_projector(dir + "/p.nfk", fit_exact(model, c.x, /*rank=*/2, /*n=*/6));
   std::ifstream in(dir + "/p.nfk", std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const std::string path = dir + "/flipped.nfk";
@@ -151,10 +153,7 @@ TEST(Projector, WhatCannotBeReadBackIsNotWritten) {
   auto dir = test::temp_dir("proj_store");
   Case c = small_cnn_classifier(dir);
   auto model = load_score_model(c.kind, c.options, c.x);
-  FitOptions o;
-  o.svd.rank = 2;
-  o.method = FitMethod::kExact;
-  auto p = fit(model, c.x.slice(0, 0, 6), o);
+  auto p = fit_exact(model, c.x, /*rank=*/2, /*n=*/6);
   p.model.dtype = torch::kFloat32;
   auto good_fisher = p.fisher.fisher_diag;
   p.fisher.fisher_diag = torch::full_like(good_fisher, 1e-50, torch::kFloat64);
@@ -170,10 +169,7 @@ TEST(Projector, ModelChangeIsDetected) {
   auto dir = test::temp_dir("proj_hash");
   Case c = small_cnn_classifier(dir);
   auto model = load_score_model(c.kind, c.options, c.x);
-  FitOptions o;
-  o.svd.rank = 3;
-  o.method = FitMethod::kExact;
-  auto p = fit(model, c.x.slice(0, 0, 12), o);
+  auto p = fit_exact(model, c.x, /*rank=*/3, /*n=*/12);
   save_zoo(dir, "lenet", "lenet5", {{"image_size", 12}, {"num_classes", 4}}, 99);  // overwrite
   EXPECT_THROW(load_projector_model(p), c10::Error);
 }

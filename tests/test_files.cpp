@@ -26,14 +26,7 @@ std::vector<std::string> names_in(const std::string& dir) {
   return names;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const c10::Error& e) {
-    return e.what_without_backtrace();
-  }
-  return "";
-}
+using test::error_of;
 
 TEST(AtomicFile, ReplacesARegularFileKeepingItsMode) {
   auto dir = test::temp_dir("atomic_mode");
