@@ -38,14 +38,15 @@ double seconds(std::chrono::steady_clock::time_point t0) {
 }
 
 // Examples per second of per_example_gradients over n examples (best of reps).
-double throughput(nfk::ScoreModel& model, const torch::Tensor& x, int64_t batch, int reps) {
+double throughput(nfk::ScoreModel& model, const torch::Tensor& x, int64_t batch, int reps,
+                  nfk::GradientPath path) {
   double best = 1e300;
   auto j_bp = torch::empty({batch, model.num_parameters()});  // reused, as fisher/ does
   for (int r = 0; r < reps; ++r) {
     auto t0 = std::chrono::steady_clock::now();
     for (int64_t s = 0; s < x.size(0); s += batch) {
       const int64_t e = std::min(x.size(0), s + batch);
-      nfk::per_example_gradients(model, x.slice(0, s, e), s, j_bp.narrow(0, 0, e - s));
+      nfk::per_example_gradients(model, x.slice(0, s, e), s, j_bp.narrow(0, 0, e - s), path);
     }
     best = std::min(best, seconds(t0));
   }
@@ -68,12 +69,14 @@ int gradients(int64_t n, int reps, const std::string& only) {
     shape.insert(shape.end(), b.input.begin(), b.input.end());
     auto x = torch::rand(shape);
     const int64_t n_loop = std::min<int64_t>(n, b.arch == "wrn" ? 16 : 128);
-    auto tape_rows = nfk::per_example_gradients(model, x.slice(0, 0, n_loop));
-    const bool tape = model.gradient_path() == nfk::GradientPath::kLayerTape;
-    const double tape_rate = throughput(model, x, b.batch, reps);
-    model.set_gradient_path(nfk::GradientPath::kLoop);
-    auto loop_rows = nfk::per_example_gradients(model, x.slice(0, 0, n_loop));
-    const double loop_rate = throughput(model, x.slice(0, 0, n_loop), b.batch, reps);
+    const auto choice = nfk::choose_gradient_path(model, x.slice(0, 0, 8));
+    const bool tape = choice.path == nfk::GradientPath::kLayerTape;
+    auto tape_rows = nfk::per_example_gradients(model, x.slice(0, 0, n_loop), 0, {}, choice.path);
+    const double tape_rate = throughput(model, x, b.batch, reps, choice.path);
+    auto loop_rows =
+        nfk::per_example_gradients(model, x.slice(0, 0, n_loop), 0, {}, nfk::GradientPath::kLoop);
+    const double loop_rate =
+        throughput(model, x.slice(0, 0, n_loop), b.batch, reps, nfk::GradientPath::kLoop);
     const double rel = ((tape_rows - loop_rows).norm() / loop_rows.norm()).item<double>();
     std::printf(
         "  {\"net\": \"%s\", \"params\": %lld, \"dtype\": \"float32\", \"threads\": %d, "

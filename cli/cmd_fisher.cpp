@@ -50,12 +50,10 @@ void add_fisher_command(CLI::App& app) {
       o.estimator = parse_estimator(f->estimator);
       o.reference_samples = f->reference_samples;
       o.floor = f->fisher_floor;
-      o.batch_size = f->batch_size;
-      o.seed = f->model.seed;
-      o.group = &group;
       // Every rank streams its shard of the reference; rank 0 writes.
       ProgressLine progress("fisher", f->quiet || !group.is_root());
-      auto stats = compute_fisher_stats(model, ds.inputs, o, progress.fn());
+      auto stats = compute_fisher_stats(model, ds.inputs, o,
+                                        {f->batch_size, f->model.seed, &group, progress.fn()});
       progress.finish();
       if (!group.is_root()) return;
       {

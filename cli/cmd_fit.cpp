@@ -16,7 +16,7 @@ struct FitFlags {
   int64_t rank = 32, oversample = 10, power_iters = 10, batch_size = 256;
   int64_t reference_samples = 0, memory_budget_mib = 4096;
   double fisher_floor = 1e-8;
-  bool quiet = false, json = false, resume = false;
+  bool quiet = false, json = false, resume = false, embed_model = false;
 };
 
 // "fit 2.90 s: per-example gradients 0.39 s, products 2.13 s (22, GEMM 54.8 GFLOP/s),
@@ -55,35 +55,35 @@ void run_fit(const FitFlags& f, dist::Group& group) {
   auto model = load_score_model(parse_model_kind(f.model.kind), options, ds.inputs);
   FitOptions o;
   o.method = parse_fit_method(f.method);
-  o.svd = {f.rank, f.oversample, f.power_iters, f.model.seed};
+  o.svd = {f.rank, f.oversample, f.power_iters};
   o.fisher.estimator = parse_estimator(f.estimator);
   o.fisher.reference_samples = f.reference_samples;
   o.fisher.floor = f.fisher_floor;
-  o.fisher.batch_size = f.batch_size;
-  o.fisher.seed = f.model.seed;
-  o.batch_size = f.batch_size;
   o.memory_budget = f.memory_budget_mib << 20;
-  o.group = &group;
+  o.run = {f.batch_size, f.model.seed, &group};
   o.checkpoint_dir = f.checkpoint;
   o.resume = f.resume;
 
-  // Rank 0 alone reports and writes.
+  // Rank 0 alone reports and writes. The plan comes first: what will happen, and why.
   const bool quiet = f.quiet || !group.is_root();
+  const auto plan = plan_fit(model, ds.inputs, o);
+  if (!quiet && !f.json) std::fprintf(stderr, "nfk fit %s\n", plan.describe().c_str());
   ProgressLine progress("fit", quiet);
-  torch::Tensor embedding;
-  auto proj = fit(model, ds.inputs, o, f.data, progress.fn(),
-                  f.embedding_out.empty() ? nullptr : &embedding);
+  o.run.progress = progress.fn();
+  auto result = fit(model, ds.inputs, o, f.data, &plan);
   progress.finish();
   if (!group.is_root()) return;
-  if (!f.quiet) std::fprintf(stderr, "nfk fit: method %s\n", proj.method_note.c_str());
+  Projector& proj = result.projector;
+  record_model_files(proj, /*embed=*/f.embed_model);
   {
     detail::OutputGroup outputs;  // both or neither
     save_projector(f.out, proj);
-    if (!f.embedding_out.empty()) write_npy(f.embedding_out, embedding);
+    if (!f.embedding_out.empty()) write_npy(f.embedding_out, result.train_embedding);
     outputs.commit();
   }
   if (f.json) {
     nlohmann::json j = {{"spectrum", proj.spectrum_json()},  {"method_note", proj.method_note},
+                        {"plan", plan.to_json()},
                         {"device", options.device.str()},    {"processes", group.world_size()},
                         {"profile", proj.profile.to_json()}, {"command_s", seconds_since(t0)}};
     std::printf("%s\n", j.dump().c_str());
@@ -176,7 +176,10 @@ void add_fit_command(CLI::App& app) {
   cmd->add_flag("--resume", f->resume,
                 "Continue an interrupted fit from --checkpoint (same command otherwise): the "
                 "projector is the uninterrupted one's, bit for bit");
-  cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
+  cmd->add_flag("--embed-model", f->embed_model,
+                "Store the model file (and the generator's) inside the projector, so that the "
+                "projector alone is enough to embed new data later");
+  cmd->add_flag("--quiet", f->quiet, "No plan, progress line or summary");
   cmd->add_flag("--json", f->json,
                 "Print the summary as one JSON line instead: the spectrum, the method's reason, "
                 "and where the time went (per stage, the device synchronised at each boundary; "

@@ -117,7 +117,8 @@ void add_invert(CLI::App& app) {
     auto real = load_dataset(f->data).inputs;
     ProgressLine progress("invert", f->quiet || f->json);
     auto inv = fit_gan_inversion(proj, gan, *generator, f->inversion, progress.fn());
-    auto e = transform(proj, gan, real, f->inversion.batch_size, progress.fn());
+    auto e = transform(proj, gan, real, {f->inversion.batch_size, f->inversion.seed, nullptr,
+                                         progress.fn()});
     progress.finish();
     auto nfk_rec = generate(*generator, inv.latents(e), f->inversion.batch_size);
     auto pca = fit_pca(load_dataset(f->pca_data).inputs,

@@ -245,14 +245,17 @@ std::shared_ptr<nfk::ScoreModel> load_model(const std::string& kind, const std::
 }
 
 nfk::FisherOptions fisher_options(const std::string& estimator, int64_t reference_samples,
-                                  double fisher_floor, int64_t batch_size, uint64_t seed) {
+                                  double fisher_floor) {
   nfk::FisherOptions o;
   o.estimator = nfk::parse_estimator(estimator);
   o.reference_samples = reference_samples;
   o.floor = fisher_floor;
-  o.batch_size = batch_size;
-  o.seed = seed;
   return o;
+}
+
+/// The call's batch size and the model's seed, progress through CallScope.
+nfk::RunOptions run_options(const nfk::ScoreModel& model, int64_t batch_size) {
+  return {batch_size, model.options().seed, nullptr, CallScope::progress()};
 }
 
 /// nfk fit: the projector and the training embedding Φ diag(σ) [N, k].
@@ -267,16 +270,18 @@ py::tuple fit(nfk::ScoreModel& model, const py::array& x, int64_t rank,
               memory_budget_mib);
   nfk::FitOptions o;
   o.method = nfk::parse_fit_method(method);
-  o.svd = {rank, oversample, power_iters, model.options().seed};
-  o.fisher =
-      fisher_options(estimator, reference_samples, fisher_floor, batch_size, model.options().seed);
-  o.batch_size = batch_size;
+  o.svd = {rank, oversample, power_iters};
+  o.fisher = fisher_options(estimator, reference_samples, fisher_floor);
   o.memory_budget = memory_budget_mib << 20;
+  o.run = run_options(model, batch_size);
   auto proj = std::make_shared<nfk::Projector>();
   torch::Tensor embedding;
   {
     py::gil_scoped_release release;
-    *proj = nfk::fit(model, inputs, o, data_source, CallScope::progress(), &embedding);
+    auto result = nfk::fit(model, inputs, o, data_source);
+    *proj = std::move(result.projector);
+    embedding = result.train_embedding;
+    nfk::record_model_files(*proj);
   }
   auto out = py::make_tuple(proj, to_array(embedding));
   scope.finish();
@@ -290,7 +295,7 @@ py::array transform(const nfk::Projector& proj, nfk::ScoreModel& model, const py
   torch::Tensor e;
   {
     py::gil_scoped_release release;
-    e = nfk::transform(proj, model, inputs, batch_size, CallScope::progress());
+    e = nfk::transform(proj, model, inputs, run_options(model, batch_size));
   }
   auto out = to_array(e);
   scope.finish();
@@ -301,12 +306,11 @@ py::dict fisher_stats(nfk::ScoreModel& model, const py::array& x, const std::str
                       int64_t reference_samples, double fisher_floor, int64_t batch_size) {
   CallScope scope;
   const torch::Tensor inputs = to_inputs(x, "inputs");
-  const auto o =
-      fisher_options(estimator, reference_samples, fisher_floor, batch_size, model.options().seed);
+  const auto o = fisher_options(estimator, reference_samples, fisher_floor);
   nfk::FisherStats s;
   {
     py::gil_scoped_release release;
-    s = nfk::compute_fisher_stats(model, inputs, o, CallScope::progress());
+    s = nfk::compute_fisher_stats(model, inputs, o, run_options(model, batch_size));
   }
   py::dict d;
   d["fisher_diag"] = to_array(s.fisher_diag);

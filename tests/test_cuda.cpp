@@ -39,7 +39,7 @@ TEST(Cuda, PerExampleGradientsMatchTheCpu) {
     auto j_cpu = per_example_gradients(cpu, x);
     auto j_gpu = per_example_gradients(gpu, x);
     EXPECT_TRUE(j_gpu.is_cuda());
-    EXPECT_EQ(gpu.gradient_path(), GradientPath::kLayerTape) << which;
+    EXPECT_EQ(choose_gradient_path(gpu, x).path, GradientPath::kLayerTape) << which;
     test::expect_close(j_gpu.cpu(), j_cpu, 1e-10, std::string(which) + " J on cuda");
   }
 }
@@ -56,8 +56,7 @@ TEST(Cuda, FitAndTransformMatchTheCpuForEveryMethod) {
 
   FitOptions o;
   o.svd.rank = 8;
-  o.batch_size = 40;
-  o.fisher.batch_size = 40;
+  o.run.batch_size = 40;
   // Per-example twice: V resident (budget 1 GiB), then recomputed per pass (budget 0).
   for (auto [m, budget] : {std::pair{FitMethod::kExact, int64_t{1} << 30},
                            std::pair{FitMethod::kPerExample, int64_t{1} << 30},
@@ -66,15 +65,15 @@ TEST(Cuda, FitAndTransformMatchTheCpuForEveryMethod) {
                            std::pair{FitMethod::kSketch, int64_t{1} << 30}}) {
     o.method = m;
     o.memory_budget = budget;
-    auto ref = fit(cpu, c.x, o);
-    auto got = fit(gpu, c.x, o);
+    auto ref = fit(cpu, c.x, o).projector;
+    auto got = fit(gpu, c.x, o).projector;
     const std::string what = "cuda " + to_string(m) + (budget == 0 ? " (streaming)" : "");
     // The allocator's peak is read where the build has the counter (-1 otherwise), never 0.
     EXPECT_NE(got.profile.peak_device_bytes, 0) << what;
     EXPECT_EQ(ref.profile.peak_device_bytes, -1) << what;
     test::expect_close(got.singular_values.cpu(), ref.singular_values, 1e-8, what + " sigma");
     test::expect_close(got.basis.cpu(), ref.basis, 1e-6, what + " basis");
-    test::expect_close(transform(got, gpu, c.x, 33).cpu(), transform(ref, cpu, c.x, 33), 1e-8,
+    test::expect_close(transform(got, gpu, c.x, {33}).cpu(), transform(ref, cpu, c.x, {33}), 1e-8,
                        what + " transform");
   }
 }
@@ -100,14 +99,14 @@ TEST(Cuda, Float32WithTf32StaysCloseToFloat64) {
   o.svd.rank = 8;
   o.method = FitMethod::kPerExample;
   auto cpu = load_score_model(c.kind, c.options, c.x);
-  auto ref = fit(cpu, c.x, o);
+  auto ref = fit(cpu, c.x, o).projector;
   auto f32 = c.options;
   f32.dtype = torch::kFloat32;
   f32.device = torch::Device(torch::kCUDA, 0);
   for (bool tf32 : {false, true}) {
     set_tf32(tf32);
     auto model = load_score_model(c.kind, f32, c.x);
-    auto got = fit(model, c.x.to(torch::kFloat32), o);
+    auto got = fit(model, c.x.to(torch::kFloat32), o).projector;
     const double err =
         test::max_entry_rel_err(got.singular_values.cpu().to(torch::kFloat64), ref.singular_values);
     std::printf("[ measured ] cuda float32%s: top-8 sigma rel err %.2e\n", tf32 ? " + TF32" : "",

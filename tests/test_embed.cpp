@@ -23,16 +23,13 @@ TEST_P(FitAgreement, FastMethodsMatchExactInFloat64) {
 
   FitOptions o;
   o.svd.rank = 16;
-  o.batch_size = 40;
-  o.fisher.batch_size = 40;
+  o.run.batch_size = 40;
   o.method = FitMethod::kExact;
-  torch::Tensor e_exact;
-  auto exact = fit(model, c.x, o, "synthetic", {}, &e_exact);
+  auto [exact, e_exact, exact_plan] = fit(model, c.x, o, "synthetic");
 
   for (FitMethod m : {FitMethod::kMatrixFree, FitMethod::kPerExample}) {
     o.method = m;
-    torch::Tensor e_train;
-    auto p = fit(model, c.x, o, "synthetic", {}, &e_train);
+    auto [p, e_train, plan] = fit(model, c.x, o, "synthetic");
     const std::string what = c.name + " " + to_string(m);
     EXPECT_EQ(p.method, m);
     std::printf("[ measured ] %s: top-16 sigma rel err %.2e, min principal cosine %.12f\n",
@@ -41,22 +38,21 @@ TEST_P(FitAgreement, FastMethodsMatchExactInFloat64) {
     EXPECT_LE(test::max_entry_rel_err(p.singular_values, exact.singular_values), 1e-6) << what;
     EXPECT_GE(principal_cosines(p.basis, exact.basis).min().item<double>(), 0.999) << what;
     // e(x) = Pᵀ V_x of the training points equals Φ diag(σ).
-    auto e = transform(p, model, c.x, /*batch_size=*/33);
+    auto e = transform(p, model, c.x, {/*batch_size=*/33});
     test::expect_close(e, e_train, 1e-6, what + " transform(train) = Phi sigma");
   }
-  auto e = transform(exact, model, c.x, 50);
+  auto e = transform(exact, model, c.x, {/*batch_size=*/50});
   test::expect_close(e, e_exact, 1e-6, c.name + " exact transform");
 
   // The single-pass sketch is exact when its range sketch spans all N rows (s = N): this checks
   // its centring, scaling and factor bookkeeping end to end, not its approximation quality.
   o.method = FitMethod::kSketch;
   o.svd.oversample = c.x.size(0);
-  torch::Tensor e_sketch;
-  auto sk = fit(model, c.x, o, "synthetic", {}, &e_sketch);
+  auto [sk, e_sketch, sketch_plan] = fit(model, c.x, o, "synthetic");
   EXPECT_EQ(sk.method, FitMethod::kSketch);
   EXPECT_LE(test::max_entry_rel_err(sk.singular_values, exact.singular_values), 1e-8) << c.name;
   EXPECT_GE(principal_cosines(sk.basis, exact.basis).min().item<double>(), 1 - 1e-8) << c.name;
-  test::expect_close(transform(sk, model, c.x, 50), e_sketch, 1e-6, c.name + " sketch transform");
+  test::expect_close(transform(sk, model, c.x, {/*batch_size=*/50}), e_sketch, 1e-6, c.name + " sketch transform");
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, FitAgreement, ::testing::Values("cnn", "gan"));
@@ -69,7 +65,8 @@ TEST(Projector, FileRoundTripsAndTransformsNewData) {
   o.svd.rank = 5;
   o.svd.power_iters = 3;
   o.method = FitMethod::kMatrixFree;
-  auto p = fit(model, c.x.slice(0, 0, 30), o, "synthetic");
+  auto p = fit(model, c.x.slice(0, 0, 30), o, "synthetic").projector;
+  record_model_files(p);
   save_projector(dir + "/p.nfk", p);
   auto q = load_projector(dir + "/p.nfk");
   EXPECT_TRUE(torch::equal(p.basis, q.basis));
@@ -94,7 +91,9 @@ Projector fit_exact(ScoreModel& model, const torch::Tensor& x, int64_t rank, int
   FitOptions o;
   o.svd.rank = rank;
   o.method = FitMethod::kExact;
-  return fit(model, x.slice(0, 0, n), o);
+  auto p = fit(model, x.slice(0, 0, n), o).projector;
+  record_model_files(p);
+  return p;
 }
 
 TEST(Projector, CorruptOrTruncatedFilesAreRejected) {
@@ -181,7 +180,7 @@ TEST(Distance, SetDistanceMatchesExplicitFisherVectors) {
   FitOptions o;
   o.svd.rank = 4;
   o.method = FitMethod::kExact;
-  auto p = fit(model, c.x.slice(0, 0, 40), o);
+  auto p = fit(model, c.x.slice(0, 0, 40), o).projector;
   auto a = c.x.slice(0, 40, 60), b = c.x.slice(0, 60, 96);
   auto v = [&](const torch::Tensor& x) {
     return (test::explicit_jacobian(model, x, 1) - p.fisher.mean_score) *
@@ -203,13 +202,13 @@ TEST(Fit, MethodAutoRespectsTheMemoryBudget) {
   o.svd.rank = 2;
   o.svd.power_iters = 1;
   auto x = c.x.slice(0, 0, 10);
-  EXPECT_EQ(fit(model, x, o).method, FitMethod::kPerExample);
+  EXPECT_EQ(fit(model, x, o).projector.method, FitMethod::kPerExample);
   o.memory_budget = 1000;        // bytes: V cannot be kept
-  auto over = fit(model, x, o);  // the layer tape covers the zoo LeNet: blocks recomputed
+  auto over = fit(model, x, o).projector;  // the layer tape covers the zoo LeNet: blocks recomputed
   EXPECT_EQ(over.method, FitMethod::kPerExample);
   EXPECT_NE(over.method_note.find("recomputed"), std::string::npos) << over.method_note;
   auto ts = test::make_test_model(ModelKind::kClassifier, dir);  // TorchScript: no tape
-  EXPECT_EQ(fit(ts, test::test_inputs(10), o).method, FitMethod::kMatrixFree);
+  EXPECT_EQ(fit(ts, test::test_inputs(10), o).projector.method, FitMethod::kMatrixFree);
   o.method = FitMethod::kExact;
   EXPECT_THROW(fit(model, x, o), c10::Error);
 }
@@ -219,7 +218,7 @@ TEST(Fit, ProfileAccountsForTheStages) {
   Case c = small_cnn_classifier(dir);
   auto model = load_score_model(c.kind, c.options, c.x);
   FitOptions o;
-  o.svd = {/*rank=*/3, /*oversample=*/2, /*power_iters=*/2, /*seed=*/0};
+  o.svd = {/*rank=*/3, /*oversample=*/2, /*power_iters=*/2};
   auto x = c.x.slice(0, 0, 20);
   const double n = 20, p = static_cast<double>(model.num_parameters()), u = 5;
   auto stages_add_up = [](const FitProfile& f) {
@@ -231,7 +230,7 @@ TEST(Fit, ProfileAccountsForTheStages) {
     EXPECT_EQ(f.peak_device_bytes, -1);  // CPU
   };
   // V resident: 2L + 2 GEMM products of 2·N·P·u flops each; the statistics come with V.
-  auto resident = fit(model, x, o).profile;
+  auto resident = fit(model, x, o).projector.profile;
   stages_add_up(resident);
   EXPECT_EQ(resident.products, 2 * o.svd.power_iters + 2);
   EXPECT_DOUBLE_EQ(resident.product_flops, resident.products * 2 * n * p * u);
@@ -239,7 +238,7 @@ TEST(Fit, ProfileAccountsForTheStages) {
   EXPECT_EQ(resident.statistics_s, 0.0);
   // Streaming: a statistics pass of its own, products that are not plain GEMMs.
   o.method = FitMethod::kMatrixFree;
-  auto streaming = fit(model, x, o).profile;
+  auto streaming = fit(model, x, o).projector.profile;
   stages_add_up(streaming);
   EXPECT_EQ(streaming.products, 2 * o.svd.power_iters + 2);
   EXPECT_EQ(streaming.product_flops, 0.0);
@@ -247,10 +246,10 @@ TEST(Fit, ProfileAccountsForTheStages) {
   EXPECT_EQ(streaming.gradients_s, 0.0);
   // The single-pass sketch: one paired pass (two products).
   o.method = FitMethod::kSketch;
-  EXPECT_EQ(fit(model, x, o).profile.products, 2);
+  EXPECT_EQ(fit(model, x, o).projector.profile.products, 2);
   // Exact: no products, the Gram eigendecomposition is the factorization.
   o.method = FitMethod::kExact;
-  auto exact = fit(model, x, o).profile;
+  auto exact = fit(model, x, o).projector.profile;
   stages_add_up(exact);
   EXPECT_EQ(exact.products, 0);
   EXPECT_GT(exact.factorizations_s, 0.0);

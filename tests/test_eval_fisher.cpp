@@ -27,7 +27,7 @@ Fitted fitted_gan(const std::string& dir) {
   FitOptions o;
   o.svd.rank = 4;
   o.method = FitMethod::kExact;
-  auto p = fit(model, c.x.slice(0, 0, 40), o);
+  auto p = fit(model, c.x.slice(0, 0, 40), o).projector;
   return {c, std::move(model), p};
 }
 

@@ -46,9 +46,7 @@ TEST_P(EveryKind, OperatorProductsMatchExplicitFisherVectors) {
   auto model = make_test_model(GetParam(), test::temp_dir("op"));
   const int64_t n = 11, batch = 4;  // uneven last batch
   auto x = test_inputs(n);
-  FisherOptions fo;
-  fo.batch_size = 3;
-  auto stats = compute_fisher_stats(model, x, fo);
+  auto stats = compute_fisher_stats(model, x, {}, {/*batch_size=*/3});
   auto v = (explicit_jacobian(model, x, batch) - stats.mean_score) * stats.fisher_diag.rsqrt();
 
   FisherVectorOperator op(model, x, stats, batch);
@@ -66,9 +64,7 @@ INSTANTIATE_TEST_SUITE_P(Kinds, EveryKind, ::testing::ValuesIn(kAllKinds),
 TEST(FisherStats, EmpiricalMatchesDirectMeanAndVariance) {
   auto model = make_test_model(ModelKind::kClassifier, test::temp_dir("emp"));
   auto x = test_inputs(20);
-  FisherOptions fo;
-  fo.batch_size = 7;
-  auto stats = compute_fisher_stats(model, x, fo);
+  auto stats = compute_fisher_stats(model, x, {}, {/*batch_size=*/7});
   auto j = explicit_jacobian(model, x, 1);
   EXPECT_EQ(stats.estimator, Estimator::kEmpirical);
   EXPECT_EQ(stats.reference, "data");
@@ -81,8 +77,8 @@ TEST(FisherStats, GanTrueEstimatorUsesGeneratorSamples) {
   auto x = test_inputs(10);
   FisherOptions fo;
   fo.reference_samples = 15;
-  fo.seed = 42;
-  auto stats = compute_fisher_stats(model, x, fo);
+  const RunOptions seeded{/*batch_size=*/256, /*seed=*/42};
+  auto stats = compute_fisher_stats(model, x, fo, seeded);
   EXPECT_EQ(stats.estimator, Estimator::kTrue);
   EXPECT_EQ(stats.reference, "generator samples");
   EXPECT_EQ(stats.n_reference, 15);
@@ -94,7 +90,7 @@ TEST(FisherStats, GanTrueEstimatorUsesGeneratorSamples) {
 
   // The empirical estimator is offered too, and differs.
   fo.estimator = Estimator::kEmpirical;
-  auto emp = compute_fisher_stats(model, x, fo);
+  auto emp = compute_fisher_stats(model, x, fo, seeded);
   EXPECT_EQ(emp.reference, "data");
   EXPECT_GT(test::rel_err(emp.mean_score, stats.mean_score), 1e-3);
 }

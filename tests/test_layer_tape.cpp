@@ -91,18 +91,22 @@ ScoreModel score_model(ModelKind kind, const ZooModule& zoo) {
 }
 
 // J from per_example_gradients (in uneven batches) against the explicit loop.
-void expect_matches_loop(ScoreModel& model, const torch::Tensor& x, GradientPath expected,
-                         const std::string& what) {
+// Returns the path the first batch chose, and why.
+GradientPathChoice expect_matches_loop(ScoreModel& model, const torch::Tensor& x,
+                                       GradientPath expected, const std::string& what) {
   const int64_t batch = 3;
+  GradientBlocks gradients(model, GradientPath::kAuto);
   std::vector<torch::Tensor> blocks;
   for (int64_t start = 0; start < x.size(0); start += batch) {
     const int64_t end = std::min(x.size(0), start + batch);
-    blocks.push_back(per_example_gradients(model, x.slice(0, start, end), start));
+    blocks.push_back(gradients(x.slice(0, start, end), start, {}));
   }
   auto j = torch::cat(blocks);
-  EXPECT_EQ(to_string(model.gradient_path()), to_string(expected))
-      << what << ": " << model.gradient_path_note();
+  EXPECT_EQ(to_string(gradients.choice().path), to_string(expected))
+      << what << ": " << gradients.choice().reason;
+  EXPECT_EQ(to_string(choose_gradient_path(model, x).path), to_string(expected)) << what;
   test::expect_close(j, test::explicit_jacobian(model, x, batch), 1e-10, what);
+  return gradients.choice();
 }
 
 TEST(LayerTape, EveryLayerTypeMatchesThePerExampleLoop) {
@@ -159,8 +163,8 @@ TEST_P(ZooTape, MatchesThePerExampleLoop) {
   shape.insert(shape.end(), c.input_shape.begin(), c.input_shape.end());
   test::seed(1);
   auto x = torch::rand(shape, torch::kFloat64);
-  expect_matches_loop(model, x, c.expected, c.arch);
-  if (c.expected == GradientPath::kLoop) EXPECT_FALSE(model.gradient_path_note().empty());
+  auto choice = expect_matches_loop(model, x, c.expected, c.arch);
+  if (c.expected == GradientPath::kLoop) EXPECT_FALSE(choice.reason.empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -216,9 +220,8 @@ TEST(LayerTape, UncoveredParameterFallsBackToTheLoop) {
                            as_zoo(net, [net](const torch::Tensor& x) { return net->forward(x); }));
   test::seed(1);
   auto x = torch::rand({4, 2, 6, 6}, torch::kFloat64);
-  expect_matches_loop(model, x, GradientPath::kLoop, "extra parameter");
-  EXPECT_NE(model.gradient_path_note().find("parameter tensor"), std::string::npos)
-      << model.gradient_path_note();
+  auto choice = expect_matches_loop(model, x, GradientPath::kLoop, "extra parameter");
+  EXPECT_NE(choice.reason.find("parameter tensor"), std::string::npos) << choice.reason;
 }
 
 TEST(LayerTape, WeightUsedOutsideItsLayerIsCaughtByTheFirstBatchCheck) {
@@ -309,10 +312,9 @@ TEST(LayerTape, Float32AgreesWithFloat64Loop) {
   ScoreModel model(ModelKind::kClassifier, wrap_zoo_module(zoo), nullptr, o);
   test::seed(1);
   auto x = torch::rand({6, 1, 12, 12});
-  auto j32 = per_example_gradients(model, x);
-  EXPECT_EQ(model.gradient_path(), GradientPath::kLayerTape);
-  model.set_gradient_path(GradientPath::kLoop);
-  auto loop32 = per_example_gradients(model, x);
+  auto j32 = per_example_gradients(model, x, 0, {}, GradientPath::kLayerTape);
+  EXPECT_EQ(choose_gradient_path(model, x).path, GradientPath::kLayerTape);
+  auto loop32 = per_example_gradients(model, x, 0, {}, GradientPath::kLoop);
   test::expect_close(j32, loop32, 1e-5, "float32 tape vs loop");
 }
 

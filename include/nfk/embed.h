@@ -7,12 +7,14 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "nfk/dist.h"
 #include "nfk/fisher.h"
 #include "nfk/linalg.h"
 #include "nfk/model.h"
 #include "nfk/progress.h"
+#include "nfk/run_options.h"
 
 namespace nfk {
 
@@ -32,20 +34,51 @@ std::string to_string(FitMethod m);
 
 struct FitOptions {
   FitMethod method = FitMethod::kAuto;
-  SvdOptions svd;
+  SvdOptions svd;  // rank, oversample, power iterations (svd.seed is ignored: run.seed rules)
   FisherOptions fisher;
-  int64_t batch_size = 256;
   int64_t memory_budget = int64_t{4} << 30;  // bytes V (this rank's rows) may take in memory
-  /// Data-parallel ranks (not owned; null: this process alone). Every rank calls fit() with the
-  /// same inputs and options, streams its shard (dist::shard_range in whole batches) and gets the
-  /// same projector; products, Fisher statistics and the projector are reduced once per pass.
-  dist::Group* group = nullptr;
+  /// Batch size, the one seed of every random choice, progress, and the data-parallel ranks:
+  /// with `run.group`, every rank calls fit() with the same inputs and options, streams its
+  /// shard (dist::shard_range in whole batches) and gets the same projector; products, Fisher
+  /// statistics and the projector are reduced once per pass.
+  RunOptions run;
   /// A folder for the fit's resumable state (empty: none): the Fisher statistics and the
   /// randomized SVD's basis after every pass. With `resume`, a fit continues from the folder's
   /// state (refused if it is another fit's) and gives the uninterrupted projector bit for bit.
   std::string checkpoint_dir;
   bool resume = false;
 };
+
+/// What a fit will do, decided once before any heavy work (`plan_fit`) and executed by `fit`:
+/// the method, how per-example gradients are formed, how V is split over processes and what it
+/// costs in memory, each with the reason for it. `describe()` is what `nfk fit` prints first.
+struct FitPlan {
+  FitMethod method = FitMethod::kAuto;  // resolved: never kAuto
+  bool v_resident = false;  // V's rows held in memory (exact; per-example within the budget)
+  VOperatorSpec v_operator;  // a streaming V's products, gradient path and batch size
+  std::string gradient_path_reason;  // why per-example gradients take the loop ("" for the tape)
+  int64_t n_examples = 0, n_params = 0;
+  int64_t v_bytes = 0;            // all of V in the model's dtype
+  int64_t v_bytes_per_rank = 0;   // the largest rank's rows of V
+  int64_t memory_budget = 0;      // bytes V (a rank's rows) may take
+  int world_size = 1;
+  dist::Shard shard;                // this rank's rows (all of them without a group)
+  std::vector<int64_t> shard_rows;  // every rank's row count, rank order
+  std::vector<std::string> reasons;  // why the method, in the order the choices were made
+
+  /// One line: the method and what it rests on (Projector::method_note).
+  std::string summary() const;
+  /// Several lines, "plan: ..." first, for the user before the work starts.
+  std::string describe() const;
+  nlohmann::json to_json() const;
+};
+
+/// Decides a fit of `inputs` [N, ...] with `options`: validates the sizes, probes the layer
+/// tape on the first examples (choose_gradient_path; every rank probes the same ones, so every
+/// rank plans alike), splits the rows over `options.group` and picks the method (kAuto: V
+/// resident when this rank's rows fit the memory budget; else per-example blocks recomputed per
+/// pass where the tape covers the model, else matrix-free). Costs one probe batch.
+FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& options);
 
 /// Where a fit's time went: wall seconds of each stage, the device synchronised at every stage
 /// boundary (CUDA runs asynchronously), so the stages add up to the fit. Not saved.
@@ -64,7 +97,8 @@ struct FitProfile {
 
 /// A fitted NFK projector: everything `transform` needs, plus provenance.
 struct Projector {
-  static constexpr int kFormatVersion = 2;  // 2: crc32 of the header and of each tensor
+  static constexpr int kFormatVersion = 3;  // 2: crc32 of the header and of each tensor;
+                                            // 3: embedded model files, the gradient path
   ModelKind kind = ModelKind::kScore;
   ModelOptions model;                   // paths (absolute), latent dim, output column, seed, dtype
   std::string model_hash;               // file_hash of model.model_path
@@ -81,6 +115,8 @@ struct Projector {
   std::vector<int64_t> input_shape;  // one example's shape at the fit, e.g. [1, 28, 28]
   std::string data_source;
   int64_t batch_size = 256;
+  GradientPath gradient_path = GradientPath::kAuto;  // the fit's per-example gradient path
+  std::string model_bytes, generator_bytes;  // the model files themselves (record_model_files)
   std::string method_note;  // how the method was chosen, one line (not saved)
   FitProfile profile;       // where the fit's time went (not saved)
 
@@ -95,22 +131,36 @@ struct Projector {
   nlohmann::json spectrum_json() const;
 };
 
-/// Fits a rank-k projector on `inputs` [N, ...]: Fisher statistics (once), then the truncated
-/// SVD of V by the chosen method. Returns the projector and, if `train_embedding` is not null,
-/// e(X) = Φ diag(σ) [N, k].
-/// Example: `auto proj = nfk::fit(model, ds.inputs, opts, "mnist:test");`
-Projector fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& options,
-              const std::string& data_source = "", const ProgressFn& progress = {},
-              torch::Tensor* train_embedding = nullptr);
+/// What `fit` returns: the projector, the training embedding e(X) = Φ diag(σ) [N, k] and the
+/// plan it executed.
+struct FitResult {
+  Projector projector;
+  torch::Tensor train_embedding;
+  FitPlan plan;
+};
 
-/// e(x) = Pᵀ V_x for every row of `inputs` [N, ...] → [N, k] (projector dtype): per-example
-/// gradient blocks, one GEMM each. `model` must be the projector's model (checked by parameter
-/// count).
-/// With `group` (every rank passing the same inputs), each rank embeds its shard and every rank
-/// gets all N rows.
+/// Fits a rank-k projector on `inputs` [N, ...]: plan_fit (unless `plan` is given: a plan made
+/// by plan_fit for the same model, inputs and options), the Fisher statistics (once), then the
+/// truncated SVD of V by the plan's method. The model may be held in memory only: provenance
+/// (file hashes) is recorded by `record_model_files`, where files exist.
+/// Example: `auto r = nfk::fit(model, ds.inputs, opts, "mnist:test"); r.projector.basis;`
+FitResult fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& options,
+              const std::string& data_source = "", const FitPlan* plan = nullptr);
+
+/// Records the projector's model files: absolute paths and their hashes (checked when the
+/// projector reloads its model), for the paths in `projector.model` that name regular files.
+/// With `embed`, the files' bytes are stored in the projector too, so that it alone is enough
+/// to embed new data later (`load_projector_model` then needs no file).
+void record_model_files(Projector& projector, bool embed = false);
+
+/// e(x) = Pᵀ V_x for every row of `inputs` [N, ...] → [N, k] (projector dtype), on the fit's
+/// gradient path: per-example gradient blocks and one GEMM each where the layer tape covers the
+/// model, else k forward-mode passes per batch (when k < batch size). `model` must be the
+/// projector's model (checked by parameter count and example shape). With `run.group` (every
+/// rank passing the same inputs), each rank embeds its shard and every rank gets all N rows.
+/// Example: `auto e = nfk::transform(proj, model, x, {/*batch_size=*/64});`
 torch::Tensor transform(const Projector& projector, ScoreModel& model, const torch::Tensor& inputs,
-                        int64_t batch_size = 256, const ProgressFn& progress = {},
-                        dist::Group* group = nullptr);
+                        const RunOptions& run = {});
 
 /// Fails with one line unless `model` has the projector's parameter count and, when `inputs`
 /// [N, ...] are given, one example has the shape the projector was fitted on.

@@ -6,12 +6,14 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "nfk/dist.h"
 #include "nfk/linalg.h"
 #include "nfk/model.h"
 #include "nfk/progress.h"
+#include "nfk/run_options.h"
 
 namespace nfk {
 
@@ -23,13 +25,34 @@ enum class Estimator { kAuto, kTrue, kEmpirical, kNone };
 Estimator parse_estimator(const std::string& name);  // "auto" | "true" | "empirical"
 std::string to_string(Estimator e);
 
+/// How per-example gradients are formed (SPEC §2 per-example fast path).
+/// kLayerTape: one backward per batch from the layer tape (include/nfk/layer_tape.h);
+/// kLoop: one backward per example (always correct, B times the work);
+/// kAuto: decided once per computation by `choose_gradient_path` on its first batch.
+enum class GradientPath { kAuto, kLayerTape, kLoop };
+std::string to_string(GradientPath path);  // "auto" | "layer-tape" | "loop"
+
+/// A probe's verdict: the path, and why the layer tape is not used ("" when it is).
+struct GradientPathChoice {
+  GradientPath path = GradientPath::kLoop;
+  std::string reason;
+};
+
+/// Whether the layer tape covers `model`, by an explicit probe on x_b [B, ...] (a few examples
+/// suffice): the tape's rows must exist and equal the per-example loop's on up to two examples
+/// (a parameter used outside its taped layer, or examples that interact, turn it off). Leaves the
+/// model unchanged. `first_index`: x_b[0]'s index in its data set (seeds the VAE's noise).
+/// Example: `auto c = nfk::choose_gradient_path(model, x.slice(0, 0, 4));`
+GradientPathChoice choose_gradient_path(ScoreModel& model, const torch::Tensor& x_b,
+                                        int64_t first_index = 0);
+
+/// What z and I are taken over. Batch size, seed (model samples, data subsets), process group
+/// and progress come with the call's RunOptions.
 struct FisherOptions {
   Estimator estimator = Estimator::kAuto;
   int64_t reference_samples = 0;  // 0: as many as the data has examples
   double floor = 1e-8;            // I is floored at floor × mean(I) (SPEC: "floored by ε")
-  int64_t batch_size = 256;
-  uint64_t seed = 0;             // seeds model samples and data subsets
-  dist::Group* group = nullptr;  // data-parallel ranks (not owned); null: this process alone
+  GradientPath gradient_path = GradientPath::kAuto;  // per-example gradients (a plan's choice)
 };
 
 /// z, I and how they were obtained; stored with every projector.
@@ -53,8 +76,27 @@ torch::Tensor flatten_like(const std::vector<torch::Tensor>& grads,
 /// Per-example gradients ∇θ s(x_i) of a batch x_b [B, ...] → J_b [B, P] (model dtype/device).
 /// `first_index` is x_b[0]'s index in its data set (fixes the VAE's per-example noise).
 /// If `out_bp` is given ([B, P], model dtype/device) the rows are written there and it is returned.
+/// `path` kAuto probes this batch (choose_gradient_path); a computation over many batches decides
+/// once instead (GradientBlocks). Where the tape fails on a batch the loop gives its rows, with
+/// a one-line warning.
 torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
-                                    int64_t first_index = 0, torch::Tensor out_bp = {});
+                                    int64_t first_index = 0, torch::Tensor out_bp = {},
+                                    GradientPath path = GradientPath::kAuto);
+
+/// Per-example gradient blocks of one computation over many batches: the path is the one given,
+/// or (kAuto) probed on the first batch and then kept. Holds no state on the model.
+class GradientBlocks {
+ public:
+  GradientBlocks(ScoreModel& model, GradientPath path) : model_(model), choice_{path, ""} {}
+  /// J_b of x_b [B, ...] into out_bp [B, P] (see per_example_gradients).
+  torch::Tensor operator()(const torch::Tensor& x_b, int64_t first_index, torch::Tensor out_bp);
+  /// The path in use (kAuto until the first batch).
+  const GradientPathChoice& choice() const { return choice_; }
+
+ private:
+  ScoreModel& model_;
+  GradientPathChoice choice_;
+};
 
 /// Streams per-example gradient rows into the mean score z and diagonal Fisher I, accumulated
 /// in float64 around a shift (the first rows' mean) so that E[d²] − E[d]² does not cancel.
@@ -78,18 +120,18 @@ class FisherAccumulator {
 /// sample its own distribution, else kEmpirical; always kNone for `ntk`).
 Estimator resolve_estimator(ScoreModel& model, Estimator requested);
 
-/// The reference inputs for z and I: model samples (true) or a seeded subset of `data`
-/// (empirical). Throws if `true` is asked of a model that cannot sample.
+/// The reference inputs for z and I: model samples (true) or a subset of `data` (empirical),
+/// drawn from `seed`. Throws if `true` is asked of a model that cannot sample.
 torch::Tensor reference_inputs(ScoreModel& model, const torch::Tensor& data,
-                               const FisherOptions& options, Estimator* resolved,
+                               const FisherOptions& options, uint64_t seed, Estimator* resolved,
                                std::string* reference);
 
 /// z = E_ref[∇s], I = E_ref[(∇s − z)²], floored; one pass of per-example gradients over the
 /// reference. For kind `ntk` returns z = 0, I = 1 without touching the data.
-/// With `options.group`, every rank draws the same reference, takes its shard of it
+/// With `run.group`, every rank draws the same reference, takes its shard of it
 /// (dist::shard_range in whole batches) and the sums are all-reduced: same result on every rank.
 FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
-                                 const FisherOptions& options, const ProgressFn& progress = {});
+                                 const FisherOptions& options, const RunOptions& run = {});
 
 /// GAN monitoring (AFV, SPEC §1): with z and I from `n_generated` generator samples (seeded),
 /// the Fisher similarity exp(−c · mean_i ((ū_real,i − z_i)² / I_i)) of a held-out real set,
@@ -115,12 +157,12 @@ FisherSimilarity fisher_similarity(ScoreModel& gan, const FisherStats& generated
 /// V [N, P] = (J − 1zᵀ) I^{-1/2} materialised from per-example gradients, with its Fisher
 /// statistics in `stats`. When the reference is all of `inputs` (empirical, no subsampling) z and
 /// I come from the same pass over the data as J; otherwise `compute_fisher_stats` runs first.
-/// With `options.group` (world size > 1) only this rank's rows are returned:
+/// With `run.group` (world size > 1) only this rank's rows are returned:
 /// V[shard] [shard.size(), P] for shard = dist::shard_range(N, batch_size, rank, world), and
 /// `stats` holds the global statistics.
 torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor& inputs,
-                                         const FisherOptions& options, int64_t batch_size,
-                                         FisherStats* stats, const ProgressFn& progress = {});
+                                         const FisherOptions& options, const RunOptions& run,
+                                         FisherStats* stats);
 
 /// What the streaming V operators share: the data (on a GPU moved there once when it takes at
 /// most 1 GiB, else per batch), z and I^{-1/2} on the model's device and dtype, the batch size
@@ -136,9 +178,11 @@ class StreamingVOperator : public LinearOperator {
   /// `first_index`: the index of inputs[0] in its data set (a rank's shard starts past 0), which
   /// seeds per-example noise of stochastic scores.
   StreamingVOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
-                     int64_t batch_size, ProgressFn progress, int64_t first_index);
+                     int64_t batch_size, ProgressFn progress, int64_t first_index,
+                     GradientPath gradient_path);
 
   ScoreModel& model_;
+  GradientBlocks gradients_;  // per-example gradient blocks (dense(), PerExampleOperator)
   torch::Tensor inputs_;    // [N, ...]
   torch::Tensor z_;         // [P]
   torch::Tensor inv_sqrt_;  // [P]
@@ -153,9 +197,10 @@ class StreamingVOperator : public LinearOperator {
 class FisherVectorOperator : public StreamingVOperator {
  public:
   FisherVectorOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
-                       int64_t batch_size, ProgressFn progress = {}, int64_t first_index = 0)
+                       int64_t batch_size, ProgressFn progress = {}, int64_t first_index = 0,
+                       GradientPath gradient_path = GradientPath::kAuto)
       : StreamingVOperator(model, std::move(inputs), stats, batch_size, std::move(progress),
-                           first_index) {}
+                           first_index, gradient_path) {}
   torch::Tensor apply(const torch::Tensor& q_pu) override;
   torch::Tensor apply_t(const torch::Tensor& m_nu) override;
 
@@ -175,7 +220,8 @@ class FisherVectorOperator : public StreamingVOperator {
 class PerExampleOperator : public StreamingVOperator {
  public:
   PerExampleOperator(ScoreModel& model, torch::Tensor inputs, const FisherStats& stats,
-                     int64_t batch_size, ProgressFn progress = {}, int64_t first_index = 0);
+                     int64_t batch_size, ProgressFn progress = {}, int64_t first_index = 0,
+                     GradientPath gradient_path = GradientPath::kAuto);
   torch::Tensor apply(const torch::Tensor& q_pu) override;
   torch::Tensor apply_t(const torch::Tensor& m_nu) override;
   /// V Q and Vᵀ M from one pass over the per-example blocks.
@@ -185,5 +231,23 @@ class PerExampleOperator : public StreamingVOperator {
  private:
   torch::Tensor j_bp_;  // [B, P] reused gradient block
 };
+
+/// How a streaming V forms its products: GEMMs on per-example gradient blocks recomputed per
+/// pass (PerExampleOperator), or forward/reverse-mode passes (FisherVectorOperator).
+enum class VProducts { kPerExampleBlocks, kMatrixFree };
+
+/// What a plan decides about the operator over V (embed/'s FitPlan holds one).
+struct VOperatorSpec {
+  VProducts products = VProducts::kPerExampleBlocks;
+  GradientPath gradient_path = GradientPath::kAuto;  // per-example gradients (blocks, dense())
+  int64_t batch_size = 256;
+};
+
+/// The streaming V [N, P] over `inputs` [N, ...] that `spec` describes.
+/// Example: `auto op = nfk::make_v_operator({VProducts::kMatrixFree}, model, x, stats);`
+std::unique_ptr<StreamingVOperator> make_v_operator(const VOperatorSpec& spec, ScoreModel& model,
+                                                    torch::Tensor inputs, const FisherStats& stats,
+                                                    ProgressFn progress = {},
+                                                    int64_t first_index = 0);
 
 }  // namespace nfk

@@ -29,6 +29,9 @@ class LinearOperator {
   /// V itself, [N, P]. The default builds it from apply_t on identity blocks (N passes' worth);
   /// operators that can do better override it.
   virtual torch::Tensor dense();
+  /// ‖V‖_F² when the operator knows it exactly (V resident), else a negative number; the SVDs
+  /// then report it as the total variance instead of their estimate.
+  virtual double squared_frobenius() { return -1; }
   /// dtype and device of the products.
   virtual torch::TensorOptions options() const = 0;
 };
@@ -42,6 +45,7 @@ class DenseOperator : public LinearOperator {
   torch::Tensor apply(const torch::Tensor& q_pu) override { return v_np_.mm(q_pu); }
   torch::Tensor apply_t(const torch::Tensor& m_nu) override { return v_np_.t().mm(m_nu); }
   torch::Tensor dense() override { return v_np_; }
+  double squared_frobenius() override;
   torch::TensorOptions options() const override { return v_np_.options(); }
 
  private:
@@ -63,6 +67,7 @@ struct SvdResult {
   torch::Tensor right;                // P [P, k], orthonormal columns
   double total_variance = 0;          // ‖V‖_F² = Σ all σ², for explained-variance ratios
   bool total_variance_exact = false;  // false: Hutchinson estimate from the first probes
+                                      // (true where the operator knows ‖V‖_F²)
   torch::Tensor
       all_eigenvalues;  // exact method only: every Gram eigenvalue, descending [min(N, P)]
 };

@@ -56,12 +56,6 @@ struct ModelOptions {
   torch::Device device = torch::kCPU;
 };
 
-/// How fisher/ forms per-example gradients for a model (SPEC §2 per-example fast path).
-/// kUnchecked: not decided yet (the first batch decides and checks); kLayerTape: one backward per
-/// batch from the layer tape (include/nfk/layer_tape.h); kLoop: one backward per example.
-enum class GradientPath { kUnchecked, kLayerTape, kLoop };
-std::string to_string(GradientPath path);
-
 /// s(x; θ) for one kind, over a network (and a generator for `gan`).
 class ScoreModel {
  public:
@@ -90,23 +84,11 @@ class ScoreModel {
   /// Moves the data to the model's device and dtype.
   torch::Tensor prepare(const torch::Tensor& x) const;
 
-  /// The per-example gradient path fisher/ uses; set it to kLoop to force the loop, or leave it
-  /// kUnchecked to let the first batch pick the layer tape where it covers every parameter.
-  GradientPath gradient_path() const { return gradient_path_; }
-  /// Why the layer tape is not used (empty while it is, or before the first batch).
-  const std::string& gradient_path_note() const { return gradient_path_note_; }
-  void set_gradient_path(GradientPath path, std::string note = "") {
-    gradient_path_ = path;
-    gradient_path_note_ = std::move(note);
-  }
-
  private:
   ModelKind kind_;
   std::unique_ptr<Network> net_;
   std::unique_ptr<Network> generator_;
   ModelOptions options_;
-  GradientPath gradient_path_ = GradientPath::kUnchecked;
-  std::string gradient_path_note_;
 };
 
 /// Loads a model for `kind` from `options` (network, generator), checking the protocol:

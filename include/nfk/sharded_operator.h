@@ -27,6 +27,8 @@ class ShardedOperator : public LinearOperator {
                                                      const torch::Tensor& m_nl) override;
   /// V [N, P]: local rows, all-gathered (on every rank).
   torch::Tensor dense() override;
+  /// Σ over ranks of the local ‖V_r‖_F² (every rank's local operator must know it, or none).
+  double squared_frobenius() override;
   torch::TensorOptions options() const override { return local_.options(); }
 
  private:

@@ -476,7 +476,7 @@ def test_libtorch_warnings_become_python_warnings(d, x, capfd):
     torch.jit.script(Interacting().eval()).save(str(d / "interacting.pt"))
     torch.jit.script(Warns().eval()).save(str(d / "warns.pt"))
     capfd.readouterr()
-    for model, text in [("interacting.pt", "fall back to one backward pass per example"),
+    for model, text in [("interacting.pt", "take one backward pass per example"),
                         ("warns.pt", "a warning from the model's own code")]:
         with warnings.catch_warnings(record=True) as caught:
             # Python's default: once per location. nfk attributes each warning to the line that

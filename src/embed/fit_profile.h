@@ -40,6 +40,7 @@ class TimedOperator : public LinearOperator {
   std::pair<torch::Tensor, torch::Tensor> apply_pair(const torch::Tensor& q_pu,
                                                      const torch::Tensor& m_nl) override;
   torch::Tensor dense() override { return inner_.dense(); }
+  double squared_frobenius() override { return inner_.squared_frobenius(); }
 
  private:
   void add(Stopwatch& started, int64_t products, int64_t columns);

@@ -75,6 +75,17 @@ void save_projector(const std::string& path, const Projector& p) {
                      {"crc32", detail::crc32_of(static_cast<const char*>(c.data_ptr()), nbytes)}});
     data.append(static_cast<const char*>(c.data_ptr()), nbytes);
   }
+  // The model files themselves, with --embed-model: raw bytes after the tensors.
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& [name, content] : {std::pair<std::string, const std::string*>{"model", &p.model_bytes},
+                                      {"generator", &p.generator_bytes}}) {
+    if (content->empty()) continue;
+    files.push_back({{"name", name},
+                     {"offset", data.size()},
+                     {"nbytes", content->size()},
+                     {"crc32", detail::crc32_of(content->data(), content->size())}});
+    data += *content;
+  }
   nlohmann::json header = {{"format", "nfk-projector"},
                            {"version", Projector::kFormatVersion},
                            {"kind", to_string(p.kind)},
@@ -99,7 +110,9 @@ void save_projector(const std::string& path, const Projector& p) {
                            {"n_params", p.n_params()},
                            {"data_source", p.data_source},
                            {"batch_size", p.batch_size},
-                           {"tensors", table}};
+                           {"gradient_path", to_string(p.gradient_path)},
+                           {"tensors", table},
+                           {"files", files}};
   const std::string head = header.dump();
   const uint64_t head_len = head.size();
   std::string bytes(kMagic, sizeof(kMagic));
@@ -179,6 +192,30 @@ torch::Tensor read_tensor(const nlohmann::json& t, const std::string& bytes, siz
   return tensor;
 }
 
+// An embedded file of the `files` table (v3), checked like a tensor.
+std::string read_embedded_file(const nlohmann::json& f, const std::string& bytes,
+                               size_t data_start, size_t* end) {
+  const std::string name = f.at("name");
+  const int64_t offset = get_int(f, "offset", 0, kMaxCount);
+  const int64_t nbytes = get_int(f, "nbytes", 1, kMaxCount);
+  const size_t data_len = bytes.size() - data_start;
+  TORCH_CHECK(static_cast<size_t>(offset) <= data_len &&
+                  static_cast<size_t>(nbytes) <= data_len - static_cast<size_t>(offset),
+              "truncated data for the embedded ", name, " file");
+  const char* data = bytes.data() + data_start + offset;
+  TORCH_CHECK(get_seed(f, "crc32") == detail::crc32_of(data, nbytes), "checksum mismatch in the ",
+              "embedded ", name, " file (the projector is corrupt)");
+  *end = static_cast<size_t>(offset + nbytes);
+  return std::string(data, nbytes);
+}
+
+GradientPath parse_gradient_path(const std::string& name) {
+  for (auto path : {GradientPath::kAuto, GradientPath::kLayerTape, GradientPath::kLoop}) {
+    if (to_string(path) == name) return path;
+  }
+  TORCH_CHECK(false, "unknown gradient path `", name, "`");
+}
+
 }  // namespace
 
 Projector load_projector(const std::string& path) {
@@ -201,8 +238,9 @@ Projector load_projector(const std::string& path) {
     auto h = nlohmann::json::parse(bytes.begin() + 20, bytes.begin() + data_start);
     TORCH_CHECK(h.at("format") == "nfk-projector", "not an nfk projector");
     const int64_t version = get_int(h, "version", 0, 1 << 20);
-    TORCH_CHECK(version == Projector::kFormatVersion, "unsupported projector version ", version,
-                " (this nfk reads ", Projector::kFormatVersion, ")");
+    TORCH_CHECK(version == 2 || version == Projector::kFormatVersion,
+                "unsupported projector version ", version, " (this nfk reads 2 and ",
+                Projector::kFormatVersion, ")");
     p.kind = parse_model_kind(h.at("kind"));
     const auto& m = h.at("model");
     p.model.model_path = m.at("path");
@@ -253,6 +291,20 @@ Projector load_projector(const std::string& path) {
       tensors[name] = read_tensor(t, bytes, data_start, p.model.dtype);
       data_len = std::max(data_len, static_cast<size_t>(get_int(t, "offset", 0, kMaxCount) +
                                                         get_int(t, "nbytes", 0, kMaxCount)));
+    }
+    if (version >= 3) {
+      p.gradient_path = parse_gradient_path(h.at("gradient_path"));
+      const auto& files = h.at("files");
+      TORCH_CHECK(files.is_array() && files.size() <= 2, "malformed file table");
+      for (const auto& f : files) {
+        size_t end = 0;
+        const std::string name = f.at("name");
+        TORCH_CHECK(name == "model" || name == "generator", "unknown embedded file ", name);
+        auto& slot = name == "model" ? p.model_bytes : p.generator_bytes;
+        TORCH_CHECK(slot.empty(), "embedded file ", name, " appears twice");
+        slot = read_embedded_file(f, bytes, data_start, &end);
+        data_len = std::max(data_len, end);
+      }
     }
     TORCH_CHECK(data_start + data_len == bytes.size(), "file size does not match its header");
     for (const char* name : {"basis", "singular_values", "mean_score", "fisher_diag"}) {

@@ -40,8 +40,10 @@ GanInversion fit_gan_inversion(const Projector& p, ScoreModel& gan, Network& gen
   auto h = at::normal(0.0, 1.0, {o.samples, latent}, gen).to(torch::kFloat32);
   generator.to(p.model.device, torch::kFloat32);
   auto x = generate(generator, h, o.batch_size);
-  auto e =
-      transform(p, gan, x, o.batch_size, progress).slice(/*dim=*/1, 0, k).to(torch::kFloat64).cpu();
+  auto e = transform(p, gan, x, {o.batch_size, o.seed, nullptr, progress})
+               .slice(/*dim=*/1, 0, k)
+               .to(torch::kFloat64)
+               .cpu();
   check_finite(e, "NFK embeddings of generated samples");
   GanInversion inv;
   auto h64 = h.to(torch::kFloat64);

@@ -45,7 +45,7 @@ Estimator resolve_estimator(ScoreModel& model, Estimator requested) {
 }
 
 torch::Tensor reference_inputs(ScoreModel& model, const torch::Tensor& data,
-                               const FisherOptions& options, Estimator* resolved,
+                               const FisherOptions& options, uint64_t seed, Estimator* resolved,
                                std::string* reference) {
   const int64_t n_data = data.size(0);
   const int64_t n = options.reference_samples > 0 ? options.reference_samples : n_data;
@@ -58,19 +58,19 @@ torch::Tensor reference_inputs(ScoreModel& model, const torch::Tensor& data,
                     ? " (the paper uses the data instead: --estimator empirical)"
                     : "");
     *reference = model.kind() == ModelKind::kGan ? "generator samples" : "model samples";
-    return model.sample(n, options.seed).cpu();
+    return model.sample(n, seed).cpu();
   }
   *reference = "data";
   if (n >= n_data) return data;
-  auto gen = at::detail::createCPUGenerator(options.seed);
+  auto gen = at::detail::createCPUGenerator(seed);
   auto idx = at::randperm(n_data, gen, torch::kLong).slice(0, 0, n);
   idx = std::get<0>(idx.sort());
   return data.index_select(0, idx);
 }
 
 FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
-                                 const FisherOptions& options, const ProgressFn& progress) {
-  TORCH_CHECK(options.batch_size > 0, "nfk: batch size must be positive");
+                                 const FisherOptions& options, const RunOptions& run) {
+  TORCH_CHECK(run.batch_size > 0, "nfk: batch size must be positive, got ", run.batch_size);
   const int64_t p = model.num_parameters();
   auto opts = torch::TensorOptions().dtype(model.options().dtype).device(model.options().device);
   FisherStats stats;
@@ -81,28 +81,28 @@ FisherStats compute_fisher_stats(ScoreModel& model, const torch::Tensor& data,
     stats.reference = "none";
     return stats;
   }
-  auto ref = reference_inputs(model, data, options, &stats.estimator, &stats.reference);
+  auto ref = reference_inputs(model, data, options, run.seed, &stats.estimator, &stats.reference);
   const int64_t n = ref.size(0);
   // Every rank holds the same reference (same seed); each one streams its shard of it.
   dist::Shard shard{0, n};
-  if (options.group != nullptr) {
-    shard = dist::shard_range(n, options.batch_size, options.group->rank(),
-                              options.group->world_size());
+  if (run.group != nullptr && run.group->distributed()) {
+    shard = dist::shard_range(n, run.batch_size, run.group->rank(), run.group->world_size());
   }
 
   FisherAccumulator acc;
   // One J_b buffer for every batch: a fresh [B, P] block per batch costs more in page faults
   // than the fast per-example path takes to fill it.
   auto j_bp = torch::empty(
-      {std::min(std::max<int64_t>(shard.size(), 1), options.batch_size), model.num_parameters()},
+      {std::min(std::max<int64_t>(shard.size(), 1), run.batch_size), model.num_parameters()},
       model.parameters().front().options());
-  for (int64_t start = shard.begin; start < shard.end; start += options.batch_size) {
-    const int64_t end = std::min(shard.end, start + options.batch_size);
-    acc.add(per_example_gradients(model, ref.slice(0, start, end), kReferenceIndexOffset + start,
-                                  j_bp.narrow(0, 0, end - start)));
-    if (progress) progress("gradients", end - shard.begin, shard.size());
+  GradientBlocks gradients(model, options.gradient_path);
+  for (int64_t start = shard.begin; start < shard.end; start += run.batch_size) {
+    const int64_t end = std::min(shard.end, start + run.batch_size);
+    acc.add(gradients(ref.slice(0, start, end), kReferenceIndexOffset + start,
+                      j_bp.narrow(0, 0, end - start)));
+    if (run.progress) run.progress("gradients", end - shard.begin, shard.size());
   }
-  if (options.group != nullptr) acc.reduce(*options.group, p, model.options().device);
+  if (run.group != nullptr) acc.reduce(*run.group, p, model.options().device);
   auto finished = acc.finish(options.floor, model.options().dtype, stats.reference);
   finished.estimator = stats.estimator;
   return finished;
@@ -182,10 +182,8 @@ FisherStats generated_fisher_stats(ScoreModel& gan, int64_t n_generated, uint64_
   FisherOptions fo;
   fo.estimator = Estimator::kTrue;
   fo.reference_samples = n_generated;
-  fo.seed = seed;
-  fo.batch_size = batch_size;
   fo.floor = floor;
-  return compute_fisher_stats(gan, torch::empty({0}), fo);
+  return compute_fisher_stats(gan, torch::empty({0}), fo, RunOptions{batch_size, seed});
 }
 
 FisherSimilarity fisher_similarity(ScoreModel& gan, const torch::Tensor& real, int64_t n_generated,

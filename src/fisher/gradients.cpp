@@ -99,35 +99,89 @@ bool agrees_with_loop(ScoreModel& model, const torch::Tensor& x, int64_t first_i
 
 }  // namespace
 
-torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
-                                    int64_t first_index, torch::Tensor out_bp) {
+std::string to_string(GradientPath path) {
+  switch (path) {
+    case GradientPath::kAuto:
+      return "auto";
+    case GradientPath::kLayerTape:
+      return "layer-tape";
+    case GradientPath::kLoop:
+      return "loop";
+  }
+  TORCH_INTERNAL_ASSERT(false, "unhandled GradientPath");
+}
+
+namespace {
+
+// The tape's rows of a prepared batch checked against the loop: "" when they stand, else why
+// not (out_bp then holds nothing useful).
+std::string tape_rows_checked(ScoreModel& model, const torch::Tensor& x, int64_t first_index,
+                              torch::Tensor out_bp) {
+  std::string why = try_layer_tape(model, x, first_index, out_bp);
+  if (why.empty() && !agrees_with_loop(model, x, first_index, out_bp)) {
+    why =
+        "its rows disagree with the per-example loop (a parameter used outside its layer, or "
+        "examples that interact)";
+  }
+  return why;
+}
+
+// Rows of a prepared batch on a decided path (kLayerTape or kLoop).
+void rows_on_path(ScoreModel& model, const torch::Tensor& x, int64_t first_index,
+                  torch::Tensor out_bp, GradientPath path) {
+  if (path == GradientPath::kLayerTape) {
+    const std::string why = try_layer_tape(model, x, first_index, out_bp);
+    if (why.empty()) return;
+    TORCH_WARN("nfk: the layer tape failed on a batch of ", model.network().describe(),
+               " (examples ", first_index, "..", first_index + x.size(0) - 1,
+               "), which takes one backward pass per example instead: ", why);
+  }
+  loop_gradients(model, x, first_index, out_bp, x.size(0));
+}
+
+torch::Tensor prepared_rows(ScoreModel& model, const torch::Tensor& x_b, torch::Tensor out_bp,
+                            torch::Tensor* x) {
   auto params = model.parameters();
-  auto x = model.prepare(x_b);
-  const int64_t batch = x.size(0);
+  *x = model.prepare(x_b);
   int64_t p = 0;
   for (const auto& t : params) p += t.numel();
-  if (!out_bp.defined()) out_bp = torch::empty({batch, p}, params.front().options());
-  TORCH_INTERNAL_ASSERT(out_bp.size(0) == batch && out_bp.size(1) == p);
-  if (batch == 0) return out_bp;
-
-  if (model.gradient_path() != GradientPath::kLoop) {
-    std::string why = try_layer_tape(model, x, first_index, out_bp);
-    if (why.empty() && model.gradient_path() == GradientPath::kUnchecked &&
-        !agrees_with_loop(model, x, first_index, out_bp)) {
-      why =
-          "its rows disagree with the per-example loop (a parameter used outside its layer, "
-          "or examples that interact)";
-    }
-    if (why.empty()) {
-      model.set_gradient_path(GradientPath::kLayerTape);
-      return out_bp;
-    }
-    TORCH_WARN("nfk: per-example gradients of ", model.network().describe(),
-               " fall back to one backward pass per example: ", why);
-    model.set_gradient_path(GradientPath::kLoop, why);
-  }
-  loop_gradients(model, x, first_index, out_bp, batch);
+  if (!out_bp.defined()) out_bp = torch::empty({x->size(0), p}, params.front().options());
+  TORCH_INTERNAL_ASSERT(out_bp.size(0) == x->size(0) && out_bp.size(1) == p);
   return out_bp;
+}
+
+}  // namespace
+
+GradientPathChoice choose_gradient_path(ScoreModel& model, const torch::Tensor& x_b,
+                                        int64_t first_index) {
+  TORCH_CHECK(x_b.dim() >= 1 && x_b.size(0) > 0, "nfk: the gradient-path probe needs examples");
+  torch::Tensor x;
+  auto rows = prepared_rows(model, x_b, {}, &x);
+  std::string why = tape_rows_checked(model, x, first_index, rows);
+  if (why.empty()) return {GradientPath::kLayerTape, ""};
+  return {GradientPath::kLoop, why};
+}
+
+torch::Tensor GradientBlocks::operator()(const torch::Tensor& x_b, int64_t first_index,
+                                         torch::Tensor out_bp) {
+  torch::Tensor x;
+  out_bp = prepared_rows(model_, x_b, std::move(out_bp), &x);
+  if (x.size(0) == 0) return out_bp;
+  if (choice_.path == GradientPath::kAuto) {
+    // The first batch decides: the tape's rows stand if they agree with the loop's.
+    choice_.reason = tape_rows_checked(model_, x, first_index, out_bp);
+    choice_.path = choice_.reason.empty() ? GradientPath::kLayerTape : GradientPath::kLoop;
+    if (choice_.path == GradientPath::kLayerTape) return out_bp;
+    TORCH_WARN("nfk: per-example gradients of ", model_.network().describe(),
+               " take one backward pass per example: ", choice_.reason);
+  }
+  rows_on_path(model_, x, first_index, out_bp, choice_.path);
+  return out_bp;
+}
+
+torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
+                                    int64_t first_index, torch::Tensor out_bp, GradientPath path) {
+  return GradientBlocks(model, path)(x_b, first_index, std::move(out_bp));
 }
 
 }  // namespace nfk

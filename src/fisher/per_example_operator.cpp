@@ -5,9 +5,10 @@ namespace nfk {
 
 PerExampleOperator::PerExampleOperator(ScoreModel& model, torch::Tensor inputs,
                                        const FisherStats& stats, int64_t batch_size,
-                                       ProgressFn progress, int64_t first_index)
+                                       ProgressFn progress, int64_t first_index,
+                                       GradientPath gradient_path)
     : StreamingVOperator(model, std::move(inputs), stats, batch_size, std::move(progress),
-                         first_index) {
+                         first_index, gradient_path) {
   j_bp_ = torch::empty({std::max<int64_t>(1, std::min(rows(), batch_size_)), cols()}, options());
 }
 
@@ -46,7 +47,7 @@ std::pair<torch::Tensor, torch::Tensor> PerExampleOperator::apply_pair(const tor
   for (int64_t start = 0; start < n; start += batch_size_) {
     const int64_t end = std::min(n, start + batch_size_);
     auto j_bp = j_bp_.narrow(0, 0, end - start);
-    per_example_gradients(model_, inputs_.slice(0, start, end), first_index_ + start, j_bp);
+    gradients_(inputs_.slice(0, start, end), first_index_ + start, j_bp);
     torch::NoGradGuard no_grad;
     if (do_q) {
       auto out_bu = out_nu.slice(0, start, end);

@@ -24,8 +24,10 @@ class DualLevel {
 
 StreamingVOperator::StreamingVOperator(ScoreModel& model, torch::Tensor inputs,
                                        const FisherStats& stats, int64_t batch_size,
-                                       ProgressFn progress, int64_t first_index)
+                                       ProgressFn progress, int64_t first_index,
+                                       GradientPath gradient_path)
     : model_(model),
+      gradients_(model, gradient_path),
       inputs_(std::move(inputs)),
       z_(stats.mean_score.to(model.options().device, model.options().dtype)),
       inv_sqrt_(stats.inv_sqrt().to(model.options().device, model.options().dtype)),
@@ -121,14 +123,14 @@ namespace {
 
 // V rows from per-example gradients, written in place: v_np[start:end] = J_b.
 // `first_index`: index of inputs[0] in its data set.
-void fill_gradients(ScoreModel& model, const torch::Tensor& inputs, int64_t batch_size,
+void fill_gradients(GradientBlocks& gradients, const torch::Tensor& inputs, int64_t batch_size,
                     torch::Tensor v_np, FisherAccumulator* acc, const ProgressFn& progress,
                     int64_t first_index = 0) {
   const int64_t n = inputs.size(0);
   for (int64_t start = 0; start < n; start += batch_size) {
     const int64_t end = std::min(n, start + batch_size);
     auto rows = v_np.slice(0, start, end);
-    per_example_gradients(model, inputs.slice(0, start, end), first_index + start, rows);
+    gradients(inputs.slice(0, start, end), first_index + start, rows);
     if (acc) acc->add(rows);
     if (progress) progress("gradients", end, n);
   }
@@ -146,20 +148,21 @@ void centre_and_scale(torch::Tensor v_np, const torch::Tensor& z, const torch::T
 
 torch::Tensor StreamingVOperator::dense() {
   auto v_np = torch::empty({rows(), cols()}, options());
-  fill_gradients(model_, inputs_, batch_size_, v_np, nullptr, progress_, first_index_);
+  fill_gradients(gradients_, inputs_, batch_size_, v_np, nullptr, progress_, first_index_);
   centre_and_scale(v_np, z_, inv_sqrt_);
   return v_np;
 }
 
 torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor& inputs,
-                                         const FisherOptions& options, int64_t batch_size,
-                                         FisherStats* stats, const ProgressFn& progress) {
-  TORCH_CHECK(batch_size > 0, "nfk: batch size must be positive, got ", batch_size);
+                                         const FisherOptions& options, const RunOptions& run,
+                                         FisherStats* stats) {
+  TORCH_CHECK(run.batch_size > 0, "nfk: batch size must be positive, got ", run.batch_size);
   const int64_t n = inputs.size(0);
   // A rank materialises its own rows only; z and I are reduced over all ranks.
+  dist::Group* group = run.group != nullptr && run.group->distributed() ? run.group : nullptr;
   dist::Shard shard{0, n};
-  if (options.group != nullptr) {
-    shard = dist::shard_range(n, batch_size, options.group->rank(), options.group->world_size());
+  if (group != nullptr) {
+    shard = dist::shard_range(n, run.batch_size, group->rank(), group->world_size());
   }
   auto local_inputs = inputs.slice(/*dim=*/0, shard.begin, shard.end);
   auto v_np = torch::empty({shard.size(), model.num_parameters()},
@@ -169,17 +172,18 @@ torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor&
   const bool one_pass = resolve_estimator(model, options.estimator) == Estimator::kEmpirical &&
                         (options.reference_samples <= 0 || options.reference_samples >= n) &&
                         !model.stochastic();
+  GradientBlocks gradients(model, options.gradient_path);
   if (one_pass) {
     FisherAccumulator acc;
-    fill_gradients(model, local_inputs, batch_size, v_np, &acc, progress, shard.begin);
-    if (options.group != nullptr) {
-      acc.reduce(*options.group, model.num_parameters(), model.options().device);
-    }
+    fill_gradients(gradients, local_inputs, run.batch_size, v_np, &acc, run.progress,
+                   shard.begin);
+    if (group != nullptr) acc.reduce(*group, model.num_parameters(), model.options().device);
     *stats = acc.finish(options.floor, model.options().dtype, "data");
     stats->estimator = Estimator::kEmpirical;
   } else {
-    *stats = compute_fisher_stats(model, inputs, options, progress);
-    fill_gradients(model, local_inputs, batch_size, v_np, nullptr, progress, shard.begin);
+    *stats = compute_fisher_stats(model, inputs, options, run);
+    fill_gradients(gradients, local_inputs, run.batch_size, v_np, nullptr, run.progress,
+                   shard.begin);
   }
   centre_and_scale(v_np, stats->mean_score, stats->inv_sqrt());
   // A score that is NaN or Inf on some examples (or overflows the dtype in V) names the first.
@@ -189,6 +193,19 @@ torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor&
               " is NaN or Inf: the model's score or its gradient is not finite there (or ",
               "overflows ", dtype_name(model.options().dtype), ")");
   return v_np;
+}
+
+std::unique_ptr<StreamingVOperator> make_v_operator(const VOperatorSpec& spec, ScoreModel& model,
+                                                    torch::Tensor inputs, const FisherStats& stats,
+                                                    ProgressFn progress, int64_t first_index) {
+  if (spec.products == VProducts::kMatrixFree) {
+    return std::make_unique<FisherVectorOperator>(model, std::move(inputs), stats, spec.batch_size,
+                                                  std::move(progress), first_index,
+                                                  spec.gradient_path);
+  }
+  return std::make_unique<PerExampleOperator>(model, std::move(inputs), stats, spec.batch_size,
+                                              std::move(progress), first_index,
+                                              spec.gradient_path);
 }
 
 }  // namespace nfk

@@ -40,4 +40,10 @@ torch::Tensor ShardedOperator::dense() {
   return group_.allgather_rows(local_.dense(), rows_per_rank_);
 }
 
+double ShardedOperator::squared_frobenius() {
+  const double local = local_.squared_frobenius();
+  if (local < 0) return local;
+  return group_.allreduce_sum(torch::tensor({local}, torch::kFloat64)).item<double>();
+}
+
 }  // namespace nfk

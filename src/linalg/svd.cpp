@@ -60,6 +60,17 @@ const torch::Tensor& finite(const torch::Tensor& product) {
 }
 }  // namespace
 
+namespace {
+
+// The operator's exact ‖V‖_F² where it knows it, else the SVD's estimate.
+void set_total_variance(SvdResult& r, LinearOperator& op, double estimate) {
+  const double exact = op.squared_frobenius();
+  r.total_variance = exact >= 0 ? exact : estimate;
+  r.total_variance_exact = exact >= 0;
+}
+
+}  // namespace
+
 SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress,
                          const SvdState* resume, const SvdCheckpointFn& checkpoint) {
   fix_thread_count();
@@ -115,8 +126,7 @@ SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const Progress
   r.left = ub.slice(/*dim=*/1, 0, o.rank).contiguous();
   r.singular_values = sb.slice(0, 0, o.rank).contiguous();
   r.right = q_pu.mm(vhb.t()).slice(/*dim=*/1, 0, o.rank).contiguous();
-  r.total_variance = total;
-  r.total_variance_exact = false;
+  set_total_variance(r, op, total);
   fix_signs(r);
   return r;
 }
@@ -153,8 +163,7 @@ SvdResult sketch_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& 
   r.left = q_ns.mm(ux.slice(/*dim=*/1, 0, o.rank)).contiguous();
   r.singular_values = sx.slice(0, 0, o.rank).contiguous();
   r.right = vhx.slice(/*dim=*/0, 0, o.rank).t().contiguous();
-  r.total_variance = total;
-  r.total_variance_exact = false;
+  set_total_variance(r, op, total);
   fix_signs(r);
   return r;
 }
@@ -217,6 +226,8 @@ torch::Tensor orthonormal_basis(const torch::Tensor& a) {
   }
   return std::get<0>(torch::linalg::qr(a, "reduced"));
 }
+
+double DenseOperator::squared_frobenius() { return squared_norm(v_np_); }
 
 double squared_norm(const torch::Tensor& a) {
   if (a.numel() == 0) return 0;  // e.g. the rows of V on a rank with no batch

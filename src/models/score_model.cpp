@@ -116,18 +116,6 @@ torch::Tensor ScoreModel::score(const torch::Tensor& x_b, int64_t first_index) {
   TORCH_INTERNAL_ASSERT(false, "unhandled ModelKind");
 }
 
-std::string to_string(GradientPath path) {
-  switch (path) {
-    case GradientPath::kUnchecked:
-      return "unchecked";
-    case GradientPath::kLayerTape:
-      return "layer-tape";
-    case GradientPath::kLoop:
-      return "loop";
-  }
-  TORCH_INTERNAL_ASSERT(false, "unhandled GradientPath");
-}
-
 bool ScoreModel::can_sample() const {
   if (kind_ == ModelKind::kGan) return generator_ != nullptr;
   if (kind_ == ModelKind::kVae || kind_ == ModelKind::kDensity) return net_->has_method("sample");
