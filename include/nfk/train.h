@@ -12,37 +12,10 @@
 
 #include "nfk/data.h"
 #include "nfk/progress.h"
+#include "nfk/trainer.h"
 #include "nfk/zoo.h"
 
 namespace nfk {
-
-/// What every training run shares: where its state lives and how long it runs.
-struct TrainRun {
-  std::string out_dir;  // models, checkpoint/, train_log.json and images go here
-  int64_t epochs = 5;   // total epochs (a resumed run continues up to this count)
-  int64_t batch_size = 64;
-  uint64_t seed = 0;             // initialisation, shuffling, noise: all derived from it
-  int64_t checkpoint_every = 1;  // epochs between checkpoints
-  bool resume = true;            // continue from out_dir/checkpoint if it exists
-  torch::Device device = torch::kCPU;
-};
-
-/// Saves a checkpoint atomically per file: each module as a zoo archive, each optimizer's state,
-/// then `state.json` {epoch, log} last, which marks the checkpoint complete.
-void save_checkpoint(const std::string& dir, int64_t epoch,
-                     const std::map<std::string, const ZooModule*>& modules,
-                     const std::map<std::string, torch::optim::Optimizer*>& optimizers,
-                     const nlohmann::json& log);
-
-/// Restores a checkpoint into already-built modules and optimizers (same architectures).
-/// Returns the epoch it was taken after (0 if `dir` holds no complete checkpoint) and its log.
-int64_t load_checkpoint(const std::string& dir, const std::map<std::string, ZooModule*>& modules,
-                        const std::map<std::string, torch::optim::Optimizer*>& optimizers,
-                        nlohmann::json* log);
-
-/// A CPU generator for (seed, stream, epoch): shuffles and noise of an epoch depend on nothing
-/// else, so a resumed run repeats the uninterrupted run's numbers exactly.
-at::Generator epoch_generator(uint64_t seed, uint64_t stream, int64_t epoch);
 
 struct ClassifierTrainOptions {
   std::string arch = "lenet5";   // "lenet5", "mlp" or "wrn"
