@@ -225,6 +225,70 @@ TEST(Trainer, ResumeAfterAKillRepeatsWeightsEmaAndLog) {
   EXPECT_EQ(full.log["epochs"].size(), 5u);
 }
 
+// A three-task sequence of an MLP regressor, checkpointed in `dir`, each phase adding an anchor
+// term; throws at (task, epoch) as a kill would. Returns the final weights; `seen` gets the
+// weights each phase saw.
+torch::Tensor task_sequence(const std::string& dir, std::pair<int64_t, int64_t> fail_at,
+                            std::vector<torch::Tensor>* seen, nlohmann::json* log) {
+  std::vector<TrainTask> tasks;
+  for (int64_t t = 0; t < 3; ++t) {
+    test::seed(20 + t);
+    auto x = torch::rand({24, 4});
+    tasks.push_back({"t" + std::to_string(t), {x, (x.sum(1) * (t + 1)).sin()}});
+  }
+  auto flat = [](const ZooModule& m) {
+    std::vector<torch::Tensor> ps;
+    for (const auto& p : m.module->parameters()) ps.push_back(p.detach().flatten().clone());
+    return torch::cat(ps);
+  };
+  torch::manual_seed(2);
+  ZooModule net =
+      make_zoo_module("mlp", {{"in_features", 4}, {"hidden", {8}}, {"out_features", 1}});
+  TrainLoopOptions loop;
+  loop.run.out_dir = dir;
+  loop.run.epochs = 3;
+  loop.run.batch_size = 8;
+  Trainer trainer(loop);
+  torch::optim::Adam adam(net.module->parameters(), torch::optim::AdamOptions(1e-2));
+  trainer.add_module("net", &net);
+  trainer.add_optimizer("adam", &adam, &net);
+  int64_t task = 0;
+  auto step = [&](Trainer& t, const Batch& b) {
+    if (task == fail_at.first && b.epoch == fail_at.second) throw std::runtime_error("killed");
+    auto loss = (net.forward(b.inputs) - b.labels).square().mean();
+    t.optimize("adam", loss, b);
+    return StepMetrics{{"loss", loss.item<double>()}};
+  };
+  run_tasks(trainer, tasks, step, [&](Trainer& t, int64_t done, const TrainTask&) {
+    task = done + 1;
+    auto anchor = flat(t.module("net"));
+    seen->push_back(anchor);
+    t.hooks().loss_terms.push_back(
+        {"anchor_" + std::to_string(done), [anchor](const ZooModule& m, const Batch&) {
+           std::vector<torch::Tensor> ps;
+           for (const auto& p : m.module->parameters()) ps.push_back(p.flatten());
+           return 0.1 * (torch::cat(ps) - anchor).square().sum();
+         }});
+  });
+  *log = trainer.log();
+  return flat(net);
+}
+
+TEST(Trainer, AKilledTaskSequenceResumesWithTheSameWeightsPhasesAndLog) {
+  const auto dir = test::temp_dir("trainer_tasks");
+  std::vector<torch::Tensor> seen_full, seen_killed, seen_resumed;
+  nlohmann::json log_full, log_killed, log_resumed;
+  auto full = task_sequence(dir + "/full", {-1, -1}, &seen_full, &log_full);
+  EXPECT_THROW(task_sequence(dir + "/split", {1, 2}, &seen_killed, &log_killed),
+               std::runtime_error);  // killed in task 1's last epoch
+  auto resumed = task_sequence(dir + "/split", {-1, -1}, &seen_resumed, &log_resumed);
+  EXPECT_TRUE(torch::equal(full, resumed));
+  ASSERT_EQ(seen_resumed.size(), 3u);
+  for (size_t t = 0; t < 3; ++t) EXPECT_TRUE(torch::equal(seen_full[t], seen_resumed[t])) << t;
+  EXPECT_EQ(log_full.dump(), log_resumed.dump());
+  EXPECT_TRUE(log_full["tasks"][2]["epochs"][0].contains("loss_anchor_1"));
+}
+
 TEST(Trainer, RejectsBadUse) {
   ZooModule model = linear_model(2);
   torch::optim::SGD sgd(model.module->parameters(), torch::optim::SGDOptions(0.1));
