@@ -1,13 +1,31 @@
 #include <cstdio>
 
+#include "nfk/gan_eval.h"
+#include "nfk/image.h"
 #include "train_common.h"
 
 namespace nfk::cli {
+
+namespace {
+
+// 64 samples of the EMA generator `g`, drawn from epoch_generator(seed, 2, 0), as an 8-wide grid.
+void write_samples(const ZooModule& g, int64_t latent_dim, uint64_t seed, const std::string& path) {
+  torch::NoGradGuard no_grad;
+  g.module->eval();
+  auto gen = epoch_generator(seed, /*stream=*/2, 0);
+  const auto device = g.module->parameters().front().device();
+  auto h = at::normal(0.0, 1.0, {64, latent_dim}, gen).to(device);
+  write_png(path, image_grid(g.forward(h).cpu(), /*columns=*/8));
+}
+
+}  // namespace
 
 void add_train_gan(CLI::App* train) {
   struct Flags {
     TrainFlags run;
     GanTrainOptions options;
+    GanTrainingMonitorOptions monitor;
+    int64_t sample_every = 0;
   };
   auto f = std::make_shared<Flags>();
   auto* cmd = train->add_subcommand(
@@ -33,23 +51,56 @@ void add_train_gan(CLI::App* train) {
   cmd->add_option("--real-mix", o.real_mix,
                   "MCMC update: probability of starting the chain from a real example")
       ->capture_default_str();
-  cmd->add_option("--monitor-every", o.monitor_every,
+  cmd->add_option("--monitor-every", f->monitor.every,
                   "Epochs between Fisher-similarity checks on --test-data (0: never)")
       ->capture_default_str();
-  cmd->add_option("--monitor-samples", o.monitor_samples,
+  cmd->add_option("--monitor-samples", f->monitor.samples,
                   "Generated and held-out examples per Fisher-similarity check")
       ->capture_default_str();
   cmd->add_option("--snapshot-every", o.snapshot_every,
                   "Keep D and G every E epochs in OUT/snapshots/epoch_NNNN (for `nfk monitor`; "
                   "0: never)")
       ->capture_default_str();
+  cmd->add_option("--sample-every", f->sample_every,
+                  "Write OUT/samples_epoch_NNNN.png every E epochs (0: only OUT/samples.png)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->callback([f] {
     const auto t0 = std::chrono::steady_clock::now();
     auto run = f->run.to_run();
     auto [train_set, held_out] = f->run.load_sets();
+    TrainHooks hooks;
+    if (held_out.inputs.defined() && f->monitor.every > 0) {
+      auto monitor = f->monitor;
+      monitor.seed = run.seed;
+      hooks.epoch_end.push_back({"fisher_similarity",
+                                 [monitor, real = held_out.inputs](Trainer& t, int64_t epochs_done,
+                                                                   nlohmann::json& entry) {
+                                   auto fs = gan_training_fisher_similarity(
+                                       t.module("discriminator"), t.module("generator"), real,
+                                       epochs_done, monitor);
+                                   entry["fisher_similarity"] = fs.similarity;
+                                   entry["fisher_distance"] = fs.distance;
+                                 },
+                                 monitor.every});
+    }
+    if (f->sample_every > 0) {
+      hooks.epoch_end.push_back(
+          {"samples",
+           [o = f->options, run](Trainer& t, int64_t epochs_done, nlohmann::json&) {
+             char name[40];
+             std::snprintf(name, sizeof(name), "/samples_epoch_%04lld.png",
+                           static_cast<long long>(epochs_done));
+             write_samples(t.module("generator"), o.latent_dim, run.seed, run.out_dir + name);
+           },
+           f->sample_every});
+    }
     ProgressLine progress("train", f->run.quiet);
-    auto log = train_gan(train_set, held_out, run, f->options, progress.fn());
+    auto log = train_gan(train_set, run, f->options, progress.fn(), hooks);
     progress.finish();
+    ZooModule g_ema = load_zoo_module(run.out_dir + "/generator.pt");
+    g_ema.module->to(run.device);
+    write_samples(g_ema, f->options.latent_dim, run.seed, run.out_dir + "/samples.png");
     if (f->run.quiet) return;
     std::printf("nfk train gan: %lld epochs", static_cast<long long>(run.epochs));
     if (!log["epochs"].empty()) {

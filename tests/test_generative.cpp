@@ -8,6 +8,7 @@
 
 #include "nfk/data.h"
 #include "nfk/fisher.h"
+#include "nfk/train.h"
 #include "nfk/zoo_generative.h"
 #include "support.h"
 

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "nfk/gan_eval.h"
 #include "nfk/train.h"
 #include "support.h"
 
@@ -61,14 +62,30 @@ TEST(TrainClassifier, LossFallsAndResumeRepeatsTheCurve) {
   EXPECT_TRUE(same_weights(dir + "/full/classifier.pt", dir + "/split/classifier.pt"));
 }
 
+// The Fisher-similarity monitor of eval/, wired into the loop as the CLI does it.
+TrainHooks fisher_monitor(const torch::Tensor& held_out, uint64_t seed) {
+  GanTrainingMonitorOptions monitor;
+  monitor.samples = 40;
+  monitor.seed = seed;
+  TrainHooks hooks;
+  hooks.epoch_end.push_back(
+      {"fisher_similarity", [=](Trainer& t, int64_t epochs_done, nlohmann::json& entry) {
+         auto fs = gan_training_fisher_similarity(t.module("discriminator"), t.module("generator"),
+                                                  held_out, epochs_done, monitor);
+         entry["fisher_similarity"] = fs.similarity;
+         entry["fisher_distance"] = fs.distance;
+       }});
+  return hooks;
+}
+
 TEST(TrainGan, LossesAreFiniteMonitoringRunsAndResumeRepeatsTheCurve) {
   auto data = two_blobs(128, 2);
   GanTrainOptions o;
   o.latent_dim = 8;
   o.width = 4;
-  o.monitor_samples = 40;
   auto dir = test::temp_dir("train_gan");
-  auto full = train_gan(data, data, tiny_run(dir + "/full", 2), o);
+  const auto hooks = fisher_monitor(data.inputs, /*seed=*/5);
+  auto full = train_gan(data, tiny_run(dir + "/full", 2), o, {}, hooks);
   ASSERT_EQ(full["epochs"].size(), 2u);
   for (const auto& e : full["epochs"]) {
     EXPECT_TRUE(std::isfinite(e["loss_d"].get<double>()));
@@ -76,8 +93,8 @@ TEST(TrainGan, LossesAreFiniteMonitoringRunsAndResumeRepeatsTheCurve) {
     const double fs = e["fisher_similarity"].get<double>();
     EXPECT_TRUE(fs >= 0 && fs <= 1) << fs;
   }
-  train_gan(data, data, tiny_run(dir + "/split", 1), o);
-  auto resumed = train_gan(data, data, tiny_run(dir + "/split", 2), o);
+  train_gan(data, tiny_run(dir + "/split", 1), o, {}, hooks);
+  auto resumed = train_gan(data, tiny_run(dir + "/split", 2), o, {}, hooks);
   EXPECT_EQ(resumed["epochs"].dump(), full["epochs"].dump());
   EXPECT_TRUE(same_weights(dir + "/full/discriminator.pt", dir + "/split/discriminator.pt"));
   EXPECT_TRUE(same_weights(dir + "/full/generator.pt", dir + "/split/generator.pt"));
@@ -85,8 +102,7 @@ TEST(TrainGan, LossesAreFiniteMonitoringRunsAndResumeRepeatsTheCurve) {
   // The MCMC-inspired generator update with real-example mixing also trains.
   o.mcmc_step = 0.01;
   o.real_mix = 0.2;
-  o.monitor_every = 0;
-  auto mcmc = train_gan(data, data, tiny_run(dir + "/mcmc", 1), o);
+  auto mcmc = train_gan(data, tiny_run(dir + "/mcmc", 1), o);
   EXPECT_TRUE(std::isfinite(mcmc["epochs"][0]["loss_g"].get<double>()));
 }
 
@@ -95,10 +111,9 @@ TEST(TrainGan, DiscriminatorLearnsToSeparateRealFromGenerated) {
   GanTrainOptions o;
   o.latent_dim = 8;
   o.width = 8;
-  o.monitor_every = 0;
   o.lr_g = 0;  // a frozen generator: D alone must learn to tell its samples from the data
   o.lr_d = 2e-3;
-  auto log = train_gan(data, {}, tiny_run(test::temp_dir("train_gan_d"), 5), o);
+  auto log = train_gan(data, tiny_run(test::temp_dir("train_gan_d"), 5), o);
   const auto& last = log["epochs"].back();
   EXPECT_GT(last["d_real"].get<double>(), last["d_fake"].get<double>() + 1.0);
   EXPECT_LT(last["loss_d"].get<double>(), log["epochs"][0]["loss_d"].get<double>());

@@ -1,6 +1,7 @@
 #pragma once
-/// GAN applications of the Fisher machinery: training monitoring from Fisher similarity over saved
-/// snapshots (AFV Fig. 3) and GAN inversion from NFK embeddings (NFK paper App. C).
+/// GAN applications of the Fisher machinery: training monitoring from Fisher similarity, during
+/// training and over saved snapshots (AFV Fig. 3), and GAN inversion from NFK embeddings (NFK
+/// paper App. C).
 
 #include <torch/torch.h>
 
@@ -9,10 +10,30 @@
 #include <vector>
 
 #include "nfk/embed.h"
+#include "nfk/fisher.h"
 #include "nfk/model.h"
 #include "nfk/progress.h"
+#include "nfk/zoo.h"
 
 namespace nfk {
+
+/// Fisher-similarity checks while a GAN trains (the per-epoch `fisher_similarity` and
+/// `fisher_distance` of `nfk train gan --test-data`).
+struct GanTrainingMonitorOptions {
+  int64_t every = 1;      // epochs between checks (0: never)
+  int64_t samples = 500;  // generated samples (and held-out reals) per check
+  double scale = 1.0;     // c in exp(−c · mean((ū_real − z)² / I))
+  uint64_t seed = 0;      // the check after epoch e draws its samples with seed + 7919 · (e − 1)
+};
+
+/// Fisher similarity of the first min(samples, N) held-out real images `held_out` [N, C, S, S]
+/// against as many samples of `generator` (h → x, zoo "dcgan-g"), in the Fisher geometry of
+/// `discriminator` (zoo "dcgan-d"), after `epochs_done` epochs. Leaves both modules in eval
+/// mode. train_gan reaches it through an epoch-end hook its caller passes (the CLI does).
+FisherSimilarity gan_training_fisher_similarity(const ZooModule& discriminator,
+                                                const ZooModule& generator,
+                                                const torch::Tensor& held_out, int64_t epochs_done,
+                                                const GanTrainingMonitorOptions& options);
 
 struct GanMonitorOptions {
   int64_t samples = 500;  // generated samples per snapshot (the Fisher reference)

@@ -1,6 +1,10 @@
 #pragma once
 /// Training of zoo models (native LibTorch): seeded, checkpointed every few epochs, resumable,
-/// with a JSON log of the training curve. Each family has one options struct and one function.
+/// with a JSON log of the training curve. Each family has one options struct and one function,
+/// all running the one loop of nfk/trainer.h; `hooks` add loss terms, gradient transforms and
+/// epoch-end callbacks (monitoring, pictures) to it. Hooks reach the run's modules by name —
+/// classifier: "classifier" (optimizer "adam"); vae: "vae" ("adam"); density: "density"
+/// ("adam"); gan: "discriminator", "generator_raw", "generator" (EMA) ("adam_d", "adam_g").
 
 #include <torch/torch.h>
 
@@ -12,37 +16,10 @@
 
 #include "nfk/data.h"
 #include "nfk/progress.h"
+#include "nfk/trainer.h"
 #include "nfk/zoo.h"
 
 namespace nfk {
-
-/// What every training run shares: where its state lives and how long it runs.
-struct TrainRun {
-  std::string out_dir;  // models, checkpoint/, train_log.json and images go here
-  int64_t epochs = 5;   // total epochs (a resumed run continues up to this count)
-  int64_t batch_size = 64;
-  uint64_t seed = 0;             // initialisation, shuffling, noise: all derived from it
-  int64_t checkpoint_every = 1;  // epochs between checkpoints
-  bool resume = true;            // continue from out_dir/checkpoint if it exists
-  torch::Device device = torch::kCPU;
-};
-
-/// Saves a checkpoint atomically per file: each module as a zoo archive, each optimizer's state,
-/// then `state.json` {epoch, log} last, which marks the checkpoint complete.
-void save_checkpoint(const std::string& dir, int64_t epoch,
-                     const std::map<std::string, const ZooModule*>& modules,
-                     const std::map<std::string, torch::optim::Optimizer*>& optimizers,
-                     const nlohmann::json& log);
-
-/// Restores a checkpoint into already-built modules and optimizers (same architectures).
-/// Returns the epoch it was taken after (0 if `dir` holds no complete checkpoint) and its log.
-int64_t load_checkpoint(const std::string& dir, const std::map<std::string, ZooModule*>& modules,
-                        const std::map<std::string, torch::optim::Optimizer*>& optimizers,
-                        nlohmann::json* log);
-
-/// A CPU generator for (seed, stream, epoch): shuffles and noise of an epoch depend on nothing
-/// else, so a resumed run repeats the uninterrupted run's numbers exactly.
-at::Generator epoch_generator(uint64_t seed, uint64_t stream, int64_t epoch);
 
 struct ClassifierTrainOptions {
   std::string arch = "lenet5";   // "lenet5", "mlp" or "wrn"
@@ -56,7 +33,7 @@ struct ClassifierTrainOptions {
 /// Returns the log. Example: `nfk::train_classifier(train, test, run, {});`
 nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const TrainRun& run,
                                 const ClassifierTrainOptions& options,
-                                const ProgressFn& progress = {});
+                                const ProgressFn& progress = {}, const TrainHooks& hooks = {});
 
 /// GAN as variational EBM training (AFV, Zhai et al. 2019): D(x) = −E(x) is a density model of
 /// the data and G learns to sample from it. DCGAN-style D (no batch-norm) and G.
@@ -66,20 +43,70 @@ struct GanTrainOptions {
   std::string loss = "standard";    // "standard" | "least-squares" | "hinge"
   double lr_d = 2e-4, lr_g = 2e-4;  // Adam(β1 = 0, β2 = 0.999)
   double ema_decay = 0.999;         // EMA generator (saved as generator.pt)
-  double mcmc_step = 0;           // > 0: G regresses onto x + η/2 ∇x D(x) + √η·noise_std·ε
-  double mcmc_noise = 0.01;       //   (the MCMC-inspired update; 0 = adversarial G loss)
-  double real_mix = 0;            // MCMC update: start x from a real example with prob. p
-  int64_t monitor_every = 1;      // epochs between Fisher-similarity checks (0: never)
-  int64_t monitor_samples = 500;  // generated samples (and held-out reals) per check
-  double monitor_scale = 1.0;     // c in exp(−c · mean((ū_real − z)² / I))
-  int64_t snapshot_every = 0;     // > 0: keep D and G every E epochs in snapshots/epoch_NNNN
+  double mcmc_step = 0;        // > 0: G regresses onto x + η/2 ∇x D(x) + √η·noise_std·ε
+  double mcmc_noise = 0.01;    //   (the MCMC-inspired update; 0 = adversarial G loss)
+  double real_mix = 0;         // MCMC update: start x from a real example with prob. p
+  int64_t snapshot_every = 0;  // > 0: keep D and G every E epochs in snapshots/epoch_NNNN
 };
 
-/// Trains D and G on images `train` [N, C, S, S] in [0, 1]; monitors Fisher similarity on
-/// `held_out` (if given). Writes discriminator.pt, generator.pt (EMA weights), train_log.json
-/// (losses and monitoring per epoch) to run.out_dir. Returns the log.
-nlohmann::json train_gan(const Dataset& train, const Dataset& held_out, const TrainRun& run,
-                         const GanTrainOptions& options, const ProgressFn& progress = {});
+/// Trains D and G on images `train` [N, C, S, S] in [0, 1] (drop-last batches; shuffles and noise
+/// from epoch_generator stream 1). Writes discriminator.pt, generator.pt (EMA weights) and
+/// train_log.json (per epoch loss_d, loss_g, d_real, d_fake) to run.out_dir; returns the log.
+/// The trainer's modules are "discriminator", "generator_raw" and "generator" (EMA): an
+/// epoch-end hook reaches them by name, e.g. the Fisher-similarity monitor of nfk/gan_eval.h.
+nlohmann::json train_gan(const Dataset& train, const TrainRun& run, const GanTrainOptions& options,
+                         const ProgressFn& progress = {}, const TrainHooks& hooks = {});
+
+// ---------------------------------------------------------------------------------------------
+// Generative trainers (same seeding / checkpoint / resume / log conventions as train_classifier)
+// ---------------------------------------------------------------------------------------------
+
+struct VaeTrainOptions {
+  int64_t latent_dim = 16;
+  int64_t width = 32;
+  std::string likelihood = "bernoulli";  // or "gaussian" (learned σ)
+  double learning_rate = 1e-3;           // Adam
+  int64_t iwae_examples = 1000;          // test examples for the final IWAE estimate (0: none)
+  int64_t iwae_samples = 100;            // K of the IWAE estimate
+};
+
+/// Trains a `vae` zoo model on images [N, C, S, S] in [0, 1] by maximising the ELBO with Adam
+/// (loss = −mean ELBO, one reparameterised sample per example; the global RNG is seeded per
+/// epoch from (run.seed, epoch), so a resumed run repeats the uninterrupted curve exactly).
+/// Logs per epoch {loss, test_elbo}; at the end test_elbo and test_iwae (log-likelihood
+/// estimate with K = iwae_samples on the first iwae_examples test images) when `test` has
+/// inputs. Writes run.out_dir/vae.pt and train_log.json; returns the log.
+nlohmann::json train_vae(const Dataset& train, const Dataset& test, const TrainRun& run,
+                         const VaeTrainOptions& options, const ProgressFn& progress = {},
+                         const TrainHooks& hooks = {});
+
+struct DensityTrainOptions {
+  std::string arch = "made";
+  std::vector<int64_t> hidden = {512};
+  std::string likelihood = "gaussian";  // or "bernoulli" (dynamic binarization)
+  double logit_alpha = 1e-6;
+  bool dequantize = true;       // gaussian: x = (255·x + u)/256, u ~ U(0, 1) (8-bit data)
+  double learning_rate = 1e-3;  // Adam
+};
+
+/// Trains a `made` zoo model by maximum likelihood with Adam (loss = −mean log p per example,
+/// nats, on dequantized / dynamically binarized training data; the noise comes from the
+/// epoch's generator). Logs per epoch {loss, test_log_likelihood, test_bits_per_dim}; at the
+/// end the same keys at the top level when `test` has inputs (test noise is fixed).
+/// Writes run.out_dir/density.pt and train_log.json; returns the log.
+nlohmann::json train_density(const Dataset& train, const Dataset& test, const TrainRun& run,
+                             const DensityTrainOptions& options, const ProgressFn& progress = {},
+                             const TrainHooks& hooks = {});
+
+/// The data a density model is scored on, as in training: dequantized (gaussian, if
+/// `dequantize`) or binarized (bernoulli) with noise from `gen`.
+torch::Tensor density_preprocess(const torch::Tensor& x, const DensityTrainOptions& options,
+                                 at::Generator gen);
+
+/// Mean log p and bits/dim of a density zoo model on (already preprocessed) inputs `x`.
+/// bits/dim = (−log p / D + [log 256 if dequantized]) / log 2.
+std::pair<double, double> density_test_metrics(const ZooModule& model, const torch::Tensor& x,
+                                               bool dequantized, int64_t batch_size = 500);
 
 /// Accuracy of a zoo classifier on a labelled data set.
 double classifier_accuracy(const ZooModule& net, const Dataset& data, int64_t batch_size = 512);

@@ -1,5 +1,5 @@
 #pragma once
-/// nfk's generative zoo models (native LibTorch) and their trainers:
+/// nfk's generative zoo models (native LibTorch; their trainers are in nfk/train.h):
 ///
 ///   * `vae`  — a convolutional variational autoencoder (kind `vae`: elbo(x) → [B], sample(n)),
 ///   * `made` — a masked autoencoder for distribution estimation (Germain et al. 2015) with an
@@ -20,7 +20,6 @@
 
 #include "nfk/data.h"
 #include "nfk/progress.h"
-#include "nfk/train.h"
 #include "nfk/zoo.h"
 
 namespace nfk {
@@ -138,54 +137,5 @@ TORCH_MODULE(Made);
 
 /// The MadeImpl inside a zoo module of arch "made"; throws if it is not one.
 MadeImpl& as_made(const ZooModule& zoo);
-
-// ---------------------------------------------------------------------------------------------
-// Trainers (same seeding / checkpoint / resume / log conventions as train_classifier)
-// ---------------------------------------------------------------------------------------------
-
-struct VaeTrainOptions {
-  int64_t latent_dim = 16;
-  int64_t width = 32;
-  std::string likelihood = "bernoulli";  // or "gaussian" (learned σ)
-  double learning_rate = 1e-3;           // Adam
-  int64_t iwae_examples = 1000;          // test examples for the final IWAE estimate (0: none)
-  int64_t iwae_samples = 100;            // K of the IWAE estimate
-};
-
-/// Trains a `vae` zoo model on images [N, C, S, S] in [0, 1] by maximising the ELBO with Adam
-/// (loss = −mean ELBO, one reparameterised sample per example; the global RNG is seeded per
-/// epoch from (run.seed, epoch), so a resumed run repeats the uninterrupted curve exactly).
-/// Logs per epoch {loss, test_elbo}; at the end test_elbo and test_iwae (log-likelihood
-/// estimate with K = iwae_samples on the first iwae_examples test images) when `test` has
-/// inputs. Writes run.out_dir/vae.pt and train_log.json; returns the log.
-nlohmann::json train_vae(const Dataset& train, const Dataset& test, const TrainRun& run,
-                         const VaeTrainOptions& options, const ProgressFn& progress = {});
-
-struct DensityTrainOptions {
-  std::string arch = "made";
-  std::vector<int64_t> hidden = {512};
-  std::string likelihood = "gaussian";  // or "bernoulli" (dynamic binarization)
-  double logit_alpha = 1e-6;
-  bool dequantize = true;       // gaussian: x = (255·x + u)/256, u ~ U(0, 1) (8-bit data)
-  double learning_rate = 1e-3;  // Adam
-};
-
-/// Trains a `made` zoo model by maximum likelihood with Adam (loss = −mean log p per example,
-/// nats, on dequantized / dynamically binarized training data; the noise comes from the
-/// epoch's generator). Logs per epoch {loss, test_log_likelihood, test_bits_per_dim}; at the
-/// end the same keys at the top level when `test` has inputs (test noise is fixed).
-/// Writes run.out_dir/density.pt and train_log.json; returns the log.
-nlohmann::json train_density(const Dataset& train, const Dataset& test, const TrainRun& run,
-                             const DensityTrainOptions& options, const ProgressFn& progress = {});
-
-/// The data a density model is scored on, as in training: dequantized (gaussian, if
-/// `dequantize`) or binarized (bernoulli) with noise from `gen`.
-torch::Tensor density_preprocess(const torch::Tensor& x, const DensityTrainOptions& options,
-                                 at::Generator gen);
-
-/// Mean log p and bits/dim of a density zoo model on (already preprocessed) inputs `x`.
-/// bits/dim = (−log p / D + [log 256 if dequantized]) / log 2.
-std::pair<double, double> density_test_metrics(const ZooModule& model, const torch::Tensor& x,
-                                               bool dequantized, int64_t batch_size = 500);
 
 }  // namespace nfk

@@ -10,6 +10,23 @@
 
 namespace nfk {
 
+FisherSimilarity gan_training_fisher_similarity(const ZooModule& discriminator,
+                                                const ZooModule& generator,
+                                                const torch::Tensor& held_out, int64_t epochs_done,
+                                                const GanTrainingMonitorOptions& o) {
+  TORCH_CHECK(held_out.defined() && held_out.size(0) > 0,
+              "nfk: GAN monitoring needs held-out data");
+  TORCH_CHECK(epochs_done > 0, "nfk: GAN monitoring runs after an epoch, got ", epochs_done);
+  ModelOptions mo;
+  mo.model_path = "discriminator (training)";
+  mo.latent_dim = zoo_option<int64_t>(generator.options, "latent_dim", 0);
+  mo.device = discriminator.module->parameters().front().device();
+  ScoreModel model(ModelKind::kGan, wrap_zoo_module(discriminator), wrap_zoo_module(generator), mo);
+  const int64_t m = std::min(o.samples, held_out.size(0));
+  return fisher_similarity(model, held_out.slice(0, 0, m), m,
+                           o.seed + 7919 * static_cast<uint64_t>(epochs_done - 1), o.scale);
+}
+
 std::vector<GanMonitorPoint> monitor_gan_snapshots(const std::string& dir,
                                                    const torch::Tensor& train,
                                                    const torch::Tensor& test,

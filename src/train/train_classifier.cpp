@@ -1,7 +1,9 @@
+// Classifier training: cross-entropy with Adam on the shared loop.
 #include <filesystem>
 
 #include "detail/atomic_file.h"
 #include "nfk/train.h"
+#include "nfk/trainer.h"
 
 namespace nfk {
 
@@ -21,13 +23,13 @@ double classifier_accuracy(const ZooModule& net, const Dataset& data, int64_t ba
 }
 
 nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const TrainRun& run,
-                                const ClassifierTrainOptions& o, const ProgressFn& progress) {
+                                const ClassifierTrainOptions& o, const ProgressFn& progress,
+                                const TrainHooks& hooks) {
   TORCH_CHECK(train.labels.defined(), "nfk: training a classifier needs labelled data");
   TORCH_CHECK(train.inputs.dim() == 4, "nfk: classifier training expects images [N, C, H, W], got ",
               train.inputs.sizes());
   TORCH_CHECK(run.epochs >= 0 && run.batch_size > 0,
               "nfk: epochs must be >= 0 (0: untrained) and batch size positive");
-  const int64_t n = train.inputs.size(0);
   const int64_t classes = train.labels.max().item<int64_t>() + 1;
   torch::manual_seed(run.seed);
   nlohmann::json arch_options;
@@ -48,38 +50,27 @@ nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const
   net.module->to(run.device);
   torch::optim::Adam opt(net.module->parameters(), torch::optim::AdamOptions(o.learning_rate));
 
-  const std::string ckpt = run.out_dir + "/checkpoint";
-  nlohmann::json log = {
-      {"family", "classifier"}, {"arch", o.arch}, {"epochs", nlohmann::json::array()}};
-  int64_t first_epoch = 0;
-  if (run.resume)
-    first_epoch = load_checkpoint(ckpt, {{"classifier", &net}}, {{"adam", &opt}}, &log);
-
-  for (int64_t epoch = first_epoch; epoch < run.epochs; ++epoch) {
-    net.module->train();
-    auto gen = epoch_generator(run.seed, /*stream=*/0, epoch);
-    auto order = at::randperm(n, gen, torch::kLong);
-    double loss_sum = 0;
-    for (int64_t start = 0; start < n; start += run.batch_size) {
-      const int64_t end = std::min(n, start + run.batch_size);
-      auto idx = order.slice(0, start, end);
-      auto x = train.inputs.index_select(0, idx).to(run.device);
-      auto y = train.labels.index_select(0, idx).to(run.device);
-      auto loss = torch::nn::functional::cross_entropy(net.forward(x), y);
-      opt.zero_grad();
-      loss.backward();
-      opt.step();
-      loss_sum += loss.item<double>() * (end - start);
-      if (progress)
-        progress("train", (epoch - first_epoch) * n + end, (run.epochs - first_epoch) * n);
-    }
-    nlohmann::json entry = {{"epoch", epoch + 1}, {"loss", loss_sum / n}};
-    if (test.labels.defined()) entry["test_accuracy"] = classifier_accuracy(net, test);
-    log["epochs"].push_back(entry);
-    if ((epoch + 1) % run.checkpoint_every == 0 || epoch + 1 == run.epochs) {
-      save_checkpoint(ckpt, epoch + 1, {{"classifier", &net}}, {{"adam", &opt}}, log);
-    }
+  TrainLoopOptions loop;
+  loop.run = run;
+  TrainHooks all = hooks;
+  all.epoch_begin.insert(all.epoch_begin.begin(), [&](Trainer&, int64_t) { net.module->train(); });
+  if (test.labels.defined()) {
+    all.epoch_end.insert(all.epoch_end.begin(),
+                         {"test_accuracy", [&](Trainer&, int64_t, nlohmann::json& entry) {
+                            entry["test_accuracy"] = classifier_accuracy(net, test);
+                          }});
   }
+  Trainer trainer(loop, all);
+  trainer.add_module("classifier", &net);
+  trainer.add_optimizer("adam", &opt, &net);
+  trainer.log() = {{"family", "classifier"}, {"arch", o.arch}, {"epochs", nlohmann::json::array()}};
+  trainer.resume();
+  auto step = [&](Trainer& t, const Batch& b) {
+    auto loss = torch::nn::functional::cross_entropy(net.forward(b.inputs), b.labels);
+    t.optimize("adam", loss, b);
+    return StepMetrics{{"loss", loss.item<double>()}};
+  };
+  nlohmann::json log = trainer.run(train, step, progress);
   net.module->eval();
   if (test.labels.defined()) log["test_accuracy"] = classifier_accuracy(net, test);
   std::filesystem::create_directories(run.out_dir);

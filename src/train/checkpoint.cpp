@@ -3,7 +3,7 @@
 #include <sstream>
 
 #include "detail/atomic_file.h"
-#include "nfk/train.h"
+#include "nfk/trainer.h"
 
 namespace nfk {
 

@@ -1,9 +1,10 @@
-// Density-model (MADE) training: maximum likelihood with Adam, seeded, checkpointed and
-// resumable like train_classifier.
+// Density-model (MADE) training: maximum likelihood with Adam on the shared loop.
 #include <cmath>
 #include <filesystem>
 
 #include "detail/atomic_file.h"
+#include "nfk/train.h"
+#include "nfk/trainer.h"
 #include "nfk/zoo_generative.h"
 
 namespace nfk {
@@ -40,7 +41,8 @@ std::pair<double, double> density_test_metrics(const ZooModule& model, const tor
 }
 
 nlohmann::json train_density(const Dataset& train, const Dataset& test, const TrainRun& run,
-                             const DensityTrainOptions& o, const ProgressFn& progress) {
+                             const DensityTrainOptions& o, const ProgressFn& progress,
+                             const TrainHooks& hooks) {
   TORCH_CHECK(o.arch == "made", "nfk: unknown density architecture `", o.arch,
               "` (available: made)");
   TORCH_CHECK(o.likelihood == "gaussian" || o.likelihood == "bernoulli",
@@ -64,7 +66,6 @@ nlohmann::json train_density(const Dataset& train, const Dataset& test, const Tr
     channels = xs.size(1);
     image_size = xs.size(2);
   }
-  const int64_t n = xs.size(0);
   const bool dequantized = o.likelihood == "gaussian" && o.dequantize;
   const bool report_bpd = dequantized || o.likelihood == "bernoulli";
 
@@ -78,15 +79,6 @@ nlohmann::json train_density(const Dataset& train, const Dataset& test, const Tr
   net.module->to(run.device);
   torch::optim::Adam opt(net.module->parameters(), torch::optim::AdamOptions(o.learning_rate));
 
-  const std::string ckpt = run.out_dir + "/checkpoint";
-  nlohmann::json log = {{"family", "density"},
-                        {"arch", o.arch},
-                        {"options", net.options},
-                        {"dequantize", dequantized},
-                        {"epochs", nlohmann::json::array()}};
-  int64_t first_epoch = 0;
-  if (run.resume) first_epoch = load_checkpoint(ckpt, {{"density", &net}}, {{"adam", &opt}}, &log);
-
   // Test data with fixed noise (the same for every epoch, so the curve compares models).
   torch::Tensor test_x;
   if (has_test)
@@ -97,30 +89,33 @@ nlohmann::json train_density(const Dataset& train, const Dataset& test, const Tr
     if (report_bpd) into["test_bits_per_dim"] = bpd;
   };
 
-  for (int64_t epoch = first_epoch; epoch < run.epochs; ++epoch) {
-    net.module->train();
-    auto gen = epoch_generator(run.seed, /*stream=*/0, epoch);
-    auto order = at::randperm(n, gen, torch::kLong);
-    double loss_sum = 0;
-    for (int64_t start = 0; start < n; start += run.batch_size) {
-      const int64_t end = std::min(n, start + run.batch_size);
-      auto x =
-          density_preprocess(xs.index_select(0, order.slice(0, start, end)), o, gen).to(run.device);
-      auto loss = -net.call("log_prob", x).mean();
-      opt.zero_grad();
-      loss.backward();
-      opt.step();
-      loss_sum += loss.item<double>() * (end - start);
-      if (progress)
-        progress("train", (epoch - first_epoch) * n + end, (run.epochs - first_epoch) * n);
-    }
-    nlohmann::json entry = {{"epoch", epoch + 1}, {"loss", loss_sum / n}};
-    if (has_test) add_test_metrics(entry);
-    log["epochs"].push_back(entry);
-    if ((epoch + 1) % run.checkpoint_every == 0 || epoch + 1 == run.epochs) {
-      save_checkpoint(ckpt, epoch + 1, {{"density", &net}}, {{"adam", &opt}}, log);
-    }
+  TrainLoopOptions loop;
+  loop.run = run;
+  loop.batch_to_device = false;  // noise is added on the CPU, from the epoch's generator
+  TrainHooks all = hooks;
+  all.epoch_begin.insert(all.epoch_begin.begin(), [&](Trainer&, int64_t) { net.module->train(); });
+  if (has_test) {
+    all.epoch_end.insert(all.epoch_end.begin(),
+                         {"test_metrics", [&](Trainer&, int64_t, nlohmann::json& entry) {
+                            add_test_metrics(entry);
+                          }});
   }
+  Trainer trainer(loop, all);
+  trainer.add_module("density", &net);
+  trainer.add_optimizer("adam", &opt, &net);
+  trainer.log() = {{"family", "density"},
+                   {"arch", o.arch},
+                   {"options", net.options},
+                   {"dequantize", dequantized},
+                   {"epochs", nlohmann::json::array()}};
+  trainer.resume();
+  auto step = [&](Trainer& t, const Batch& b) {
+    auto x = density_preprocess(b.inputs, o, b.generator).to(run.device);
+    auto loss = -net.call("log_prob", x).mean();
+    t.optimize("adam", loss, b);
+    return StepMetrics{{"loss", loss.item<double>()}};
+  };
+  nlohmann::json log = trainer.run(train, step, progress);
   net.module->eval();
   if (has_test) add_test_metrics(log);
   std::filesystem::create_directories(run.out_dir);

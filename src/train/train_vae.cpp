@@ -1,7 +1,9 @@
-// VAE training: −ELBO with Adam, seeded, checkpointed and resumable like train_classifier.
+// VAE training: −ELBO with Adam on the shared loop (seeded, checkpointed, resumable).
 #include <filesystem>
 
 #include "detail/atomic_file.h"
+#include "nfk/train.h"
+#include "nfk/trainer.h"
 #include "nfk/zoo_generative.h"
 
 namespace nfk {
@@ -28,7 +30,8 @@ double mean_elbo(VaeImpl& vae, const torch::Tensor& x, uint64_t seed, int64_t ba
 }  // namespace
 
 nlohmann::json train_vae(const Dataset& train, const Dataset& test, const TrainRun& run,
-                         const VaeTrainOptions& o, const ProgressFn& progress) {
+                         const VaeTrainOptions& o, const ProgressFn& progress,
+                         const TrainHooks& hooks) {
   TORCH_CHECK(train.inputs.defined() && train.inputs.dim() == 4 &&
                   train.inputs.size(2) == train.inputs.size(3) && train.inputs.size(2) % 4 == 0,
               "nfk: VAE training expects square images [N, C, S, S] with S divisible by 4, got ",
@@ -42,7 +45,6 @@ nlohmann::json train_vae(const Dataset& train, const Dataset& test, const TrainR
                 test.inputs.sizes(), " do not match the training images ", train.inputs.sizes());
   }
   torch::AutoGradMode grad_on(true);  // even if the caller holds a NoGradGuard
-  const int64_t n = train.inputs.size(0);
   torch::manual_seed(run.seed);
   ZooModule net = make_zoo_module("vae", {{"channels", train.inputs.size(1)},
                                           {"image_size", train.inputs.size(2)},
@@ -53,40 +55,35 @@ nlohmann::json train_vae(const Dataset& train, const Dataset& test, const TrainR
   VaeImpl& vae = as_vae(net);
   torch::optim::Adam opt(net.module->parameters(), torch::optim::AdamOptions(o.learning_rate));
 
-  const std::string ckpt = run.out_dir + "/checkpoint";
-  nlohmann::json log = {{"family", "vae"},
-                        {"arch", "vae"},
-                        {"options", net.options},
-                        {"epochs", nlohmann::json::array()}};
-  int64_t first_epoch = 0;
-  if (run.resume) first_epoch = load_checkpoint(ckpt, {{"vae", &net}}, {{"adam", &opt}}, &log);
   const uint64_t test_seed = epoch_generator(run.seed, kTestNoiseStream, 0).current_seed();
-
-  for (int64_t epoch = first_epoch; epoch < run.epochs; ++epoch) {
+  TrainLoopOptions loop;
+  loop.run = run;
+  TrainHooks all = hooks;
+  all.epoch_begin.insert(all.epoch_begin.begin(), [&](Trainer&, int64_t epoch) {
     vae.train();
-    auto gen = epoch_generator(run.seed, /*stream=*/0, epoch);
-    auto order = at::randperm(n, gen, torch::kLong);
     // The reparameterisation noise uses the global RNG (randn_like inside elbo): seed it per epoch.
     torch::manual_seed(epoch_generator(run.seed, kTrainNoiseStream, epoch).current_seed());
-    double loss_sum = 0;
-    for (int64_t start = 0; start < n; start += run.batch_size) {
-      const int64_t end = std::min(n, start + run.batch_size);
-      auto x = train.inputs.index_select(0, order.slice(0, start, end)).to(run.device);
-      auto loss = -vae.elbo(x).mean();
-      opt.zero_grad();
-      loss.backward();
-      opt.step();
-      loss_sum += loss.item<double>() * (end - start);
-      if (progress)
-        progress("train", (epoch - first_epoch) * n + end, (run.epochs - first_epoch) * n);
-    }
-    nlohmann::json entry = {{"epoch", epoch + 1}, {"loss", loss_sum / n}};
-    if (has_test) entry["test_elbo"] = mean_elbo(vae, test.inputs, test_seed, 500);
-    log["epochs"].push_back(entry);
-    if ((epoch + 1) % run.checkpoint_every == 0 || epoch + 1 == run.epochs) {
-      save_checkpoint(ckpt, epoch + 1, {{"vae", &net}}, {{"adam", &opt}}, log);
-    }
+  });
+  if (has_test) {
+    all.epoch_end.insert(all.epoch_end.begin(),
+                         {"test_elbo", [&](Trainer&, int64_t, nlohmann::json& entry) {
+                            entry["test_elbo"] = mean_elbo(vae, test.inputs, test_seed, 500);
+                          }});
   }
+  Trainer trainer(loop, all);
+  trainer.add_module("vae", &net);
+  trainer.add_optimizer("adam", &opt, &net);
+  trainer.log() = {{"family", "vae"},
+                   {"arch", "vae"},
+                   {"options", net.options},
+                   {"epochs", nlohmann::json::array()}};
+  trainer.resume();
+  auto step = [&](Trainer& t, const Batch& b) {
+    auto loss = -vae.elbo(b.inputs).mean();
+    t.optimize("adam", loss, b);
+    return StepMetrics{{"loss", loss.item<double>()}};
+  };
+  nlohmann::json log = trainer.run(train, step, progress);
   vae.eval();
   if (has_test) {
     const auto& last = log["epochs"];
