@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "nfk/model.h"
 
@@ -159,6 +161,40 @@ inline ScoreModel make_test_model(ModelKind kind, const std::string& dir, uint64
 inline torch::Tensor test_inputs(int64_t n, uint64_t seed_value = 1) {
   seed(seed_value);
   return torch::rand({n, 1, kSide, kSide}, torch::kFloat64);
+}
+
+/// Central finite differences of a vector function of the parameters: column c is
+/// (f(θ + h e_c) − f(θ − h e_c)) / 2h for the c-th (tensor index, flat entry) of `coords`; each
+/// entry of `params` is perturbed in place and restored. f() → [M]; the result is [M, #coords].
+/// Runs f without autograd (the parameters are leaves that require grad).
+inline torch::Tensor central_differences(const std::vector<torch::Tensor>& params,
+                                         const std::function<torch::Tensor()>& f,
+                                         const std::vector<std::pair<size_t, int64_t>>& coords,
+                                         double h = 1e-6) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> cols;
+  for (const auto& [t, c] : coords) {
+    auto flat = params.at(t).view(-1);
+    const double orig = flat[c].item<double>();
+    flat[c] = orig + h;
+    auto up = f();
+    flat[c] = orig - h;
+    auto down = f();
+    flat[c] = orig;
+    cols.push_back((up - down) / (2 * h));
+  }
+  return torch::stack(cols, /*dim=*/1);
+}
+
+/// The same over every coordinate of every parameter, in `params` order: [M, P], the layout of
+/// per_example_gradients.
+inline torch::Tensor central_differences(const std::vector<torch::Tensor>& params,
+                                         const std::function<torch::Tensor()>& f, double h = 1e-6) {
+  std::vector<std::pair<size_t, int64_t>> coords;
+  for (size_t t = 0; t < params.size(); ++t) {
+    for (int64_t c = 0; c < params[t].numel(); ++c) coords.emplace_back(t, c);
+  }
+  return central_differences(params, f, coords, h);
 }
 
 /// J [N, P] by an explicit loop, one example at a time, independent of nfk's batched paths.

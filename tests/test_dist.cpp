@@ -92,16 +92,19 @@ TEST(Group, ShardedRandomizedAndSketchSvdEqualSingleProcess) {
   }
 }
 
-TEST(Group, ReducedFisherStatisticsEqualOneAccumulator) {
+TEST(Group, ReducedFisherStatisticsEqualTwoPassFloat64Moments) {
   if (!dist::available()) GTEST_SKIP() << "built without c10d/Gloo";
   test::seed(4);
   const int64_t n = 45, p = 9, block = 8;
-  // Far from zero and with very different rank means: the re-centring must not cancel.
+  // Far from zero (1e3) with a spread of 1e-3: E[j²] − E[j]² would lose all digits. Columns 0–3
+  // also differ by 5 between the ranks' rows, so the merge of per-rank shifted sums is tested.
   auto j = torch::randn({n, p}, torch::kFloat64) * 1e-3 + 1e3;
-  j.slice(0, 30, n) += 5.0;
-  FisherAccumulator single;
-  for (int64_t s = 0; s < n; s += block) single.add(j.slice(0, s, std::min(n, s + block)));
-  auto ref = single.finish(1e-8, torch::kFloat64, "data");
+  j.slice(0, 30, n).slice(1, 0, 4) += 5.0;
+  // The truth, independent of the accumulator: two passes over all rows in float64.
+  auto z_ref = j.mean(0);
+  auto fisher_ref = (j - z_ref).square().mean(0);
+  ASSERT_LT(fisher_ref.slice(0, 4).max().item<double>(), 2e-6);    // tiny variances...
+  ASSERT_GT(fisher_ref.slice(0, 0, 4).min().item<double>(), 5.0);  // ...and large ones
   const int world = 4;  // with 6 blocks: shard sizes 8, 16, 8, 13
   std::vector<FisherStats> stats(world);
   run_ranks(world, [&](dist::Group& g) {
@@ -116,8 +119,42 @@ TEST(Group, ReducedFisherStatisticsEqualOneAccumulator) {
   });
   for (int r = 0; r < world; ++r) {
     ASSERT_TRUE(stats[r].fisher_diag.defined()) << "rank " << r;
-    test::expect_close(stats[r].mean_score, ref.mean_score, 1e-14, "z");
-    test::expect_close(stats[r].fisher_diag, ref.fisher_diag, 1e-9, "I");
+    test::expect_close(stats[r].mean_score, z_ref, 1e-14, "z");
+    // Entry by entry: the tiny variances must be right too, not only the large ones.
+    EXPECT_LE(test::max_entry_rel_err(stats[r].fisher_diag, fisher_ref), 1e-8) << "I, rank " << r;
+    EXPECT_EQ(stats[r].n_floored, 0);
+  }
+}
+
+// compute_fisher_stats over 3 ranks, each streaming its shard of the data through the model,
+// against z and I from a plain per-example loop over all of the data in this process.
+TEST(Group, DistributedFisherStatisticsMatchAPerExampleLoopOverAllData) {
+  if (!dist::available()) GTEST_SKIP() << "built without c10d/Gloo";
+  const int world = 3;
+  const int64_t n = 23, batch = 4;  // 6 batches: shards of 8, 8, 7 rows
+  std::vector<ScoreModel> models;
+  for (int r = 0; r < world; ++r) {
+    models.push_back(test::make_test_model(ModelKind::kClassifier,
+                                           test::temp_dir("dist_stats_" + std::to_string(r))));
+  }
+  auto x = test::test_inputs(n, 8);
+  auto j = test::explicit_jacobian(models[0], x, 1);  // [n, P], one example at a time
+  auto z_ref = j.mean(0);
+  auto fisher_ref = (j - z_ref).square().mean(0);
+  fisher_ref = fisher_ref.clamp_min(1e-8 * fisher_ref.mean().item<double>());
+  std::vector<FisherStats> stats(world);
+  run_ranks(world, [&](dist::Group& g) {
+    FisherOptions fo;
+    fo.estimator = Estimator::kEmpirical;
+    fo.batch_size = batch;
+    fo.group = &g;
+    stats[g.rank()] = compute_fisher_stats(models[g.rank()], x, fo);
+  });
+  for (int r = 0; r < world; ++r) {
+    ASSERT_TRUE(stats[r].fisher_diag.defined()) << "rank " << r;
+    EXPECT_EQ(stats[r].n_reference, n) << "rank " << r;
+    test::expect_close(stats[r].mean_score, z_ref, 1e-12, "z, rank " + std::to_string(r));
+    EXPECT_LE(test::max_entry_rel_err(stats[r].fisher_diag, fisher_ref), 1e-10) << "I, rank " << r;
   }
 }
 

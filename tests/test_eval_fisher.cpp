@@ -168,30 +168,84 @@ TEST(GanEval, FisherSimilarityMatchesTheExplicitJacobian) {
   EXPECT_THROW(generated_fisher_stats(model, 1, seed), c10::Error);
 }
 
+// A snapshot's point from its definition (AFV): z and I (floored at 1e-3 · mean I) from the
+// explicit per-example gradients of the generator's samples, ū of each real set, then
+// similarity exp(−c · mean((ū − z)² / I)) and distance ‖(ū − z) / √I‖. The model is loaded as
+// the monitor loads it (float32, so that the same h are drawn); the moments are taken in float64.
+GanMonitorPoint explicit_monitor_point(const std::string& snapshot, const torch::Tensor& train,
+                                       const torch::Tensor& test, const GanMonitorOptions& o) {
+  ModelOptions mo;
+  mo.model_path = snapshot + "/discriminator.pt";
+  mo.generator_path = snapshot + "/generator.pt";
+  mo.latent_dim = 6;
+  auto model = load_score_model(ModelKind::kGan, mo);
+  auto jg = test::explicit_jacobian(model, model.sample(o.samples, o.seed), 1).to(torch::kFloat64);
+  auto z = jg.mean(0);
+  auto fisher = (jg - z).square().mean(0);
+  fisher = fisher.clamp_min(1e-3 * fisher.mean().item<double>());
+  auto v_of = [&](const torch::Tensor& real) {
+    return (test::explicit_jacobian(model, real, 1).to(torch::kFloat64).mean(0) - z) /
+           fisher.sqrt();
+  };
+  auto v_train = v_of(train), v_test = v_of(test);
+  GanMonitorPoint p;
+  p.train_similarity = std::exp(-o.scale * v_train.square().mean().item<double>());
+  p.test_similarity = std::exp(-o.scale * v_test.square().mean().item<double>());
+  p.train_distance = v_train.norm().item<double>();
+  p.test_distance = v_test.norm().item<double>();
+  return p;
+}
+
 TEST(GanEval, MonitorReadsSnapshotsInEpochOrder) {
   auto dir = test::temp_dir("monitor");
   auto c = test::small_gan(dir);
+  // Epoch 4: the test GAN; epoch 2: another discriminator (init seed 5), the same generator.
   for (int64_t epoch : {4, 2}) {
     char name[32];
     std::snprintf(name, sizeof(name), "/snap/epoch_%04lld", static_cast<long long>(epoch));
     std::filesystem::create_directories(dir + name);
-    std::filesystem::copy_file(c.options.model_path, dir + name + "/discriminator.pt",
-                               std::filesystem::copy_options::overwrite_existing);
+    if (epoch == 4) {
+      std::filesystem::copy_file(c.options.model_path, dir + name + "/discriminator.pt",
+                                 std::filesystem::copy_options::overwrite_existing);
+    } else {
+      test::save_zoo(dir + name, "discriminator", "dcgan-d", {{"image_size", 12}, {"width", 4}}, 5);
+    }
     std::filesystem::copy_file(c.options.generator_path, dir + name + "/generator.pt",
                                std::filesystem::copy_options::overwrite_existing);
   }
   GanMonitorOptions o;
   o.samples = 30;
+  o.seed = 3;
+  // Not the default c = 1 (a dropped c fails), and small enough that the similarities stay in
+  // (0, 1) where their exponents can be compared: mean((ū − z)² / I) is ~1e3 here.
+  o.scale = 1e-3;
   auto x = c.x.to(torch::kFloat32);
-  auto pts = monitor_gan_snapshots(dir + "/snap", x.slice(0, 0, 30), x.slice(0, 30, 60), o);
+  auto train = x.slice(0, 0, 30), test = x.slice(0, 30, 60);
+  auto pts = monitor_gan_snapshots(dir + "/snap", train, test, o);
   ASSERT_EQ(pts.size(), 2u);
   EXPECT_EQ(pts[0].epoch, 2);
   EXPECT_EQ(pts[1].epoch, 4);
-  // Same networks, same seed: identical points; similarities in (0, 1].
-  EXPECT_EQ(pts[0].train_similarity, pts[1].train_similarity);
-  EXPECT_GE(pts[0].test_similarity, 0.0);
-  EXPECT_GT(pts[0].test_distance, 0.0);
-  EXPECT_LE(pts[0].test_similarity, 1.0);
+  for (size_t i = 0; i < pts.size(); ++i) {
+    const auto want = explicit_monitor_point(
+        dir + (i == 0 ? "/snap/epoch_0002" : "/snap/epoch_0004"), train, test, o);
+    const auto& got = pts[i];
+    std::printf("[ measured ] epoch %lld: similarity train %.6g test %.6g, distance %.6g %.6g\n",
+                static_cast<long long>(got.epoch), got.train_similarity, got.test_similarity,
+                got.train_distance, got.test_distance);
+    // Values strictly inside (0, 1), so that the exponent is compared (float32 gradients).
+    for (double s : {want.train_similarity, want.test_similarity}) {
+      EXPECT_GT(s, 1e-6);
+      EXPECT_LT(s, 1 - 1e-3);
+    }
+    EXPECT_NEAR(std::log(got.train_similarity), std::log(want.train_similarity),
+                1e-4 * std::abs(std::log(want.train_similarity)));
+    EXPECT_NEAR(std::log(got.test_similarity), std::log(want.test_similarity),
+                1e-4 * std::abs(std::log(want.test_similarity)));
+    EXPECT_NEAR(got.train_distance, want.train_distance, 1e-4 * want.train_distance);
+    EXPECT_NEAR(got.test_distance, want.test_distance, 1e-4 * want.test_distance);
+  }
+  // The two discriminators see the sets differently: the points are not one repeated value.
+  EXPECT_GT(std::abs(pts[0].test_distance - pts[1].test_distance), 1e-3 * pts[1].test_distance);
   auto img = gan_monitor_plot(pts, "test");
   EXPECT_EQ(img.dim(), 3);
   EXPECT_THROW(monitor_gan_snapshots(dir + "/missing", x, x, o), c10::Error);

@@ -23,22 +23,7 @@ TEST_P(EveryKind, PerExampleGradientsMatchFiniteDifferences) {
   ASSERT_EQ(j.size(1), model.num_parameters());
 
   // Central differences of the batch scores, one parameter coordinate at a time.
-  const double h = 1e-6;
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> cols;
-  for (auto& p : model.parameters()) {
-    auto flat = p.view(-1);
-    for (int64_t c = 0; c < flat.numel(); ++c) {
-      const double orig = flat[c].item<double>();
-      flat[c] = orig + h;
-      auto up = model.score(x, 0);
-      flat[c] = orig - h;
-      auto down = model.score(x, 0);
-      flat[c] = orig;
-      cols.push_back((up - down) / (2 * h));
-    }
-  }
-  auto fd = torch::stack(cols, /*dim=*/1);
+  auto fd = test::central_differences(model.parameters(), [&] { return model.score(x, 0); });
   test::expect_close(j, fd, 1e-7, to_string(GetParam()));
 }
 

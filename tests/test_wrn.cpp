@@ -146,21 +146,11 @@ TEST(WideResNet, EvalPerExampleGradientsMatchFiniteDifferences) {
   std::vector<int64_t> offsets{0};
   for (const auto& p : params) offsets.push_back(offsets.back() + p.numel());
 
-  const double h = 1e-6;
-  torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> fd_cols, j_cols;
-  for (const auto& [t, c] : coords) {
-    auto flat = params[t].view(-1);
-    const double orig = flat[c].item<double>();
-    flat[c] = orig + h;
-    auto up = model.score(x, 0);
-    flat[c] = orig - h;
-    auto down = model.score(x, 0);
-    flat[c] = orig;
-    fd_cols.push_back((up - down) / (2 * h));
-    j_cols.push_back(j.select(1, offsets[t] + c));
-  }
-  auto fd = torch::stack(fd_cols, 1), jj = torch::stack(j_cols, 1);
+  auto fd = test::central_differences(
+      params, [&] { return model.score(x, 0); }, coords);
+  std::vector<torch::Tensor> j_cols;
+  for (const auto& [t, c] : coords) j_cols.push_back(j.select(1, offsets[t] + c));
+  auto jj = torch::stack(j_cols, 1);
   EXPECT_GT(fd.abs().max().item<double>(), 1e-3);  // the check is not vacuous
   test::expect_close(jj, fd, 1e-6, "wrn per-example gradients vs central differences");
 }
