@@ -33,9 +33,9 @@ TEST(ZooOptions, DefaultsAreWrittenInFull) {
 
 // Given fields override the defaults with their own JSON types; unknown keys are dropped.
 TEST(ZooOptions, GivenFieldsOverrideDefaults) {
-  const nlohmann::json vae_in = {{"latent_dim", 3}, {"width", 4}, {"image_size", 8},
-                                 {"likelihood", "gaussian"}, {"sigma", 0.25},
-                                 {"learn_sigma", false}, {"not_a_field", 1}};
+  const nlohmann::json vae_in = {
+      {"latent_dim", 3}, {"width", 4},           {"image_size", 8}, {"likelihood", "gaussian"},
+      {"sigma", 0.25},   {"learn_sigma", false}, {"not_a_field", 1}};
   EXPECT_EQ(make_zoo_module("vae", vae_in).options.dump(),
             R"({"channels":1,"image_size":8,"latent_dim":3,"learn_sigma":false,)"
             R"("likelihood":"gaussian","sigma":0.25,"width":4})");

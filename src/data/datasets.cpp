@@ -97,7 +97,8 @@ Dataset load_named_set(const std::string& name) {
   TORCH_CHECK(!images_path.empty() && !labels_path.empty(), "nfk: ", name, ": missing data file ",
               images_path.empty() ? base_images : base_labels,
               "[.gz]; run scripts/setup to install it, or point the environment variable "
-              "NFK_DATA_DIR at a folder holding ", family, "/");
+              "NFK_DATA_DIR at a folder holding ",
+              family, "/");
 
   const torch::Tensor images = read_idx(images_path);
   const torch::Tensor labels = read_idx(labels_path);

@@ -7,7 +7,6 @@
 // stores `nlohmann::json(options)`. Modelled on nlohmann's
 // NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT, for TORCH_ARG accessors instead of members.
 #include <nlohmann/json.hpp>
-
 #include <type_traits>
 
 #define NFK_ZOO_OPTION_TO_JSON(field) json[#field] = options.field();
@@ -15,10 +14,10 @@
   if (json.contains(#field))            \
     options.field(json.at(#field).get<std::decay_t<decltype(options.field())>>());
 
-#define NFK_ZOO_OPTIONS_JSON(Options, ...)                                               \
-  inline void to_json(nlohmann::json& json, const Options& options) {                    \
-    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(NFK_ZOO_OPTION_TO_JSON, __VA_ARGS__))       \
-  }                                                                                      \
-  inline void from_json(const nlohmann::json& json, Options& options) {                  \
-    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(NFK_ZOO_OPTION_FROM_JSON, __VA_ARGS__))     \
+#define NFK_ZOO_OPTIONS_JSON(Options, ...)                                           \
+  inline void to_json(nlohmann::json& json, const Options& options) {                \
+    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(NFK_ZOO_OPTION_TO_JSON, __VA_ARGS__))   \
+  }                                                                                  \
+  inline void from_json(const nlohmann::json& json, Options& options) {              \
+    NLOHMANN_JSON_EXPAND(NLOHMANN_JSON_PASTE(NFK_ZOO_OPTION_FROM_JSON, __VA_ARGS__)) \
   }

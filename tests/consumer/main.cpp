@@ -28,8 +28,8 @@ void check_svd() {
   options.rank = 3;
   const nfk::SvdResult r = nfk::randomized_svd(op, options);
   const double err = (r.singular_values - sigma.slice(/*dim=*/0, 0, 3)).abs().max().item<double>();
-  check(err < 1e-8, "randomized_svd recovers sigma = 10, 5, 3 (max error " +
-                        std::to_string(err) + ")");
+  check(err < 1e-8,
+        "randomized_svd recovers sigma = 10, 5, 3 (max error " + std::to_string(err) + ")");
 }
 
 // A zoo MLP: forward shape, then the same outputs after a save/load round trip.
