@@ -26,8 +26,10 @@ void write_npy(const std::string& path, const torch::Tensor& t, bool allow_non_f
 /// Returns uint8 [N, rows, cols] for images (idx3), uint8 [N] for labels (idx1), etc.
 torch::Tensor read_idx(const std::string& path);
 
-/// Folder of installed data sets: $NFK_DATA_DIR if set, else <repo>/data as baked in at build
-/// time (scripts/setup puts MNIST under data/mnist and links Fashion-MNIST at data/fashion-mnist).
+/// Folder of the named data sets: $NFK_DATA_DIR if set, else the folder fixed at configure time:
+/// CMake's NFK_DATA_DIR for the build tree (default <repo>/data, where scripts/setup puts
+/// mnist/ and fashion-mnist/), NFK_INSTALL_DATA_DIR for an installation (default
+/// <prefix>/share/nfk/data). Throws, naming NFK_DATA_DIR, if it was configured without one.
 std::string data_dir();
 
 /// A data set in memory: inputs float [N, ...] and optional labels int64 [N].

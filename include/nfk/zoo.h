@@ -120,7 +120,8 @@ using ZooBuilder = std::function<ZooModule(const nlohmann::json& options)>;
 /// The zoo's architectures by name; src/models/zoo_registry.cpp lists them.
 const std::map<std::string, ZooBuilder>& zoo_registry();
 
-/// Reads `key` from `options` if present, else `fallback` (builders use it for every field).
+/// Reads `key` from zoo options JSON if present, else `fallback`, e.g. a loaded archive's
+/// `zoo_option<int64_t>(zoo.options, "latent_dim", 0)`. (Builders map whole Options structs.)
 template <typename T>
 T zoo_option(const nlohmann::json& options, const char* key, T fallback) {
   return options.contains(key) ? options.at(key).get<T>() : fallback;

@@ -13,10 +13,6 @@
 #include "detail/input_file.h"
 #include "nfk/data.h"
 
-#ifndef NFK_DEFAULT_DATA_DIR
-#define NFK_DEFAULT_DATA_DIR "data"
-#endif
-
 namespace nfk {
 namespace {
 
@@ -85,12 +81,6 @@ Format sniff_format(const std::string& path) {
 
 }  // namespace
 
-std::string data_dir() {
-  const char* env = std::getenv("NFK_DATA_DIR");
-  if (env != nullptr && env[0] != '\0') return env;
-  return NFK_DEFAULT_DATA_DIR;
-}
-
 Dataset load_named_set(const std::string& name) {
   TORCH_CHECK(is_named_set(name), "nfk: unknown data set '", name,
               "' (valid names: ", valid_names(), ")");
@@ -106,7 +96,9 @@ Dataset load_named_set(const std::string& name) {
   const std::string labels_path = find_idx_file(base_labels);
   TORCH_CHECK(!images_path.empty() && !labels_path.empty(), "nfk: ", name, ": missing data file ",
               images_path.empty() ? base_images : base_labels,
-              "[.gz]; run scripts/setup to install it (or set NFK_DATA_DIR)");
+              "[.gz]; run scripts/setup to install it, or point the environment variable "
+              "NFK_DATA_DIR at a folder holding ",
+              family, "/");
 
   const torch::Tensor images = read_idx(images_path);
   const torch::Tensor labels = read_idx(labels_path);

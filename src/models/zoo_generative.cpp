@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "models/zoo_options.h"
 #include "nfk/layer_tape.h"
 
 namespace nfk {
@@ -147,23 +148,15 @@ torch::Tensor vae_importance_log_likelihood(const ZooModule& zoo, const torch::T
   return torch::cat(parts);
 }
 
+NFK_ZOO_OPTIONS_JSON(VaeOptions, channels, image_size, latent_dim, width, likelihood, sigma,
+                     learn_sigma)
+
 ZooModule make_vae(const nlohmann::json& o) {
-  VaeOptions d;
-  auto opt = VaeOptions()
-                 .channels(zoo_option(o, "channels", d.channels()))
-                 .image_size(zoo_option(o, "image_size", d.image_size()))
-                 .latent_dim(zoo_option(o, "latent_dim", d.latent_dim()))
-                 .width(zoo_option(o, "width", d.width()))
-                 .likelihood(zoo_option(o, "likelihood", d.likelihood()))
-                 .sigma(zoo_option(o, "sigma", d.sigma()))
-                 .learn_sigma(zoo_option(o, "learn_sigma", d.learn_sigma()));
-  Vae net(opt);
+  const auto options = o.get<VaeOptions>();
+  Vae net(options);
   ZooModule zoo;
   zoo.arch = "vae";
-  zoo.options = {{"channels", opt.channels()},      {"image_size", opt.image_size()},
-                 {"latent_dim", opt.latent_dim()},  {"width", opt.width()},
-                 {"likelihood", opt.likelihood()},  {"sigma", opt.sigma()},
-                 {"learn_sigma", opt.learn_sigma()}};
+  zoo.options = options;
   zoo.module = net.ptr();
   zoo.methods = {{"elbo", [net](const torch::Tensor& x) mutable { return net->elbo(x); }},
                  {"forward", [net](const torch::Tensor& x) mutable { return net->elbo(x); }}};
@@ -301,22 +294,14 @@ MadeImpl& as_made(const ZooModule& zoo) {
   return *p;
 }
 
+NFK_ZOO_OPTIONS_JSON(MadeOptions, channels, image_size, hidden, likelihood, logit_alpha)
+
 ZooModule make_made(const nlohmann::json& o) {
-  MadeOptions d;
-  auto opt = MadeOptions()
-                 .channels(zoo_option(o, "channels", d.channels()))
-                 .image_size(zoo_option(o, "image_size", d.image_size()))
-                 .hidden(zoo_option(o, "hidden", d.hidden()))
-                 .likelihood(zoo_option(o, "likelihood", d.likelihood()))
-                 .logit_alpha(zoo_option(o, "logit_alpha", d.logit_alpha()));
-  Made net(opt);
+  const auto options = o.get<MadeOptions>();
+  Made net(options);
   ZooModule zoo;
   zoo.arch = "made";
-  zoo.options = {{"channels", opt.channels()},
-                 {"image_size", opt.image_size()},
-                 {"hidden", opt.hidden()},
-                 {"likelihood", opt.likelihood()},
-                 {"logit_alpha", opt.logit_alpha()}};
+  zoo.options = options;
   zoo.module = net.ptr();
   zoo.methods = {{"log_prob", [net](const torch::Tensor& x) mutable { return net->log_prob(x); }},
                  {"forward", [net](const torch::Tensor& x) mutable { return net->log_prob(x); }}};

@@ -1,3 +1,4 @@
+#include "models/zoo_options.h"
 #include "nfk/layer_tape.h"
 #include "nfk/zoo.h"
 
@@ -115,19 +116,18 @@ torch::Tensor DcganGeneratorImpl::forward(const torch::Tensor& h) {
   return torch::sigmoid(taped(*deconv2, x));
 }
 
-// Builders: options JSON → module, with every field written back (defaults made explicit).
+// Builders: options JSON → module; the archive keeps every field (defaults made explicit).
+
+NFK_ZOO_OPTIONS_JSON(LeNet5Options, in_channels, image_size, num_classes)
+NFK_ZOO_OPTIONS_JSON(MlpOptions, in_features, hidden, out_features)
+NFK_ZOO_OPTIONS_JSON(DcganDiscriminatorOptions, channels, image_size, width)
+NFK_ZOO_OPTIONS_JSON(DcganGeneratorOptions, latent_dim, channels, image_size, width, batch_norm)
 
 ZooModule make_lenet5(const nlohmann::json& o) {
-  LeNet5Options d;
-  auto opt = LeNet5Options()
-                 .in_channels(zoo_option(o, "in_channels", d.in_channels()))
-                 .image_size(zoo_option(o, "image_size", d.image_size()))
-                 .num_classes(zoo_option(o, "num_classes", d.num_classes()));
-  LeNet5 net(opt);
+  const auto options = o.get<LeNet5Options>();
+  LeNet5 net(options);
   return {"lenet5",
-          {{"in_channels", opt.in_channels()},
-           {"image_size", opt.image_size()},
-           {"num_classes", opt.num_classes()}},
+          options,
           net.ptr(),
           {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }},
            {"features", [net](const torch::Tensor& x) mutable { return net->features(x); }}},
@@ -135,30 +135,20 @@ ZooModule make_lenet5(const nlohmann::json& o) {
 }
 
 ZooModule make_mlp(const nlohmann::json& o) {
-  MlpOptions d;
-  auto opt = MlpOptions()
-                 .in_features(zoo_option(o, "in_features", d.in_features()))
-                 .hidden(zoo_option(o, "hidden", d.hidden()))
-                 .out_features(zoo_option(o, "out_features", d.out_features()));
-  Mlp net(opt);
+  const auto options = o.get<MlpOptions>();
+  Mlp net(options);
   return {"mlp",
-          {{"in_features", opt.in_features()},
-           {"hidden", opt.hidden()},
-           {"out_features", opt.out_features()}},
+          options,
           net.ptr(),
           {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }}},
           {}};
 }
 
 ZooModule make_dcgan_discriminator(const nlohmann::json& o) {
-  DcganDiscriminatorOptions d;
-  auto opt = DcganDiscriminatorOptions()
-                 .channels(zoo_option(o, "channels", d.channels()))
-                 .image_size(zoo_option(o, "image_size", d.image_size()))
-                 .width(zoo_option(o, "width", d.width()));
-  DcganDiscriminator net(opt);
+  const auto options = o.get<DcganDiscriminatorOptions>();
+  DcganDiscriminator net(options);
   return {"dcgan-d",
-          {{"channels", opt.channels()}, {"image_size", opt.image_size()}, {"width", opt.width()}},
+          options,
           net.ptr(),
           {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }},
            {"features", [net](const torch::Tensor& x) mutable { return net->features(x); }}},
@@ -166,20 +156,10 @@ ZooModule make_dcgan_discriminator(const nlohmann::json& o) {
 }
 
 ZooModule make_dcgan_generator(const nlohmann::json& o) {
-  DcganGeneratorOptions d;
-  auto opt = DcganGeneratorOptions()
-                 .latent_dim(zoo_option(o, "latent_dim", d.latent_dim()))
-                 .channels(zoo_option(o, "channels", d.channels()))
-                 .image_size(zoo_option(o, "image_size", d.image_size()))
-                 .width(zoo_option(o, "width", d.width()))
-                 .batch_norm(zoo_option(o, "batch_norm", d.batch_norm()));
-  DcganGenerator net(opt);
+  const auto options = o.get<DcganGeneratorOptions>();
+  DcganGenerator net(options);
   return {"dcgan-g",
-          {{"latent_dim", opt.latent_dim()},
-           {"channels", opt.channels()},
-           {"image_size", opt.image_size()},
-           {"width", opt.width()},
-           {"batch_norm", opt.batch_norm()}},
+          options,
           net.ptr(),
           {{"forward", [net](const torch::Tensor& h) mutable { return net->forward(h); }}},
           {}};

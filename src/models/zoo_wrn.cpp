@@ -1,6 +1,7 @@
 // Wide residual networks (zoo arch "wrn"): pre-activation wide basic blocks and the builder.
 #include "nfk/zoo_wrn.h"
 
+#include "models/zoo_options.h"
 #include "nfk/layer_tape.h"
 #include "nfk/zoo.h"
 
@@ -107,24 +108,15 @@ torch::Tensor WideResNetImpl::forward(const torch::Tensor& x) {
   return taped(*fc, h);
 }
 
-// Builder: options JSON → module, with every field written back (defaults made explicit).
+// Builder: options JSON → module; the archive keeps every field (defaults made explicit).
+NFK_ZOO_OPTIONS_JSON(WideResNetOptions, depth, widen_factor, in_channels, num_classes, image_size,
+                     dropout)
+
 ZooModule make_wide_resnet(const nlohmann::json& o) {
-  WideResNetOptions d;
-  auto opt = WideResNetOptions()
-                 .depth(zoo_option(o, "depth", d.depth()))
-                 .widen_factor(zoo_option(o, "widen_factor", d.widen_factor()))
-                 .in_channels(zoo_option(o, "in_channels", d.in_channels()))
-                 .num_classes(zoo_option(o, "num_classes", d.num_classes()))
-                 .image_size(zoo_option(o, "image_size", d.image_size()))
-                 .dropout(zoo_option(o, "dropout", d.dropout()));
-  WideResNet net(opt);
+  const auto options = o.get<WideResNetOptions>();
+  WideResNet net(options);
   return {"wrn",
-          {{"depth", opt.depth()},
-           {"widen_factor", opt.widen_factor()},
-           {"in_channels", opt.in_channels()},
-           {"num_classes", opt.num_classes()},
-           {"image_size", opt.image_size()},
-           {"dropout", opt.dropout()}},
+          options,
           net.ptr(),
           {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }}},
           {}};

@@ -1,0 +1,55 @@
+// Zoo options ↔ JSON: what an archive records under "nfk_zoo_options" for each architecture.
+// The strings are the archive format (archives written by earlier builds must keep loading with
+// the same options), so they are spelled out here rather than derived from the code under test.
+#include <map>
+#include <string>
+
+#include "nfk/zoo.h"
+#include "support.h"
+
+namespace nfk {
+namespace {
+
+// Every field written back, defaults made explicit, keys sorted (nlohmann's std::map objects).
+TEST(ZooOptions, DefaultsAreWrittenInFull) {
+  const std::map<std::string, std::string> expected = {
+      {"lenet5", R"({"image_size":28,"in_channels":1,"num_classes":10})"},
+      {"mlp", R"({"hidden":[128,64],"in_features":784,"out_features":10})"},
+      {"dcgan-d", R"({"channels":1,"image_size":28,"width":32})"},
+      {"dcgan-g", R"({"batch_norm":true,"channels":1,"image_size":28,"latent_dim":32,"width":32})"},
+      {"vae", R"({"channels":1,"image_size":28,"latent_dim":16,"learn_sigma":true,)"
+              R"("likelihood":"bernoulli","sigma":0.1,"width":32})"},
+      {"made", R"({"channels":1,"hidden":[512],"image_size":28,"likelihood":"gaussian",)"
+               R"("logit_alpha":1e-06})"},
+      {"wrn", R"({"depth":16,"dropout":0.0,"image_size":32,"in_channels":3,"num_classes":10,)"
+              R"("widen_factor":1})"},
+  };
+  ASSERT_EQ(expected.size(), zoo_registry().size());
+  for (const auto& [arch, dump] : expected) {
+    test::seed(0);
+    EXPECT_EQ(make_zoo_module(arch).options.dump(), dump) << arch;
+  }
+}
+
+// Given fields override the defaults with their own JSON types; unknown keys are dropped.
+TEST(ZooOptions, GivenFieldsOverrideDefaults) {
+  const nlohmann::json vae_in = {
+      {"latent_dim", 3}, {"width", 4},           {"image_size", 8}, {"likelihood", "gaussian"},
+      {"sigma", 0.25},   {"learn_sigma", false}, {"not_a_field", 1}};
+  EXPECT_EQ(make_zoo_module("vae", vae_in).options.dump(),
+            R"({"channels":1,"image_size":8,"latent_dim":3,"learn_sigma":false,)"
+            R"("likelihood":"gaussian","sigma":0.25,"width":4})");
+  EXPECT_EQ(make_zoo_module("mlp", {{"in_features", 6}, {"hidden", {5, 4, 3}}}).options.dump(),
+            R"({"hidden":[5,4,3],"in_features":6,"out_features":10})");
+  EXPECT_EQ(make_zoo_module("wrn", {{"depth", 10}, {"dropout", 0.5}}).options.dump(),
+            R"({"depth":10,"dropout":0.5,"image_size":32,"in_channels":3,"num_classes":10,)"
+            R"("widen_factor":1})");
+}
+
+// A wrongly typed field names itself (nlohmann's type_error), as before.
+TEST(ZooOptions, WrongTypeThrows) {
+  EXPECT_ANY_THROW(make_zoo_module("lenet5", {{"num_classes", "ten"}}));
+}
+
+}  // namespace
+}  // namespace nfk
