@@ -3,7 +3,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "nfk/distance.h"
 #include "nfk/image.h"
@@ -61,7 +61,7 @@ void class_distances(const Flags& f, Projector& proj, ScoreModel& model, Progres
   auto d = class_distance_matrix(proj, model, ds.inputs, labels, f.batch_size, progress.fn());
   progress.finish();
   {
-    detail::OutputGroup outputs;  // both or neither
+    OutputGroup outputs;  // both or neither
     if (!f.out.empty()) write_npy(f.out, d);
     if (!f.heatmap.empty()) write_png(f.heatmap, heatmap_image(d, f.cell_pixels));
     outputs.commit();

@@ -5,7 +5,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "nfk/features.h"
 
@@ -84,7 +84,7 @@ void add_features_command(CLI::App& app) {
         return v;
       };
     }
-    detail::OutputGroup outputs;  // every --out or none
+    OutputGroup outputs;  // every --out or none
     for (size_t i = 0; i < f->data.size(); ++i) {
       auto features = represent(load_dataset(f->data[i]).inputs);
       write_npy(f->out[i], features);

@@ -2,7 +2,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "nfk/fisher.h"
 
@@ -57,7 +57,7 @@ void add_fisher_command(CLI::App& app) {
       progress.finish();
       if (!group.is_root()) return;
       {
-        detail::OutputGroup outputs;  // both or neither
+        OutputGroup outputs;  // both or neither
         write_npy(f->out, stats.fisher_diag);
         if (!f->mean_out.empty()) write_npy(f->mean_out, stats.mean_score);
         outputs.commit();

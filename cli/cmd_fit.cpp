@@ -2,7 +2,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "nfk/embed.h"
 
@@ -76,7 +76,7 @@ void run_fit(const FitFlags& f, dist::Group& group) {
   Projector& proj = result.projector;
   record_model_files(proj, /*embed=*/f.embed_model);
   {
-    detail::OutputGroup outputs;  // both or neither
+    OutputGroup outputs;  // both or neither
     save_projector(f.out, proj);
     if (!f.embedding_out.empty()) write_npy(f.embedding_out, result.train_embedding);
     outputs.commit();

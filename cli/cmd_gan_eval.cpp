@@ -4,7 +4,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "nfk/features.h"
 #include "nfk/gan_eval.h"

@@ -4,10 +4,12 @@
 
 #include "commands.h"
 #include "common.h"
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "nfk/image.h"
+#include "nfk/knn.h"
 #include "nfk/probe.h"
+#include "nfk/semi_supervised.h"
 
 namespace nfk::cli {
 namespace {

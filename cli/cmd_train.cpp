@@ -2,7 +2,7 @@
 #include <filesystem>
 
 #include "commands.h"
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "train_common.h"
 
 namespace nfk::cli {
@@ -36,7 +36,7 @@ TrainRun TrainFlags::to_run() const {
   TORCH_CHECK(checkpoint_every > 0, "nfk: --checkpoint-every must be positive");
   std::error_code ec;
   std::filesystem::create_directories(out, ec);
-  detail::check_writable(out + "/train_log.json");
+  check_writable(out + "/train_log.json");
   TrainRun run;
   run.out_dir = out;
   run.epochs = epochs;

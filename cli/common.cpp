@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 
 namespace nfk::cli {
 
@@ -151,7 +151,7 @@ bool same_file(const std::string& a, const std::string& b) {
   if (::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0) {
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
   }
-  return detail::resolved_output_path(a) == detail::resolved_output_path(b);
+  return resolved_output_path(a) == resolved_output_path(b);
 }
 
 }  // namespace
@@ -171,7 +171,7 @@ void check_outputs(const std::vector<std::string>& outputs,
       TORCH_CHECK(outputs[j].empty() || !same_file(out, outputs[j]), "nfk: outputs ", outputs[j],
                   " and ", out, " name the same file; choose two different paths");
     }
-    detail::check_writable(out);
+    check_writable(out);
   }
 }
 

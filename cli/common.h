@@ -79,7 +79,7 @@ class ProgressLine {
 
 /// Before any work, for a command that reads `inputs` (files, or data sources such as
 /// "x.npy[:100]") and writes `outputs` (empty strings are skipped): each output can be written
-/// (detail::check_writable), no two outputs name the same file, and no output names one of the
+/// (check_writable), no two outputs name the same file, and no output names one of the
 /// inputs (`--out` equal to `--model` would destroy the model). Throws one line otherwise.
 void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs);
 

@@ -9,8 +9,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "detail/strings.h"
-#include "detail/warning_handler.h"
+#include "nfk/messages.h"
 #ifdef C10_USE_GLOG
 #include <glog/logging.h>
 #endif
@@ -59,24 +58,22 @@ int main(int argc, char** argv) {
   nfk::cli::add_train_command(app);
   nfk::cli::set_command_line(argc, argv);
   quiet_library_logging();
-  nfk::detail::OneLineWarnings warnings([](const std::string& line) {
+  nfk::OneLineWarnings warnings([](const std::string& line) {
     // Every rank of a distributed run would say the same: rank 0 speaks for them.
     const char* rank = std::getenv("RANK");
     if (rank != nullptr && std::string(rank) != "0") return;
     std::fprintf(stderr, "%swarning: %s\n", line_prefix().c_str(), line.c_str());
   });
-  nfk::detail::WarningHandlerGuard warning_guard(&warnings);
+  nfk::WarningHandlerGuard warning_guard(&warnings);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
     // One line; a rank of a distributed run says which one it is.
-    const std::string line = nfk::detail::summary_line(nfk::detail::error_text(e));
+    const std::string line = nfk::error_line(e);
     const std::string prefix = line_prefix();
-    const std::string text = (prefix == "nfk: " ? (line.rfind("nfk", 0) == 0 ? line : prefix + line)
-                                                : prefix + nfk::detail::strip_prefix(line)) +
-                             "\n";
+    const std::string text = (prefix == "nfk: " ? line : prefix + nfk::strip_nfk_prefix(line)) + "\n";
     // A rank started by `--nproc` leaves its line to the launcher, which reports the failing
     // rank's reason once (the other ranks' errors are consequences of it).
     if (const char* path = std::getenv("NFK_ERROR_FILE")) {

@@ -3,6 +3,7 @@
 // switch is a global flag and is checked everywhere.
 #include "nfk/embed.h"
 #include "nfk/fisher.h"
+#include "linalg/cholesky_qr2.h"
 #include "nfk/linalg.h"
 #include "support.h"
 #include "zoo_cases.h"

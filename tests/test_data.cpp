@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "data/data_source.h"
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "support.h"
 
@@ -322,7 +322,7 @@ TEST_F(DataTest, NpyWriteFailureLeavesNothing) {
 
 TEST_F(DataTest, AtomicWriteReplacesExistingFile) {
   write_bytes(path("f"), "old contents");
-  nfk::detail::write_file_atomic(path("f"), "new");
+  nfk::write_file_atomic(path("f"), "new");
   EXPECT_EQ(read_bytes(path("f")), "new");
   EXPECT_EQ(list_dir(), std::vector<std::string>{"f"});
 }

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "nfk/dist.h"
+#include "fisher/fisher_accumulator.h"
 #include "nfk/fisher.h"
 #include "nfk/sharded_operator.h"
 #include "support.h"
@@ -146,9 +147,10 @@ TEST(Group, DistributedFisherStatisticsMatchAPerExampleLoopOverAllData) {
   run_ranks(world, [&](dist::Group& g) {
     FisherOptions fo;
     fo.estimator = Estimator::kEmpirical;
-    fo.batch_size = batch;
-    fo.group = &g;
-    stats[g.rank()] = compute_fisher_stats(models[g.rank()], x, fo);
+    RunOptions run;
+    run.batch_size = batch;
+    run.group = &g;
+    stats[g.rank()] = compute_fisher_stats(models[g.rank()], x, fo, run);
   });
   for (int r = 0; r < world; ++r) {
     ASSERT_TRUE(stats[r].fisher_diag.defined()) << "rank " << r;

@@ -1,11 +1,11 @@
-// Output writing (detail/atomic_file) and input opening (detail/input_file): what is at a path is
+// Output writing (nfk/output_files.h) and input opening (detail/input_file): what is at a path is
 // never destroyed, all-or-nothing groups, no temp file left, inputs that would block refused.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "detail/input_file.h"
 #include "support.h"
 
@@ -31,9 +31,9 @@ using test::error_of;
 TEST(AtomicFile, ReplacesARegularFileKeepingItsMode) {
   auto dir = test::temp_dir("atomic_mode");
   const std::string p = dir + "/a.bin";
-  detail::write_file_atomic(p, "old");
+  write_file_atomic(p, "old");
   ASSERT_EQ(::chmod(p.c_str(), 0600), 0);
-  detail::write_file_atomic(p, "new contents");
+  write_file_atomic(p, "new contents");
   EXPECT_EQ(slurp(p), "new contents");
   struct stat st {};
   ASSERT_EQ(::stat(p.c_str(), &st), 0);
@@ -45,25 +45,25 @@ TEST(AtomicFile, FollowsSymlinksAndKeepsThem) {
   auto dir = test::temp_dir("atomic_link");
   std::filesystem::create_directories(dir + "/real");
   ASSERT_EQ(::symlink("real/target.bin", (dir + "/link.bin").c_str()), 0);  // dangling
-  detail::write_file_atomic(dir + "/link.bin", "first");
+  write_file_atomic(dir + "/link.bin", "first");
   EXPECT_TRUE(std::filesystem::is_symlink(dir + "/link.bin"));
   EXPECT_EQ(slurp(dir + "/real/target.bin"), "first");
-  detail::write_file_atomic(dir + "/link.bin", "second");
+  write_file_atomic(dir + "/link.bin", "second");
   EXPECT_TRUE(std::filesystem::is_symlink(dir + "/link.bin"));
   EXPECT_EQ(slurp(dir + "/real/target.bin"), "second");
-  EXPECT_EQ(detail::resolved_output_path(dir + "/link.bin"),
+  EXPECT_EQ(resolved_output_path(dir + "/link.bin"),
             std::filesystem::canonical(dir + "/real").string() + "/target.bin");
 }
 
 TEST(AtomicFile, WritesThroughCharacterDevices) {
   if (::access("/dev/null", W_OK) != 0) GTEST_SKIP() << "no writable /dev/null";
-  detail::check_writable("/dev/null");
-  detail::write_file_atomic("/dev/null", "discarded");
+  check_writable("/dev/null");
+  write_file_atomic("/dev/null", "discarded");
   struct stat st {};
   ASSERT_EQ(::stat("/dev/null", &st), 0);
   EXPECT_TRUE(S_ISCHR(st.st_mode));
   if (::access("/dev/full", W_OK) == 0) {
-    EXPECT_NE(error_of([] { detail::write_file_atomic("/dev/full", "x"); }).find("No space"),
+    EXPECT_NE(error_of([] { write_file_atomic("/dev/full", "x"); }).find("No space"),
               std::string::npos);
   }
 }
@@ -71,52 +71,52 @@ TEST(AtomicFile, WritesThroughCharacterDevices) {
 TEST(AtomicFile, RefusesDirectoriesAndLeavesNothingBehind) {
   auto dir = test::temp_dir("atomic_dir");
   std::filesystem::create_directories(dir + "/sub");
-  EXPECT_NE(error_of([&] { detail::write_file_atomic(dir + "/sub", "x"); }).find("a directory"),
+  EXPECT_NE(error_of([&] { write_file_atomic(dir + "/sub", "x"); }).find("a directory"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { detail::check_writable(dir + "/missing/x"); }).find("No such file"),
+  EXPECT_NE(error_of([&] { check_writable(dir + "/missing/x"); }).find("No such file"),
             std::string::npos);
-  detail::check_writable(dir + "/new.bin");
+  check_writable(dir + "/new.bin");
   EXPECT_EQ(names_in(dir), std::vector<std::string>{"sub"});
 }
 
 TEST(AtomicFile, TakesTheLongestFileNames) {
   auto dir = test::temp_dir("atomic_long");
   const std::string name(255, 'n');
-  detail::check_writable(dir + "/" + name);
-  detail::write_file_atomic(dir + "/" + name, "ok");
+  check_writable(dir + "/" + name);
+  write_file_atomic(dir + "/" + name, "ok");
   EXPECT_EQ(slurp(dir + "/" + name), "ok");
 }
 
 TEST(AtomicFile, AGroupWritesAllOrNothing) {
   auto dir = test::temp_dir("atomic_group");
   const std::string a = dir + "/a.bin", b = dir + "/b.bin";
-  detail::write_file_atomic(a, "old a");
+  write_file_atomic(a, "old a");
   {  // the second write fails: the first one's old content stays
-    detail::OutputGroup outputs;
-    detail::write_file_atomic(a, "new a");
+    OutputGroup outputs;
+    write_file_atomic(a, "new a");
     EXPECT_EQ(slurp(a), "old a");  // staged, not yet visible
-    EXPECT_THROW(detail::write_file_atomic(dir + "/missing/b.bin", "b"), c10::Error);
+    EXPECT_THROW(write_file_atomic(dir + "/missing/b.bin", "b"), c10::Error);
   }
   EXPECT_EQ(slurp(a), "old a");
   EXPECT_EQ(names_in(dir), std::vector<std::string>{"a.bin"});
   {  // destroyed without commit (an error in between): nothing appears
-    detail::OutputGroup outputs;
-    detail::write_file_atomic(b, "b");
+    OutputGroup outputs;
+    write_file_atomic(b, "b");
   }
   EXPECT_EQ(names_in(dir), std::vector<std::string>{"a.bin"});
   {
-    detail::OutputGroup outputs;
-    detail::write_file_atomic(a, "new a");
-    detail::write_file_atomic(b, "new b");
+    OutputGroup outputs;
+    write_file_atomic(a, "new a");
+    write_file_atomic(b, "new b");
     outputs.commit();
   }
   EXPECT_EQ(slurp(a), "new a");
   EXPECT_EQ(slurp(b), "new b");
   EXPECT_EQ(names_in(dir), (std::vector<std::string>{"a.bin", "b.bin"}));
   if (::access("/dev/full", W_OK) == 0) {  // a device that fails at commit stops the renames
-    detail::OutputGroup outputs;
-    detail::write_file_atomic(a, "newer a");
-    detail::write_file_atomic("/dev/full", "x");
+    OutputGroup outputs;
+    write_file_atomic(a, "newer a");
+    write_file_atomic("/dev/full", "x");
     EXPECT_THROW(outputs.commit(), c10::Error);
     EXPECT_EQ(slurp(a), "new a");
   }

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <tuple>
 
+#include "linalg/cholesky_qr2.h"
 #include "nfk/linalg.h"
 #include "support.h"
 

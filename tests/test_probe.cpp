@@ -4,7 +4,9 @@
 #include <numeric>
 #include <set>
 
+#include "nfk/knn.h"
 #include "nfk/probe.h"
+#include "nfk/semi_supervised.h"
 #include "support.h"
 
 namespace nfk::test {

@@ -111,12 +111,6 @@ SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank);
 /// CholeskyQR2 declines.
 torch::Tensor orthonormal_basis(const torch::Tensor& a);
 
-/// CholeskyQR2 (Fukaya, Nakatsukasa, Yanagisawa & Yamamoto 2014): twice G = AᵀA (in float64),
-/// R = chol(G)ᵀ, A ← A R⁻¹. Returns an undefined tensor when the Gram matrix is not numerically
-/// positive definite or A too ill-conditioned for A R⁻¹ in A's dtype (diag(R) spread beyond 1e4
-/// in float32, 1e6 in float64): rank-deficient inputs go to Householder QR.
-torch::Tensor cholesky_qr2(const torch::Tensor& a);
-
 /// ‖A‖_F² accumulated in float64, a block of rows at a time (no full-size temporaries).
 double squared_norm(const torch::Tensor& a);
 

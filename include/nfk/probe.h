@@ -1,7 +1,7 @@
 #pragma once
-/// What a representation is worth: linear probing, k-nearest-neighbour classification and the
-/// semi-supervised protocol of the NFK paper (few labels per class), on any features [N, D]
-/// (NFK embeddings, pixels, PCA, activations, full Fisher vectors).
+/// What a representation is worth, by linear probing: multinomial logistic regression on any
+/// features [N, D] (NFK embeddings, pixels, PCA, activations, full Fisher vectors).
+/// kNN classification: knn.h; the semi-supervised protocol: semi_supervised.h.
 
 #include <torch/torch.h>
 
@@ -52,48 +52,5 @@ LinearProbe fit_linear_probe(const torch::Tensor& features, const torch::Tensor&
 
 /// Fraction of `predicted` equal to `labels` (both [N] int64).
 double accuracy(const torch::Tensor& predicted, const torch::Tensor& labels);
-
-enum class KnnMetric { kCosine, kEuclidean };
-KnnMetric parse_knn_metric(const std::string& name);  // "cosine" | "euclidean"
-
-struct KnnOptions {
-  int64_t k = 10;
-  KnnMetric metric = KnnMetric::kCosine;
-  int64_t batch_size = 1024;  // queries per block of the distance matrix
-};
-
-struct KnnResult {
-  torch::Tensor predicted;  // [M] int64: majority vote; ties go to the class met first
-  torch::Tensor neighbors;  // [M, k] int64 indices into the train set, nearest first
-  torch::Tensor distances;  // [M, k] cosine distance (1 − cos) or Euclidean distance
-};
-
-/// k-nearest-neighbour classification of `queries` [M, D] against `train` [N, D] / `labels` [N].
-KnnResult knn_classify(const torch::Tensor& train, const torch::Tensor& labels,
-                       const torch::Tensor& queries, const KnnOptions& options);
-
-/// Semi-supervised protocol (NFK paper §4): the representation is learned without labels; a
-/// linear probe then sees n labelled examples per class, drawn with `seeds` different seeds.
-struct SemiSupervisedOptions {
-  std::vector<int64_t> labels_per_class = {10, 50, 100};
-  int64_t seeds = 5;
-  uint64_t seed = 0;
-  ProbeOptions probe;  // with l2_grid set, l2 is cross-validated on the few labels themselves
-};
-
-struct SemiSupervisedRow {
-  int64_t labels_per_class = 0;
-  std::vector<double> accuracies;  // one per seed
-  double mean = 0, std = 0;        // std: sample standard deviation over seeds
-};
-
-std::vector<SemiSupervisedRow> semi_supervised(const torch::Tensor& train_features,
-                                               const torch::Tensor& train_labels,
-                                               const torch::Tensor& test_features,
-                                               const torch::Tensor& test_labels,
-                                               const SemiSupervisedOptions& options);
-
-/// n examples of each class drawn without replacement (seeded) → indices [n·C] int64.
-torch::Tensor sample_per_class(const torch::Tensor& labels, int64_t n, uint64_t seed);
 
 }  // namespace nfk

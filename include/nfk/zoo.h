@@ -120,13 +120,6 @@ using ZooBuilder = std::function<ZooModule(const nlohmann::json& options)>;
 /// The zoo's architectures by name; src/models/zoo_registry.cpp lists them.
 const std::map<std::string, ZooBuilder>& zoo_registry();
 
-/// Reads `key` from zoo options JSON if present, else `fallback`, e.g. a loaded archive's
-/// `zoo_option<int64_t>(zoo.options, "latent_dim", 0)`. (Builders map whole Options structs.)
-template <typename T>
-T zoo_option(const nlohmann::json& options, const char* key, T fallback) {
-  return options.contains(key) ? options.at(key).get<T>() : fallback;
-}
-
 /// Builds a freshly initialised zoo module (seed the global RNG first for reproducibility).
 /// `options` holds the fields of the arch's Options struct by name; missing ones keep defaults.
 /// Example: `auto d = nfk::make_zoo_module("dcgan-d", {{"width", 8}});`

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "detail/input_file.h"
 #include "nfk/data.h"
 
@@ -329,7 +329,7 @@ void write_npy(const std::string& path, const torch::Tensor& t, bool allow_non_f
   head += dict;
 
   const size_t nbytes = static_cast<size_t>(c.numel()) * c.element_size();
-  detail::write_file_atomic(
+  write_file_atomic(
       path,
       {std::string_view(head), std::string_view(static_cast<const char*>(c.data_ptr()), nbytes)});
 }

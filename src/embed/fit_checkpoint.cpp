@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "detail/input_file.h"
 #include "nfk/data.h"
 

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <map>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "detail/checksum.h"
 #include "detail/input_file.h"
 #include "detail/strings.h"
@@ -121,7 +121,7 @@ void save_projector(const std::string& path, const Projector& p) {
   for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((head_crc >> (8 * i)) & 0xff));
   bytes += head;
   bytes += data;
-  detail::write_file_atomic(path, bytes);
+  write_file_atomic(path, bytes);
 }
 
 namespace {

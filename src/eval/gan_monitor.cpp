@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "nfk/fisher.h"
+#include "models/zoo_options.h"
 #include "nfk/gan_eval.h"
 #include "nfk/image.h"
 #include "nfk/zoo.h"

@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <limits>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 
 namespace nfk {
 namespace {
@@ -182,7 +182,7 @@ std::string encode_png(const torch::Tensor& image) {
 }
 
 void write_png(const std::string& path, const torch::Tensor& image) {
-  detail::write_file_atomic(path, encode_png(image));
+  write_file_atomic(path, encode_png(image));
 }
 
 torch::Tensor image_grid(const torch::Tensor& images, int64_t columns, int64_t padding,

@@ -1,7 +1,7 @@
 #include <string>
 
 #include "nfk/data.h"
-#include "nfk/probe.h"
+#include "nfk/knn.h"
 
 namespace nfk {
 

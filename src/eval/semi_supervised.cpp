@@ -1,6 +1,6 @@
 #include <cmath>
 
-#include "nfk/probe.h"
+#include "nfk/semi_supervised.h"
 
 namespace nfk {
 

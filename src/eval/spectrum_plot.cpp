@@ -3,7 +3,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/image.h"
 #include "nfk/plot.h"
 
@@ -193,7 +193,7 @@ torch::Tensor spectrum_png_image(const Projector& p) {
 
 void write_spectrum_plot(const std::string& path, const Projector& projector) {
   if (ends_with_ci(path, ".svg")) {
-    detail::write_file_atomic(path, spectrum_svg(projector));
+    write_file_atomic(path, spectrum_svg(projector));
   } else if (ends_with_ci(path, ".png")) {
     write_png(path, spectrum_png_image(projector));
   } else {

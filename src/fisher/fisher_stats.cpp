@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "fisher/fisher_accumulator.h"
 #include "nfk/fisher.h"
 
 namespace nfk {

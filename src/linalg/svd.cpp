@@ -1,5 +1,6 @@
 #include <algorithm>
 
+#include "linalg/cholesky_qr2.h"
 #include "nfk/linalg.h"
 
 namespace nfk {

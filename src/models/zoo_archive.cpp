@@ -3,7 +3,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "detail/input_file.h"
 #include "nfk/zoo.h"
 
@@ -45,7 +45,7 @@ void save_zoo_module(const std::string& path, const ZooModule& zoo) {
   zoo.module->save(archive);
   std::ostringstream bytes;
   archive.save_to(bytes);
-  detail::write_file_atomic(path, bytes.str());
+  write_file_atomic(path, bytes.str());
 }
 
 bool is_zoo_archive(const std::string& path) {

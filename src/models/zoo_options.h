@@ -9,6 +9,17 @@
 #include <nlohmann/json.hpp>
 #include <type_traits>
 
+namespace nfk {
+
+/// Reads `key` from zoo options JSON if present, else `fallback`, e.g. a loaded archive's
+/// `zoo_option<int64_t>(zoo.options, "latent_dim", 0)`. (Builders map whole Options structs.)
+template <typename T>
+T zoo_option(const nlohmann::json& options, const char* key, T fallback) {
+  return options.contains(key) ? options.at(key).get<T>() : fallback;
+}
+
+}  // namespace nfk
+
 #define NFK_ZOO_OPTION_TO_JSON(field) json[#field] = options.field();
 #define NFK_ZOO_OPTION_FROM_JSON(field) \
   if (json.contains(#field))            \

@@ -2,7 +2,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/trainer.h"
 
 namespace nfk {
@@ -18,10 +18,10 @@ void save_checkpoint(const std::string& dir, int64_t epoch,
     opt->save(archive);
     std::ostringstream bytes;
     archive.save_to(bytes);
-    detail::write_file_atomic(dir + "/" + name + ".optim", bytes.str());
+    write_file_atomic(dir + "/" + name + ".optim", bytes.str());
   }
   nlohmann::json state = {{"epoch", epoch}, {"log", log}};
-  detail::write_file_atomic(dir + "/state.json", state.dump(1) + "\n");
+  write_file_atomic(dir + "/state.json", state.dump(1) + "\n");
 }
 
 int64_t load_checkpoint(const std::string& dir, const std::map<std::string, ZooModule*>& modules,

@@ -1,7 +1,7 @@
 // Classifier training: cross-entropy with Adam on the shared loop.
 #include <filesystem>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/train.h"
 #include "nfk/trainer.h"
 
@@ -75,7 +75,7 @@ nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const
   if (test.labels.defined()) log["test_accuracy"] = classifier_accuracy(net, test);
   std::filesystem::create_directories(run.out_dir);
   save_zoo_module(run.out_dir + "/classifier.pt", net);
-  detail::write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
+  write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
   return log;
 }
 

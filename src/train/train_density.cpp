@@ -2,7 +2,7 @@
 #include <cmath>
 #include <filesystem>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/train.h"
 #include "nfk/trainer.h"
 #include "nfk/zoo_generative.h"
@@ -120,7 +120,7 @@ nlohmann::json train_density(const Dataset& train, const Dataset& test, const Tr
   if (has_test) add_test_metrics(log);
   std::filesystem::create_directories(run.out_dir);
   save_zoo_module(run.out_dir + "/density.pt", net);
-  detail::write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
+  write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
   return log;
 }
 

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/train.h"
 #include "nfk/trainer.h"
 
@@ -139,7 +139,7 @@ nlohmann::json train_gan(const Dataset& train, const TrainRun& run, const GanTra
   std::filesystem::create_directories(run.out_dir);
   save_zoo_module(run.out_dir + "/discriminator.pt", d);
   save_zoo_module(run.out_dir + "/generator.pt", g_ema);
-  detail::write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
+  write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
   return log;
 }
 

@@ -1,7 +1,7 @@
 // VAE training: −ELBO with Adam on the shared loop (seeded, checkpointed, resumable).
 #include <filesystem>
 
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 #include "nfk/train.h"
 #include "nfk/trainer.h"
 #include "nfk/zoo_generative.h"
@@ -101,7 +101,7 @@ nlohmann::json train_vae(const Dataset& train, const Dataset& test, const TrainR
   }
   std::filesystem::create_directories(run.out_dir);
   save_zoo_module(run.out_dir + "/vae.pt", net);
-  detail::write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
+  write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
   return log;
 }
 

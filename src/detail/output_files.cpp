@@ -1,4 +1,4 @@
-#include "detail/atomic_file.h"
+#include "nfk/output_files.h"
 
 #include <c10/util/Exception.h>
 #include <fcntl.h>
@@ -207,6 +207,10 @@ struct GroupState {
 thread_local GroupState* g_group = nullptr;
 
 }  // namespace
+}  // namespace nfk::detail
+
+namespace nfk {
+using namespace detail;  // the helpers above
 
 std::string resolved_output_path(const std::string& path) {
   std::string p = path;
@@ -291,4 +295,4 @@ void OutputGroup::commit() {
   delete group;
 }
 
-}  // namespace nfk::detail
+}  // namespace nfk

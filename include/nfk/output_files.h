@@ -1,5 +1,6 @@
 #pragma once
-/// Whole-file writes shared by every writer in nfk (.npy, projector files, images, checkpoints).
+/// Whole-file writes shared by every writer in nfk (.npy, projector files, images, checkpoints),
+/// and the checks front ends make on output paths before any work.
 ///
 /// What is at an output path is never destroyed by the way it is written:
 /// - a regular file (or a new name) is replaced atomically: the bytes go to an unnamed temp file
@@ -15,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-namespace nfk::detail {
+namespace nfk {
 
 /// Writes `bytes` to `path` as described above.
 void write_file_atomic(const std::string& path, const std::string& bytes);
@@ -39,7 +40,7 @@ std::string resolved_output_path(const std::string& path);
 /// staged file its name. Destroyed without commit() (an error, an exception in between), none of
 /// them appears. Groups do not nest.
 ///
-///   detail::OutputGroup outputs;
+///   nfk::OutputGroup outputs;
 ///   save_projector(out, p);          // staged
 ///   write_npy(embedding_out, e);     // staged; a full disk here leaves `out` untouched
 ///   outputs.commit();                // both appear
@@ -52,4 +53,4 @@ class OutputGroup {
   void commit();
 };
 
-}  // namespace nfk::detail
+}  // namespace nfk

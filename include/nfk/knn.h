@@ -1,0 +1,31 @@
+#pragma once
+/// k-nearest-neighbour classification on any features [N, D], with the neighbours and their
+/// distances (cosine or Euclidean).
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+namespace nfk {
+
+enum class KnnMetric { kCosine, kEuclidean };
+KnnMetric parse_knn_metric(const std::string& name);  // "cosine" | "euclidean"
+
+struct KnnOptions {
+  int64_t k = 10;
+  KnnMetric metric = KnnMetric::kCosine;
+  int64_t batch_size = 1024;  // queries per block of the distance matrix
+};
+
+struct KnnResult {
+  torch::Tensor predicted;  // [M] int64: majority vote; ties go to the class met first
+  torch::Tensor neighbors;  // [M, k] int64 indices into the train set, nearest first
+  torch::Tensor distances;  // [M, k] cosine distance (1 − cos) or Euclidean distance
+};
+
+/// k-nearest-neighbour classification of `queries` [M, D] against `train` [N, D] / `labels` [N].
+KnnResult knn_classify(const torch::Tensor& train, const torch::Tensor& labels,
+                       const torch::Tensor& queries, const KnnOptions& options);
+
+}  // namespace nfk
