@@ -53,6 +53,9 @@ torch::Tensor flatten_like(const std::vector<torch::Tensor>& grads,
 /// Per-example gradients ∇θ s(x_i) of a batch x_b [B, ...] → J_b [B, P] (model dtype/device).
 /// `first_index` is x_b[0]'s index in its data set (fixes the VAE's per-example noise).
 /// If `out_bp` is given ([B, P], model dtype/device) the rows are written there and it is returned.
+/// The first batch picks the path (layer tape or one backward per example) and records it on
+/// `model`: `model.gradient_path()`, and `model.gradient_path_note()` says in words why the tape
+/// was not taken (e.g. which op's output an in-place op overwrites), for the caller to print.
 torch::Tensor per_example_gradients(ScoreModel& model, const torch::Tensor& x_b,
                                     int64_t first_index = 0, torch::Tensor out_bp = {});
 
