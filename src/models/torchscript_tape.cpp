@@ -202,6 +202,28 @@ MatchedOp match_op(Node* n, const std::string& kind) {
   return m;
 }
 
+// Eval-mode dropout (train = False) is the identity, in place or not: its uses read its input.
+// Removing it first matters for Dropout(inplace=True) on a view (EfficientNet's classifier
+// after flatten), which mutation removal has to keep and which would hide the next op's input.
+void remove_eval_dropout(torch::jit::Block* block) {
+  static const std::set<std::string> kinds = {"aten::dropout",
+                                              "aten::dropout_",
+                                              "aten::feature_dropout",
+                                              "aten::feature_dropout_",
+                                              "aten::alpha_dropout",
+                                              "aten::alpha_dropout_",
+                                              "aten::feature_alpha_dropout",
+                                              "aten::feature_alpha_dropout_"};
+  for (auto it = block->nodes().begin(); it != block->nodes().end();) {
+    Node* n = *it++;
+    for (auto* b : n->blocks()) remove_eval_dropout(b);
+    if (!kinds.count(kind_of(n)) || n->inputs().size() != 3 || n->outputs().size() != 1) continue;
+    if (bool_constant(n->input(2)) != std::optional<bool>(false)) continue;
+    n->output()->replaceAllUsesWith(n->input(0));
+    n->destroy();
+  }
+}
+
 // "aten::conv2d (layer1.0.conv1.weight)" for notes.
 std::string op_label(const std::string& kind, const Value* weight, const Value* self) {
   const std::string path = weight != nullptr ? attribute_path(weight, self) : "";
@@ -239,6 +261,7 @@ TapedScriptMethod::TapedScriptMethod(torch::jit::Module& module, const std::stri
   // In-place ops (ReLU(inplace=True), `out += identity`, dropout_) would overwrite the values
   // the tape reads back after the forward: replace them by their functional forms wherever
   // alias analysis proves that this keeps the graph's meaning (the mutated value is fresh).
+  remove_eval_dropout(graph->block());
   torch::jit::RemoveListMutation(graph);
   torch::jit::RemoveTensorMutation(graph);
   torch::jit::EliminateDeadCode(graph);
