@@ -101,5 +101,35 @@ TEST(TorchvisionTapeFallback, UnremovableInPlaceOpIsNamedInTheReason) {
   test::expect_close(j, test::explicit_jacobian(model, x, 4), 1e-10, "in-place fallback");
 }
 
+// Eval-mode Dropout(inplace=True) on a view (EfficientNet's classifier after flatten): mutation
+// removal must keep it, so the rewrite drops it as the identity it is; the tape is taken.
+TEST(TorchvisionTapeFallback, EvalDropoutInPlaceOnAViewKeepsTheTape) {
+  test::seed(0);
+  torch::jit::Module net("Net");
+  auto o = torch::dtype(torch::kFloat64);
+  auto param = [&](const char* name, torch::Tensor t) {
+    net.register_parameter(name, t.requires_grad_(true), false);
+  };
+  param("w1", torch::randn({8, 16}, o) * 0.3);
+  param("b1", torch::randn({8}, o) * 0.1);
+  param("w2", torch::randn({3, 8}, o) * 0.3);
+  param("b2", torch::randn({3}, o) * 0.1);
+  net.define(
+      "def forward(self, x):\n"
+      "        h = torch.tanh(torch.linear(x.flatten(1), self.w1, self.b1))\n"
+      "        v = torch.dropout_(h.view([-1, 8]), 0.5, False)\n"
+      "        return torch.linear(v, self.w2, self.b2)\n");
+  ModelOptions mo;
+  mo.dtype = torch::kFloat64;
+  mo.model_path = test::temp_dir("tape_dropout") + "/dropout.pt";
+  net.save(mo.model_path);
+  auto x = test::test_inputs(4);
+  auto model = load_score_model(ModelKind::kClassifier, mo, x);
+  auto j = per_example_gradients(model, x);
+  EXPECT_EQ(to_string(model.gradient_path()), to_string(GradientPath::kLayerTape))
+      << model.gradient_path_note();
+  test::expect_close(j, test::explicit_jacobian(model, x, 4), 1e-10, "eval dropout_ on a view");
+}
+
 }  // namespace
 }  // namespace nfk
