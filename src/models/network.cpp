@@ -55,8 +55,16 @@ class TorchScriptNetwork : public Network {
     return params;
   }
 
+  // Only floating-point tensors take the dtype, as in PyTorch's Module.to: jit::Module::to
+  // would also turn integer buffers (Swin's relative_position_index) into floats.
   void to(torch::Device device, torch::Dtype dtype) override {
-    module_.to(device, dtype);
+    module_.to(device);
+    for (auto t : module_.parameters()) {
+      if (t.is_floating_point()) t.set_data(t.to(dtype));
+    }
+    for (auto t : module_.buffers()) {
+      if (t.is_floating_point()) t.set_data(t.to(dtype));
+    }
     module_.eval();
     taped_.clear();  // rebuilt from the eval-mode attributes on next use
     tape_notes_.clear();
