@@ -77,8 +77,10 @@ def main():
         x = torch.rand(2, 3, a.size, a.size, dtype=dtype)
         for how in a.how.split(","):
             try:
+                # Traced with gradients on: under no_grad, torch.jit.trace records fused
+                # inference-only kernels (ViT's _native_multi_head_attention).
+                m = torch.jit.script(net) if how == "script" else torch.jit.trace(net, x)
                 with torch.no_grad():
-                    m = torch.jit.script(net) if how == "script" else torch.jit.trace(net, x)
                     out = m(x)
                 if not isinstance(out, torch.Tensor):
                     raise TypeError(f"forward returns {type(out).__name__}, not a tensor")
