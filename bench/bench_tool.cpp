@@ -2,6 +2,9 @@
 //   nfk_bench make-models DIR        untrained zoo archives of the benchmark networks (seeded)
 //   nfk_bench gradients [N] [REPS] [NET]   per-example gradient throughput, loop vs layer tape, as
 //   JSON
+//   nfk_bench torchscript MODEL.pt SIZE N REPS BATCH DTYPE   the same for a TorchScript classifier
+//   on [N, 3, SIZE, SIZE] inputs (REPS = 0: only which path, why, and the tape's error vs the loop)
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -37,20 +40,72 @@ double seconds(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Examples per second of per_example_gradients over n examples (best of reps).
-double throughput(nfk::ScoreModel& model, const torch::Tensor& x, int64_t batch, int reps,
-                  nfk::GradientPath path) {
-  double best = 1e300;
-  auto j_bp = torch::empty({batch, model.num_parameters()});  // reused, as fisher/ does
-  for (int r = 0; r < reps; ++r) {
+// Seconds of per_example_gradients over all of x, one entry per repeat, sorted.
+std::vector<double> timings(nfk::ScoreModel& model, const torch::Tensor& x, int64_t batch,
+                            int reps, nfk::GradientPath path) {
+  std::vector<double> times;
+  auto j_bp = torch::empty({batch, model.num_parameters()}, model.parameters().front().options());
+  for (int r = 0; r < reps; ++r) {  // j_bp is reused, as fisher/ does
     auto t0 = std::chrono::steady_clock::now();
     for (int64_t s = 0; s < x.size(0); s += batch) {
       const int64_t e = std::min(x.size(0), s + batch);
       nfk::per_example_gradients(model, x.slice(0, s, e), s, j_bp.narrow(0, 0, e - s), path);
     }
-    best = std::min(best, seconds(t0));
+    times.push_back(seconds(t0));
   }
-  return x.size(0) / best;
+  std::sort(times.begin(), times.end());
+  return times;
+}
+
+// Examples per second of per_example_gradients over n examples (best of reps).
+double throughput(nfk::ScoreModel& model, const torch::Tensor& x, int64_t batch, int reps,
+                  nfk::GradientPath path) {
+  return x.size(0) / timings(model, x, batch, reps, path).front();
+}
+
+std::string json_string(const std::string& s) {
+  return nlohmann::json(s).dump();
+}
+
+// A TorchScript classifier: which gradient path it takes and why, ‖J_tape − J_loop‖/‖J_loop‖
+// on the first batch, and (reps > 0) both paths' times over n examples.
+int torchscript(const std::string& path, int64_t size, int64_t n, int reps, int64_t batch,
+                const std::string& dtype) {
+  nfk::ModelOptions o;
+  o.model_path = path;
+  o.dtype = nfk::parse_dtype(dtype);
+  torch::manual_seed(0);
+  auto x = torch::rand({n, 3, size, size}, torch::dtype(o.dtype));
+  auto model = nfk::load_score_model(nfk::ModelKind::kClassifier, o, x.slice(0, 0, 1));
+  const int64_t first = std::min(n, batch);
+  const auto choice = nfk::choose_gradient_path(model, x.slice(0, 0, first));
+  const bool tape = choice.path == nfk::GradientPath::kLayerTape;
+  const std::string note = choice.reason;
+  auto tape_rows =
+      nfk::per_example_gradients(model, x.slice(0, 0, first), 0, {}, choice.path).clone();
+  std::vector<double> tape_s =
+      tape ? timings(model, x, batch, reps, choice.path) : std::vector<double>{};
+  auto loop_rows =
+      nfk::per_example_gradients(model, x.slice(0, 0, first), 0, {}, nfk::GradientPath::kLoop);
+  std::vector<double> loop_s = timings(model, x, batch, reps, nfk::GradientPath::kLoop);
+  const double rel = ((tape_rows - loop_rows).norm() / loop_rows.norm()).item<double>();
+  auto rates = [&](const std::vector<double>& t) {
+    if (t.empty()) return std::string("null");
+    return nlohmann::json{{"s_min", t.front()},
+                          {"s_median", t[t.size() / 2]},
+                          {"ex_per_s_best", n / t.front()},
+                          {"ex_per_s_median", n / t[t.size() / 2]}}
+        .dump();
+  };
+  std::printf(
+      "{\"model\": %s, \"params\": %lld, \"dtype\": \"%s\", \"threads\": %d, \"n\": %lld, "
+      "\"batch\": %lld, \"reps\": %d, \"tape_used\": %s, \"fallback_reason\": %s, "
+      "\"rel_diff_tape_vs_loop\": %.3e, \"tape\": %s, \"loop\": %s}\n",
+      json_string(path).c_str(), static_cast<long long>(model.num_parameters()), dtype.c_str(),
+      torch::get_num_threads(), static_cast<long long>(n), static_cast<long long>(batch), reps,
+      tape ? "true" : "false", json_string(note).c_str(), rel, rates(tape_s).c_str(),
+      rates(loop_s).c_str());
+  return 0;
 }
 
 int gradients(int64_t n, int reps, const std::string& only) {
@@ -110,7 +165,13 @@ int main(int argc, char** argv) {
       return gradients(argc > 2 ? std::stoll(argv[2]) : 1024, argc > 3 ? std::stoi(argv[3]) : 3,
                        argc > 4 ? argv[4] : "");
     }
-    std::fprintf(stderr, "usage: nfk_bench make-models DIR | gradients [N] [REPS] [NET]\n");
+    if (cmd == "torchscript" && argc == 8) {
+      return torchscript(argv[2], std::stoll(argv[3]), std::stoll(argv[4]), std::stoi(argv[5]),
+                         std::stoll(argv[6]), argv[7]);
+    }
+    std::fprintf(stderr,
+                 "usage: nfk_bench make-models DIR | gradients [N] [REPS] [NET] | torchscript "
+                 "MODEL.pt SIZE N REPS BATCH DTYPE\n");
     return 2;
   } catch (const c10::Error& e) {  // one line, without LibTorch's backtrace
     const std::string what = e.what_without_backtrace();

@@ -11,7 +11,9 @@
 /// their parameters stay uncovered and fisher/ falls back to the per-example loop.
 /// Users' TorchScript models are recorded too (src/models/torchscript_tape.h): their graphs are
 /// rewritten to return each aten::linear, conv2d, _convolution, conv_transpose2d, layer_norm,
-/// group_norm, eval-mode batch_norm and embedding call's input, output and parameters.
+/// group_norm, eval-mode batch_norm and embedding call's input, output and parameters, after
+/// in-place ops (ReLU(inplace=True), `out += identity`, ...) are made functional where alias
+/// analysis allows; ops it cannot expose are named, with the reason, in Network::tape_note().
 /// Example (a module's forward): `auto h = torch::relu(nfk::taped(*fc1, x));`
 
 #include <torch/torch.h>

@@ -34,6 +34,10 @@ class Network {
   virtual void to(torch::Device device, torch::Dtype dtype) = 0;
   /// "torchscript" or "zoo:<arch>".
   virtual std::string describe() const = 0;
+  /// Why the layer tape cannot see some of the network's parametric ops, one line per op, e.g.
+  /// "forward: aten::batch_norm (bn.weight): not in eval mode ..."; "" when it sees them all
+  /// (or before the first taped call). fisher/ appends it to the reason for falling back.
+  virtual std::string tape_note() const { return ""; }
 };
 
 /// Loads a network file: a native zoo archive (written by nfk) or any TorchScript file.

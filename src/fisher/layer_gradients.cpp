@@ -69,53 +69,40 @@ void linear_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor
   if (b_bp.defined()) put_rows(b_bp, sum_rows(g, out), accumulate);
 }
 
-void conv2d_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp,
-                      torch::Tensor b_bp, bool accumulate) {
-  const int64_t batch = g.size(0), groups = r.groups, out = g.size(1);
-  const int64_t patch = r.weight[0].numel();  // C/G · kh · kw
-  const int64_t positions = g.size(2) * g.size(3);
+// Per-example weight gradients of a convolution as batched GEMMs: `rows_src` [B, R, *] (R =
+// weight.size(0)) against the patches of `patch_src` unfolded with the layer's kernel, stride,
+// padding and dilation ([B, G·patch, L], L = rows_src's positions), into w_bp [B, |W|] viewed
+// as the weight's layout [B, G, R/G, patch].
+//   conv (rows_src = g, patch_src = x):            ∂s/∂W[o, c, k] = Σ_l g[o, l] x_unf[c·k, l]
+//   transposed conv (rows_src = x, patch_src = g): ∂s/∂W[c, o, k] = Σ_i x[c, i] g_unf[o·k, i]
+void unfolded_conv_gradients(const TapeRecord& r, const torch::Tensor& rows_src,
+                             const torch::Tensor& patch_src, torch::Tensor w_bp, bool accumulate) {
+  const int64_t batch = rows_src.size(0), groups = r.groups, rows = r.weight.size(0);
+  const int64_t patch = r.weight[0].numel();
+  const int64_t positions = rows_src.size(2) * rows_src.size(3);
   const int64_t chunk = std::max<int64_t>(1, kUnfoldChunkElements / (patch * groups * positions));
   auto unfold =
       nnf::UnfoldFuncOptions(r.kernel).dilation(r.dilation).padding(r.padding).stride(r.stride);
   for (int64_t start = 0; start < batch; start += chunk) {
     const int64_t b = std::min(chunk, batch - start);
-    auto cols = nnf::unfold(r.input.narrow(0, start, b), unfold);  // [b, C·kh·kw, L]
+    auto cols = nnf::unfold(patch_src.narrow(0, start, b), unfold);  // [b, G·patch, L]
     TORCH_CHECK(cols.size(2) == positions, "conv2d: unfolded positions ", cols.size(2),
-                " != output positions ", positions);
-    auto gg = g.narrow(0, start, b).reshape({b, groups, out / groups, positions});
-    auto cc = cols.view({b, groups, patch, positions});
-    auto w4 = w_bp.narrow(0, start, b).view({b, groups, out / groups, patch});  // weight layout
-    for (int64_t k = 0; k < groups; ++k) {
-      batched_gemm_into(w4.select(1, k), gg.select(1, k), cc.select(1, k).transpose(1, 2),
-                        accumulate);
+                " != ", positions, " (a transposed conv with output_padding >= stride?)");
+    auto rr = rows_src.narrow(0, start, b).reshape({b, groups, rows / groups, positions});
+    auto cc = cols.view({b, groups, patch, positions}).transpose(2, 3);
+    auto w4 = w_bp.narrow(0, start, b).view({b, groups, rows / groups, patch});
+    if (groups == 1) {  // straight into J
+      batched_gemm_into(w4.select(1, 0), rr.select(1, 0), cc.select(1, 0), accumulate);
+    } else {  // one batched product over (example, group): depthwise convs have hundreds
+      put_rows(w4, torch::matmul(rr, cc), accumulate);
     }
   }
-  if (b_bp.defined()) put_rows(b_bp, sum_spatial(g), accumulate);
 }
 
-// y = conv_transpose(x, W): ∂s/∂W[c, o, k] = Σ_i x[c, i] g[o, i·stride − pad + k·dil], i.e. the
-// unfolded output gradient (same kernel, stride, padding, dilation) against the input.
-void conv_transpose2d_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp,
-                                torch::Tensor b_bp, bool accumulate) {
-  const int64_t batch = g.size(0), groups = r.groups, in = r.input.size(1);
-  const int64_t patch = r.weight[0].numel();  // O/G · kh · kw
-  const int64_t positions = r.input.size(2) * r.input.size(3);
-  const int64_t chunk = std::max<int64_t>(1, kUnfoldChunkElements / (patch * groups * positions));
-  auto unfold =
-      nnf::UnfoldFuncOptions(r.kernel).dilation(r.dilation).padding(r.padding).stride(r.stride);
-  for (int64_t start = 0; start < batch; start += chunk) {
-    const int64_t b = std::min(chunk, batch - start);
-    auto cols = nnf::unfold(g.narrow(0, start, b), unfold);  // [b, O·kh·kw, L]
-    TORCH_CHECK(cols.size(2) == positions, "conv_transpose2d: unfolded positions ", cols.size(2),
-                " != input positions ", positions, " (output_padding >= stride)");
-    auto xx = r.input.narrow(0, start, b).reshape({b, groups, in / groups, positions});
-    auto cc = cols.view({b, groups, patch, positions});
-    auto w4 = w_bp.narrow(0, start, b).view({b, groups, in / groups, patch});  // weight layout
-    for (int64_t k = 0; k < groups; ++k) {
-      batched_gemm_into(w4.select(1, k), xx.select(1, k), cc.select(1, k).transpose(1, 2),
-                        accumulate);
-    }
-  }
+void conv2d_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Tensor w_bp,
+                      torch::Tensor b_bp, bool accumulate) {
+  const bool transposed = r.layer == TapedLayer::kConvTranspose2d;
+  unfolded_conv_gradients(r, transposed ? r.input : g, transposed ? g : r.input, w_bp, accumulate);
   if (b_bp.defined()) put_rows(b_bp, sum_spatial(g), accumulate);
 }
 
@@ -182,9 +169,8 @@ void put_layer_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Ten
     case TapedLayer::kLinear:
       return linear_gradients(r, g, w_bp, b_bp, accumulate);
     case TapedLayer::kConv2d:
-      return conv2d_gradients(r, g, w_bp, b_bp, accumulate);
     case TapedLayer::kConvTranspose2d:
-      return conv_transpose2d_gradients(r, g, w_bp, b_bp, accumulate);
+      return conv2d_gradients(r, g, w_bp, b_bp, accumulate);
     case TapedLayer::kLayerNorm:
     case TapedLayer::kGroupNorm:
     case TapedLayer::kBatchNorm:
@@ -226,6 +212,13 @@ std::string tape_per_example_gradients(ScoreModel& model, const torch::Tensor& x
     used.push_back(&r);
     outputs.push_back(r.output);
   }
+  // The network's own account of the ops it could not expose (TorchScript: in-place writes,
+  // training-mode batch norm, control flow), appended to the reason.
+  const std::string note = model.network().tape_note();
+  const std::string because = note.empty() ? "" : " (the tape skipped: " + note + ")";
+  if (tape.records().empty() && !note.empty()) {
+    return "the tape could not expose any parametric op: " + note;
+  }
   if (tape.records().empty()) {
     return "the network records no layer calls (a TorchScript graph without aten::linear, "
            "conv2d, _convolution, layer_norm, group_norm, eval batch_norm or embedding on its "
@@ -235,7 +228,7 @@ std::string tape_per_example_gradients(ScoreModel& model, const torch::Tensor& x
     if (!covered[i]) {
       std::ostringstream why;
       why << "parameter tensor " << i << " of shape " << params[i].sizes()
-          << " is not used by a supported layer";
+          << " is not used by a supported layer" << because;
       return why.str();
     }
   }

@@ -47,6 +47,24 @@ TapeRecord make_record(TapedLayer layer, torch::nn::Module* module, const torch:
   return r;
 }
 
+// Conv2d and ConvTranspose2d: the same options and record (only the layer type differs).
+template <typename ConvImpl>
+torch::Tensor taped_conv(ConvImpl& layer, TapedLayer type, const torch::Tensor& x) {
+  auto y = layer.forward(x);
+  const auto& o = layer.options;
+  std::vector<int64_t> padding;
+  if (recordable(y) && x.dim() == 4 && explicit_zero_padding(o, &padding)) {
+    auto r = make_record(type, &layer, layer.weight, layer.bias, x, y);
+    r.kernel = vec(o.kernel_size());
+    r.stride = vec(o.stride());
+    r.dilation = vec(o.dilation());
+    r.padding = padding;
+    r.groups = o.groups();
+    LayerTape::active()->record(std::move(r));
+  }
+  return y;
+}
+
 template <typename BatchNormImpl>
 torch::Tensor taped_batch_norm(BatchNormImpl& layer, const torch::Tensor& x) {
   auto y = layer.forward(x);
@@ -96,33 +114,11 @@ torch::Tensor taped_masked_linear(torch::nn::LinearImpl& layer, const torch::Ten
 }
 
 torch::Tensor taped(torch::nn::Conv2dImpl& layer, const torch::Tensor& x) {
-  auto y = layer.forward(x);
-  std::vector<int64_t> padding;
-  if (recordable(y) && x.dim() == 4 && explicit_zero_padding(layer.options, &padding)) {
-    auto r = make_record(TapedLayer::kConv2d, &layer, layer.weight, layer.bias, x, y);
-    r.kernel = vec(layer.options.kernel_size());
-    r.stride = vec(layer.options.stride());
-    r.dilation = vec(layer.options.dilation());
-    r.padding = padding;
-    r.groups = layer.options.groups();
-    LayerTape::active()->record(std::move(r));
-  }
-  return y;
+  return taped_conv(layer, TapedLayer::kConv2d, x);
 }
 
 torch::Tensor taped(torch::nn::ConvTranspose2dImpl& layer, const torch::Tensor& x) {
-  auto y = layer.forward(x);
-  std::vector<int64_t> padding;
-  if (recordable(y) && x.dim() == 4 && explicit_zero_padding(layer.options, &padding)) {
-    auto r = make_record(TapedLayer::kConvTranspose2d, &layer, layer.weight, layer.bias, x, y);
-    r.kernel = vec(layer.options.kernel_size());
-    r.stride = vec(layer.options.stride());
-    r.dilation = vec(layer.options.dilation());
-    r.padding = padding;
-    r.groups = layer.options.groups();
-    LayerTape::active()->record(std::move(r));
-  }
-  return y;
+  return taped_conv(layer, TapedLayer::kConvTranspose2d, x);
 }
 
 torch::Tensor taped(torch::nn::LayerNormImpl& layer, const torch::Tensor& x) {

@@ -55,13 +55,35 @@ class TorchScriptNetwork : public Network {
     return params;
   }
 
+  // Only floating-point tensors take the dtype, as in PyTorch's Module.to: jit::Module::to
+  // would also turn integer buffers (Swin's relative_position_index) into floats.
   void to(torch::Device device, torch::Dtype dtype) override {
-    module_.to(device, dtype);
+    module_.to(device);
+    for (auto t : module_.parameters()) {
+      if (t.is_floating_point()) t.set_data(t.to(dtype));
+    }
+    for (auto t : module_.buffers()) {
+      if (t.is_floating_point()) t.set_data(t.to(dtype));
+    }
     module_.eval();
     taped_.clear();  // rebuilt from the eval-mode attributes on next use
+    tape_notes_.clear();
   }
 
   std::string describe() const override { return "torchscript"; }
+
+  // The first few notes (a network of 50 training-mode batch norms needs not list them all).
+  std::string tape_note() const override {
+    constexpr size_t kShown = 3;
+    std::string note;
+    for (size_t i = 0; i < std::min(kShown, tape_notes_.size()); ++i) {
+      note += (i == 0 ? "" : "; ") + tape_notes_[i].first + ": " + tape_notes_[i].second;
+    }
+    if (tape_notes_.size() > kShown) {
+      note += "; and " + std::to_string(tape_notes_.size() - kShown) + " more";
+    }
+    return note;
+  }
 
  private:
   torch::Tensor to_tensor(const c10::IValue& v, const std::string& method) const {
@@ -78,8 +100,11 @@ class TorchScriptNetwork : public Network {
       std::unique_ptr<detail::TapedScriptMethod> taped;
       try {
         taped = std::make_unique<detail::TapedScriptMethod>(module_, method);
+        for (const auto& why : taped->notes()) tape_notes_.emplace_back(method, why);
         if (taped->op_count() == 0) taped.reset();
-      } catch (const std::exception&) {  // a graph the rewrite cannot handle: no tape
+      } catch (const std::exception& e) {  // a graph the rewrite cannot handle: no tape
+        tape_notes_.emplace_back(
+            method, "the graph rewrite failed: " + detail::summary_line(detail::error_text(e)));
         taped.reset();
       }
       it = taped_.emplace(method, std::move(taped)).first;
@@ -90,6 +115,7 @@ class TorchScriptNetwork : public Network {
   torch::jit::Module module_;
   std::string path_;
   std::map<std::string, std::unique_ptr<detail::TapedScriptMethod>> taped_;
+  std::vector<std::pair<std::string, std::string>> tape_notes_;  // (method, why) of taped_
 };
 
 class ZooNetwork : public Network {
