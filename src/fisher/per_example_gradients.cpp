@@ -1,6 +1,8 @@
+// Per-example gradients ∇θ s(x_i): the two paths (the layer tape, one backward per batch; the
+// loop, one backward per example), the probe that chooses between them, and GradientBlocks.
 #include <torch/csrc/autograd/autograd.h>
 
-#include "fisher/layer_gradients.h"
+#include "fisher/tape_gradients.h"
 #include "detail/strings.h"
 #include "nfk/fisher.h"
 

@@ -2,7 +2,7 @@
 // of Σ_i s(x_i) with respect to its output. In eval mode an example's score depends on that
 // example alone, so row i of ∂(Σ_j s_j)/∂y is ∂s_i/∂y_i and the per-example gradient of a layer
 // is a contraction of that row with the example's own input (nngeometry/BackPACK).
-#include "fisher/layer_gradients.h"
+#include "fisher/tape_gradients.h"
 
 #include <torch/csrc/autograd/autograd.h>
 
