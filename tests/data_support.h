@@ -118,5 +118,6 @@ inline void write_gz(const std::string& path, const std::string& bytes) {
   ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size())),
             static_cast<int>(bytes.size()));
   ASSERT_EQ(gzclose(f), Z_OK);
+}
 
 }  // namespace nfk::test
