@@ -26,9 +26,13 @@ else()
   set(NFK_PYTHON_EXECUTABLE ${Python3_EXECUTABLE})
   message(STATUS "nfk: Python bindings ON (${Python3_EXECUTABLE}, pybind11 ${pybind11_VERSION})")
   set(nfk_python_dir ${CMAKE_BINARY_DIR}/python/nfk)
-  pybind11_add_module(_nfk MODULE NO_EXTRAS ${CMAKE_SOURCE_DIR}/python/nfk_module.cpp)
+  # nfk_module.cpp holds PYBIND11_MODULE and registers the bind_*.cpp units (python/bindings.h).
+  set(nfk_python_bindings nfk_module.cpp arrays.cpp call_scope.cpp errors.cpp bind_models.cpp
+                          bind_projector.cpp bind_fit.cpp)
+  list(TRANSFORM nfk_python_bindings PREPEND ${CMAKE_SOURCE_DIR}/python/)
+  pybind11_add_module(_nfk MODULE NO_EXTRAS ${nfk_python_bindings})
   target_link_libraries(_nfk PRIVATE nfk_lib)
-  target_include_directories(_nfk PRIVATE ${CMAKE_SOURCE_DIR}/src)
+  # A front end: it sees only the public headers (include/nfk/, through nfk_lib).
   set_target_properties(_nfk PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${nfk_python_dir})
   file(GLOB nfk_python_sources CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/python/nfk/*.py)
   foreach(f ${nfk_python_sources})
