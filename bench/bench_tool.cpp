@@ -41,8 +41,8 @@ double seconds(std::chrono::steady_clock::time_point t0) {
 }
 
 // Seconds of per_example_gradients over all of x, one entry per repeat, sorted.
-std::vector<double> timings(nfk::ScoreModel& model, const torch::Tensor& x, int64_t batch,
-                            int reps, nfk::GradientPath path) {
+std::vector<double> timings(nfk::ScoreModel& model, const torch::Tensor& x, int64_t batch, int reps,
+                            nfk::GradientPath path) {
   std::vector<double> times;
   auto j_bp = torch::empty({batch, model.num_parameters()}, model.parameters().front().options());
   for (int r = 0; r < reps; ++r) {  // j_bp is reused, as fisher/ does

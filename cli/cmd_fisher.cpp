@@ -2,9 +2,9 @@
 
 #include "commands.h"
 #include "common.h"
-#include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "nfk/fisher.h"
+#include "nfk/output_files.h"
 
 namespace nfk::cli {
 

@@ -2,9 +2,9 @@
 
 #include "commands.h"
 #include "common.h"
-#include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "nfk/embed.h"
+#include "nfk/output_files.h"
 
 namespace nfk::cli {
 namespace {
@@ -82,10 +82,10 @@ void run_fit(const FitFlags& f, dist::Group& group) {
     outputs.commit();
   }
   if (f.json) {
-    nlohmann::json j = {{"spectrum", proj.spectrum_json()},  {"method_note", proj.method_note},
-                        {"plan", plan.to_json()},
-                        {"device", options.device.str()},    {"processes", group.world_size()},
-                        {"profile", proj.profile.to_json()}, {"command_s", seconds_since(t0)}};
+    nlohmann::json j = {{"spectrum", proj.spectrum_json()}, {"method_note", proj.method_note},
+                        {"plan", plan.to_json()},           {"device", options.device.str()},
+                        {"processes", group.world_size()},  {"profile", proj.profile.to_json()},
+                        {"command_s", seconds_since(t0)}};
     std::printf("%s\n", j.dump().c_str());
     return;
   }

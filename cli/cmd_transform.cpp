@@ -2,9 +2,9 @@
 
 #include "commands.h"
 #include "common.h"
-#include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "nfk/embed.h"
+#include "nfk/output_files.h"
 
 namespace nfk::cli {
 
@@ -40,7 +40,8 @@ void add_transform_command(CLI::App& app) {
       auto model = load_projector_model(proj, f->model);
       // Every rank embeds its shard; rank 0 gathers the rows and writes them.
       ProgressLine progress("transform", f->quiet || !group.is_root());
-      auto e = transform(proj, model, ds.inputs, {f->batch_size, proj.model.seed, &group, progress.fn()});
+      auto e = transform(proj, model, ds.inputs,
+                         {f->batch_size, proj.model.seed, &group, progress.fn()});
       progress.finish();
       if (!group.is_root()) return;
       write_npy(f->out, e);

@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
     // One line; a rank of a distributed run says which one it is.
     const std::string line = nfk::error_line(e);
     const std::string prefix = line_prefix();
-    const std::string text = (prefix == "nfk: " ? line : prefix + nfk::strip_nfk_prefix(line)) + "\n";
+    const std::string text =
+        (prefix == "nfk: " ? line : prefix + nfk::strip_nfk_prefix(line)) + "\n";
     // A rank started by `--nproc` leaves its line to the launcher, which reports the failing
     // rank's reason once (the other ranks' errors are consequences of it).
     if (const char* path = std::getenv("NFK_ERROR_FILE")) {

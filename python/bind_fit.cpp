@@ -47,7 +47,14 @@ py::tuple fit(nfk::ScoreModel& model, const py::array& x, int64_t rank,
   torch::Tensor embedding;
   {
     py::gil_scoped_release release;
-    auto result = nfk::fit(model, inputs, o, data_source);
+    const auto plan = nfk::plan_fit(model, inputs, o);
+    // The CLI prints the plan; a notebook hears of the slow path as a warning.
+    if (plan.v_operator.gradient_path == nfk::GradientPath::kLoop) {
+      TORCH_WARN("nfk: per-example gradients of ", model.network().describe(),
+                 " take one backward pass per example (the layer tape does not cover the model: ",
+                 plan.gradient_path_reason, ")");
+    }
+    auto result = nfk::fit(model, inputs, o, data_source, &plan);
     *proj = std::move(result.projector);
     embedding = result.train_embedding;
     nfk::record_model_files(*proj);

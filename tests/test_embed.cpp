@@ -52,7 +52,8 @@ TEST_P(FitAgreement, FastMethodsMatchExactInFloat64) {
   EXPECT_EQ(sk.method, FitMethod::kSketch);
   EXPECT_LE(test::max_entry_rel_err(sk.singular_values, exact.singular_values), 1e-8) << c.name;
   EXPECT_GE(principal_cosines(sk.basis, exact.basis).min().item<double>(), 1 - 1e-8) << c.name;
-  test::expect_close(transform(sk, model, c.x, {/*batch_size=*/50}), e_sketch, 1e-6, c.name + " sketch transform");
+  test::expect_close(transform(sk, model, c.x, {/*batch_size=*/50}), e_sketch, 1e-6,
+                     c.name + " sketch transform");
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, FitAgreement, ::testing::Values("cnn", "gan"));
@@ -203,7 +204,7 @@ TEST(Fit, MethodAutoRespectsTheMemoryBudget) {
   o.svd.power_iters = 1;
   auto x = c.x.slice(0, 0, 10);
   EXPECT_EQ(fit(model, x, o).projector.method, FitMethod::kPerExample);
-  o.memory_budget = 1000;        // bytes: V cannot be kept
+  o.memory_budget = 1000;                  // bytes: V cannot be kept
   auto over = fit(model, x, o).projector;  // the layer tape covers the zoo LeNet: blocks recomputed
   EXPECT_EQ(over.method, FitMethod::kPerExample);
   EXPECT_NE(over.method_note.find("recomputed"), std::string::npos) << over.method_note;

@@ -54,16 +54,16 @@ struct FitOptions {
 /// costs in memory, each with the reason for it. `describe()` is what `nfk fit` prints first.
 struct FitPlan {
   FitMethod method = FitMethod::kAuto;  // resolved: never kAuto
-  bool v_resident = false;  // V's rows held in memory (exact; per-example within the budget)
+  bool v_resident = false;   // V's rows held in memory (exact; per-example within the budget)
   VOperatorSpec v_operator;  // a streaming V's products, gradient path and batch size
   std::string gradient_path_reason;  // why per-example gradients take the loop ("" for the tape)
   int64_t n_examples = 0, n_params = 0;
-  int64_t v_bytes = 0;            // all of V in the model's dtype
-  int64_t v_bytes_per_rank = 0;   // the largest rank's rows of V
-  int64_t memory_budget = 0;      // bytes V (a rank's rows) may take
+  int64_t v_bytes = 0;           // all of V in the model's dtype
+  int64_t v_bytes_per_rank = 0;  // the largest rank's rows of V
+  int64_t memory_budget = 0;     // bytes V (a rank's rows) may take
   int world_size = 1;
-  dist::Shard shard;                // this rank's rows (all of them without a group)
-  std::vector<int64_t> shard_rows;  // every rank's row count, rank order
+  dist::Shard shard;                 // this rank's rows (all of them without a group)
+  std::vector<int64_t> shard_rows;   // every rank's row count, rank order
   std::vector<std::string> reasons;  // why the method, in the order the choices were made
 
   /// One line: the method and what it rests on (Projector::method_note).
@@ -117,8 +117,8 @@ struct Projector {
   int64_t batch_size = 256;
   GradientPath gradient_path = GradientPath::kAuto;  // the fit's per-example gradient path
   std::string model_bytes, generator_bytes;  // the model files themselves (record_model_files)
-  std::string method_note;  // how the method was chosen, one line (not saved)
-  FitProfile profile;       // where the fit's time went (not saved)
+  std::string method_note;                   // how the method was chosen, one line (not saved)
+  FitProfile profile;                        // where the fit's time went (not saved)
 
   int64_t rank() const { return singular_values.size(0); }
   int64_t n_params() const { return basis.size(0); }

@@ -165,9 +165,9 @@ class StreamingVOperator : public LinearOperator {
 
   ScoreModel& model_;
   GradientBlocks gradients_;  // per-example gradient blocks (dense(), PerExampleOperator)
-  torch::Tensor inputs_;    // [N, ...]
-  torch::Tensor z_;         // [P]
-  torch::Tensor inv_sqrt_;  // [P]
+  torch::Tensor inputs_;      // [N, ...]
+  torch::Tensor z_;           // [P]
+  torch::Tensor inv_sqrt_;    // [P]
   int64_t batch_size_;
   ProgressFn progress_;
   int64_t first_index_;

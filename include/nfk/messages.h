@@ -16,7 +16,8 @@ namespace nfk {
 
 /// The one line to print for an error, starting "nfk: ": its informative line (for TorchScript
 /// interpreter errors the cause, which comes last), without LibTorch's C++ backtrace.
-/// Example: `catch (const std::exception& e) { std::fprintf(stderr, "%s\n", nfk::error_line(e).c_str()); }`
+/// Example: `catch (const std::exception& e) { std::fprintf(stderr, "%s\n",
+/// nfk::error_line(e).c_str()); }`
 std::string error_line(const std::exception& e);
 
 /// `line` without a leading "nfk: " (to nest a message in another one).
@@ -37,7 +38,9 @@ class OneLineWarnings : public c10::WarningHandler {
   explicit OneLineWarnings(std::function<void(const std::string&)> sink) : sink_(std::move(sink)) {}
 
 #if TORCH_VERSION_MAJOR >= 2
-  void process(const c10::Warning& warning) override { emit(warning.msg()); }
+  void process(const c10::Warning& warning) override {
+    emit(warning.msg());
+  }
 #else
   void process(const c10::SourceLocation&, const std::string& msg, const bool) override {
     emit(msg);

@@ -10,7 +10,9 @@ std::string error_line(const std::exception& e) {
   return line.rfind("nfk", 0) == 0 ? line : "nfk: " + line;
 }
 
-std::string strip_nfk_prefix(const std::string& line) { return detail::strip_prefix(line); }
+std::string strip_nfk_prefix(const std::string& line) {
+  return detail::strip_prefix(line);
+}
 
 void OneLineWarnings::emit(const std::string& msg) {
   const std::string line = detail::strip_prefix(detail::summary_line(msg));

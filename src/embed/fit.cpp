@@ -40,24 +40,23 @@ nlohmann::json fit_fingerprint(ScoreModel& model, const torch::Tensor& inputs, c
   auto x = inputs.to(torch::kCPU).contiguous();
   auto theta = flatten_like(model.parameters(), model.parameters()).to(torch::kCPU).contiguous();
   const auto& m = model.options();
-  return {
-      {"kind", to_string(model.kind())},
-      {"model_crc32", detail::crc32_of(static_cast<const char*>(theta.data_ptr()),
-                                       theta.numel() * theta.element_size())},
-      {"n_params", model.num_parameters()},
-      {"dtype", dtype_name(m.dtype)},
-      {"seed", m.seed},
-      {"data_source", data_source},
-      {"data_shape", x.sizes().vec()},
-      {"data_crc32",
-       detail::crc32_of(static_cast<const char*>(x.data_ptr()), x.numel() * x.element_size())},
-      {"method", to_string(o.method)},
-      {"svd", {o.svd.rank, o.svd.oversample, o.svd.power_iters}},
-      {"fisher", {to_string(o.fisher.estimator), o.fisher.reference_samples, o.fisher.floor}},
-      {"run_seed", o.run.seed},
-      {"batch_size", o.run.batch_size},
-      {"memory_budget", o.memory_budget},
-      {"processes", world_size}};
+  return {{"kind", to_string(model.kind())},
+          {"model_crc32", detail::crc32_of(static_cast<const char*>(theta.data_ptr()),
+                                           theta.numel() * theta.element_size())},
+          {"n_params", model.num_parameters()},
+          {"dtype", dtype_name(m.dtype)},
+          {"seed", m.seed},
+          {"data_source", data_source},
+          {"data_shape", x.sizes().vec()},
+          {"data_crc32",
+           detail::crc32_of(static_cast<const char*>(x.data_ptr()), x.numel() * x.element_size())},
+          {"method", to_string(o.method)},
+          {"svd", {o.svd.rank, o.svd.oversample, o.svd.power_iters}},
+          {"fisher", {to_string(o.fisher.estimator), o.fisher.reference_samples, o.fisher.floor}},
+          {"run_seed", o.run.seed},
+          {"batch_size", o.run.batch_size},
+          {"memory_budget", o.memory_budget},
+          {"processes", world_size}};
 }
 
 // One fit's execution of its plan: the statistics, the operator, the SVD, timed by stage.
@@ -80,8 +79,8 @@ class FitRun {
                     /*writer=*/group_ == nullptr || group_->is_root()) {
     TORCH_CHECK(checkpoint_.method() == FitMethod::kAuto || checkpoint_.method() == plan.method,
                 "nfk: the checkpoint in ", o.checkpoint_dir, " was made by method ",
-                to_string(checkpoint_.method()), " but this fit plans ",
-                to_string(plan.method), ": run without --resume to start afresh");
+                to_string(checkpoint_.method()), " but this fit plans ", to_string(plan.method),
+                ": run without --resume to start afresh");
     fisher_options_ = o.fisher;
     fisher_options_.gradient_path = plan.v_operator.gradient_path;
     run_ = o.run;
@@ -225,9 +224,8 @@ torch::Tensor transform(const Projector& projector, ScoreModel& model, const tor
   }
   const int64_t n = inputs.size(0);
   const bool sharded = group != nullptr && group->distributed();
-  const auto shard =
-      sharded ? dist::shard_range(n, batch_size, group->rank(), group->world_size())
-              : dist::Shard{0, n};
+  const auto shard = sharded ? dist::shard_range(n, batch_size, group->rank(), group->world_size())
+                             : dist::Shard{0, n};
   auto local = make_v_operator(spec, model, inputs.slice(/*dim=*/0, shard.begin, shard.end),
                                projector.fisher, run.progress, /*first_index=*/shard.begin)
                    ->apply(projector.basis);

@@ -7,7 +7,9 @@
 namespace nfk {
 namespace {
 
-std::string mib(int64_t bytes) { return std::to_string(bytes >> 20) + " MiB"; }
+std::string mib(int64_t bytes) {
+  return std::to_string(bytes >> 20) + " MiB";
+}
 
 // The layer tape's verdict on the fit's first examples: every rank probes the same ones.
 GradientPathChoice probe_gradients(ScoreModel& model, const torch::Tensor& inputs,
@@ -27,7 +29,8 @@ FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOption
   TORCH_CHECK(n >= 2, "nfk::fit: need at least 2 examples, got ", n);
   TORCH_CHECK(o.svd.rank > 0 && o.svd.rank <= std::min(n, p), "nfk::fit: rank must be in [1, ",
               std::min(n, p), "] (min of examples and parameters), got ", o.svd.rank);
-  TORCH_CHECK(o.run.batch_size > 0, "nfk::fit: batch size must be positive, got ", o.run.batch_size);
+  TORCH_CHECK(o.run.batch_size > 0, "nfk::fit: batch size must be positive, got ",
+              o.run.batch_size);
 
   // Data parallel: each rank holds whole batches of rows.
   dist::Group* group = o.run.group != nullptr && o.run.group->distributed() ? o.run.group : nullptr;
@@ -57,10 +60,10 @@ FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOption
   plan.method = o.method;
   const bool fits =
       (plan.method == FitMethod::kExact ? plan.v_bytes : plan.v_bytes_per_rank) <= o.memory_budget;
-  const std::string v_size = "V is " + std::to_string(n) + " x " + std::to_string(p) + " " +
-                             dtype_name(model.options().dtype) + " = " + mib(plan.v_bytes) +
-                             (group != nullptr ? " (" + mib(plan.v_bytes_per_rank) + " per rank)"
-                                               : "");
+  const std::string v_size =
+      "V is " + std::to_string(n) + " x " + std::to_string(p) + " " +
+      dtype_name(model.options().dtype) + " = " + mib(plan.v_bytes) +
+      (group != nullptr ? " (" + mib(plan.v_bytes_per_rank) + " per rank)" : "");
   const std::string budget = "the memory budget of " + mib(o.memory_budget);
   switch (plan.method) {
     case FitMethod::kExact:
@@ -103,8 +106,8 @@ FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOption
           "statistics");
       break;
   }
-  plan.v_operator.products = plan.method == FitMethod::kMatrixFree ? VProducts::kMatrixFree
-                                                                    : VProducts::kPerExampleBlocks;
+  plan.v_operator.products =
+      plan.method == FitMethod::kMatrixFree ? VProducts::kMatrixFree : VProducts::kPerExampleBlocks;
   return plan;
 }
 

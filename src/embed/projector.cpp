@@ -1,8 +1,9 @@
 // A projector's own methods, its reload of the model, and the provenance of the model files.
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "detail/input_file.h"
 #include "nfk/embed.h"
@@ -105,7 +106,8 @@ class EmbeddedFile {
     std::vector<char> name(pattern.begin(), pattern.end());
     name.push_back('\0');
     const int fd = mkstemp(name.data());
-    TORCH_CHECK(fd >= 0, "nfk: cannot create a temporary file in ", pattern.substr(0, pattern.rfind('/')),
+    TORCH_CHECK(fd >= 0, "nfk: cannot create a temporary file in ",
+                pattern.substr(0, pattern.rfind('/')),
                 " for the projector's embedded model (set TMPDIR to a writable folder)");
     path_ = name.data();
     size_t done = 0;
@@ -115,8 +117,8 @@ class EmbeddedFile {
       done += static_cast<size_t>(w);
     }
     ::close(fd);
-    TORCH_CHECK(done == bytes.size(), "nfk: cannot write the projector's embedded model to ",
-                path_, " (disk full?)");
+    TORCH_CHECK(done == bytes.size(), "nfk: cannot write the projector's embedded model to ", path_,
+                " (disk full?)");
   }
   ~EmbeddedFile() { std::remove(path_.c_str()); }
   EmbeddedFile(const EmbeddedFile&) = delete;
@@ -130,7 +132,8 @@ class EmbeddedFile {
 // A stored model file's path for loading: the override, else the embedded copy, else the
 // recorded path (its hash checked where one was recorded).
 void check_recorded(const std::string& what, const std::string& path, const std::string& hash) {
-  TORCH_CHECK(!path.empty(), "nfk: the projector's ", what, " was held in memory when it was "
+  TORCH_CHECK(!path.empty(), "nfk: the projector's ", what,
+              " was held in memory when it was "
               "fitted and no file was recorded: pass the model file (--model), or fit with "
               "--embed-model");
   if (hash.empty()) return;

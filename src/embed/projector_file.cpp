@@ -4,11 +4,11 @@
 #include <cstring>
 #include <map>
 
-#include "nfk/output_files.h"
 #include "detail/checksum.h"
 #include "detail/input_file.h"
 #include "detail/strings.h"
 #include "nfk/embed.h"
+#include "nfk/output_files.h"
 
 namespace nfk {
 namespace {
@@ -77,8 +77,9 @@ void save_projector(const std::string& path, const Projector& p) {
   }
   // The model files themselves, with --embed-model: raw bytes after the tensors.
   nlohmann::json files = nlohmann::json::array();
-  for (const auto& [name, content] : {std::pair<std::string, const std::string*>{"model", &p.model_bytes},
-                                      {"generator", &p.generator_bytes}}) {
+  for (const auto& [name, content] :
+       {std::pair<std::string, const std::string*>{"model", &p.model_bytes},
+        {"generator", &p.generator_bytes}}) {
     if (content->empty()) continue;
     files.push_back({{"name", name},
                      {"offset", data.size()},
@@ -193,8 +194,8 @@ torch::Tensor read_tensor(const nlohmann::json& t, const std::string& bytes, siz
 }
 
 // An embedded file of the `files` table (v3), checked like a tensor.
-std::string read_embedded_file(const nlohmann::json& f, const std::string& bytes,
-                               size_t data_start, size_t* end) {
+std::string read_embedded_file(const nlohmann::json& f, const std::string& bytes, size_t data_start,
+                               size_t* end) {
   const std::string name = f.at("name");
   const int64_t offset = get_int(f, "offset", 0, kMaxCount);
   const int64_t nbytes = get_int(f, "nbytes", 1, kMaxCount);

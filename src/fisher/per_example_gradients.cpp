@@ -2,8 +2,8 @@
 // loop, one backward per example), the probe that chooses between them, and GradientBlocks.
 #include <torch/csrc/autograd/autograd.h>
 
-#include "fisher/tape_gradients.h"
 #include "detail/strings.h"
+#include "fisher/tape_gradients.h"
 #include "nfk/fisher.h"
 
 namespace nfk {

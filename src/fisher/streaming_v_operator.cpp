@@ -87,8 +87,7 @@ torch::Tensor materialize_fisher_vectors(ScoreModel& model, const torch::Tensor&
   GradientBlocks gradients(model, options.gradient_path);
   if (one_pass) {
     FisherAccumulator acc;
-    fill_gradients(gradients, local_inputs, run.batch_size, v_np, &acc, run.progress,
-                   shard.begin);
+    fill_gradients(gradients, local_inputs, run.batch_size, v_np, &acc, run.progress, shard.begin);
     if (group != nullptr) acc.reduce(*group, model.num_parameters(), model.options().device);
     *stats = acc.finish(options.floor, model.options().dtype, "data");
     stats->estimator = Estimator::kEmpirical;
@@ -116,8 +115,7 @@ std::unique_ptr<StreamingVOperator> make_v_operator(const VOperatorSpec& spec, S
                                                   spec.gradient_path);
   }
   return std::make_unique<PerExampleOperator>(model, std::move(inputs), stats, spec.batch_size,
-                                              std::move(progress), first_index,
-                                              spec.gradient_path);
+                                              std::move(progress), first_index, spec.gradient_path);
 }
 
 }  // namespace nfk

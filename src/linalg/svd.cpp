@@ -228,7 +228,9 @@ torch::Tensor orthonormal_basis(const torch::Tensor& a) {
   return std::get<0>(torch::linalg::qr(a, "reduced"));
 }
 
-double DenseOperator::squared_frobenius() { return squared_norm(v_np_); }
+double DenseOperator::squared_frobenius() {
+  return squared_norm(v_np_);
+}
 
 double squared_norm(const torch::Tensor& a) {
   if (a.numel() == 0) return 0;  // e.g. the rows of V on a rank with no batch
