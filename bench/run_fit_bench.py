@@ -66,7 +66,7 @@ BATCH = {"cpu": {"lenet5": 256, "dcgan-d": 64, "wrn-40-2": 16},
          "cuda": {"lenet5": 2048, "dcgan-d": 512, "wrn-40-2": 64}}
 METHOD_FLAGS = {
     "per-example": ["--method", "per-example"],
-    "per-example-stream": ["--method", "per-example", "--memory-budget", "0"],
+    "per-example-stream": ["--method", "per-example", "--memory-budget", "1"],
     # 32 extra probes instead of 10: what the 2e-4 accuracy check needs on LeNet-5's flat tail.
     "per-example-os32": ["--method", "per-example", "--oversample", "32"],
     "sketch": ["--method", "sketch"],
