@@ -19,12 +19,6 @@ namespace nnf = torch::nn::functional;
 // Unfolded patches are chunked over examples to stay below this many elements.
 constexpr int64_t kUnfoldChunkElements = int64_t{1} << 25;
 
-// Where a parameter tensor's gradient goes in a row of J.
-struct Slot {
-  int64_t index = 0;
-  int64_t offset = 0;
-};
-
 // dst [B, numel] (a column block of J_b) = src [B, ...], or += where a weight shared by several
 // calls has been written already.
 void put_rows(torch::Tensor dst, const torch::Tensor& src, bool accumulate) {
@@ -182,71 +176,83 @@ void put_layer_gradients(const TapeRecord& r, const torch::Tensor& g, torch::Ten
 
 }  // namespace
 
-std::string tape_per_example_gradients(ScoreModel& model, const torch::Tensor& x,
-                                       int64_t first_index, torch::Tensor out_bp) {
-  auto params = model.parameters();
-  std::unordered_map<const void*, Slot> slots;
+TapedBatch::TapedBatch(std::vector<torch::Tensor> params, Network& net,
+                       const std::function<torch::Tensor()>& forward)
+    : params_(std::move(params)) {
   int64_t offset = 0;
-  for (size_t i = 0; i < params.size(); ++i) {
-    slots[params[i].unsafeGetTensorImpl()] = {static_cast<int64_t>(i), offset};
-    offset += params[i].numel();
+  for (size_t i = 0; i < params_.size(); ++i) {
+    slots_[params_[i].unsafeGetTensorImpl()] = {static_cast<int64_t>(i), offset};
+    offset += params_[i].numel();
   }
-  auto slot_of = [&](const torch::Tensor& t) -> const Slot* {
-    if (!t.defined()) return nullptr;
-    auto it = slots.find(t.unsafeGetTensorImpl());
-    return it == slots.end() ? nullptr : &it->second;
-  };
-
+  num_params_ = offset;
   torch::AutoGradMode grad_on(true);
-  LayerTape tape;
-  auto s = model.score(x, first_index);
-  std::vector<const TapeRecord*> used;
-  std::vector<torch::Tensor> outputs;
-  std::vector<bool> covered(params.size(), false);
-  for (const auto& r : tape.records()) {
+  {
+    LayerTape tape;
+    output_ = forward();
+    records_ = tape.records();
+  }
+  std::vector<bool> covered(params_.size(), false);
+  for (const auto& r : records_) {
     const Slot* w = slot_of(r.weight);
     const Slot* b = slot_of(r.bias);
     if (!w && !b) continue;  // a layer outside θ (e.g. frozen)
     if (w) covered[w->index] = true;
     if (b) covered[b->index] = true;
-    used.push_back(&r);
-    outputs.push_back(r.output);
+    used_.push_back(&r);
+    outputs_.push_back(r.output);
   }
   // The network's own account of the ops it could not expose (TorchScript: in-place writes,
   // training-mode batch norm, control flow), appended to the reason.
-  const std::string note = model.network().tape_note();
+  const std::string note = net.tape_note();
   const std::string because = note.empty() ? "" : " (the tape skipped: " + note + ")";
-  if (tape.records().empty() && !note.empty()) {
-    return "the tape could not expose any parametric op: " + note;
-  }
-  if (tape.records().empty()) {
-    return "the network records no layer calls (a TorchScript graph without aten::linear, "
-           "conv2d, _convolution, layer_norm, group_norm, eval batch_norm or embedding on its "
-           "parameters, or a native module without taped layers)";
-  }
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (!covered[i]) {
-      std::ostringstream why;
-      why << "parameter tensor " << i << " of shape " << params[i].sizes()
-          << " is not used by a supported layer" << because;
-      return why.str();
+  if (records_.empty() && !note.empty()) {
+    uncovered_ = "the tape could not expose any parametric op: " + note;
+  } else if (records_.empty()) {
+    uncovered_ =
+        "the network records no layer calls (a TorchScript graph without aten::linear, "
+        "conv2d, _convolution, layer_norm, group_norm, eval batch_norm or embedding on its "
+        "parameters, or a native module without taped layers)";
+  } else {
+    for (size_t i = 0; i < params_.size() && uncovered_.empty(); ++i) {
+      if (!covered[i]) {
+        std::ostringstream why;
+        why << "parameter tensor " << i << " of shape " << params_[i].sizes()
+            << " is not used by a supported layer" << because;
+        uncovered_ = why.str();
+      }
     }
   }
+}
 
-  auto grads = torch::autograd::grad({s.sum()}, outputs, {}, /*retain_graph=*/false,
-                                     /*create_graph=*/false, /*allow_unused=*/true);
+const TapedBatch::Slot* TapedBatch::slot_of(const torch::Tensor& t) const {
+  if (!t.defined()) return nullptr;
+  auto it = slots_.find(t.unsafeGetTensorImpl());
+  return it == slots_.end() ? nullptr : &it->second;
+}
+
+std::vector<torch::Tensor> TapedBatch::output_gradients(const torch::Tensor& cotangent,
+                                                        bool retain_graph) {
+  TORCH_INTERNAL_ASSERT(uncovered_.empty(), "TapedBatch: the tape does not cover the model");
+  torch::AutoGradMode grad_on(true);
+  return torch::autograd::grad({output_}, outputs_, {cotangent}, retain_graph,
+                               /*create_graph=*/false, /*allow_unused=*/true);
+}
+
+void TapedBatch::rows(const torch::Tensor& cotangent, torch::Tensor out_bp, bool retain_graph) {
+  auto grads = output_gradients(cotangent, retain_graph);
   torch::NoGradGuard no_grad;
+  const int64_t batch = output_.size(0);
   // Every parameter tensor is covered; a layer called twice (shared weights) adds to its rows.
   // Its weight and bias share one call, so the weight's flag stands for both.
-  std::vector<bool> written(params.size(), false);
-  for (size_t k = 0; k < used.size(); ++k) {
+  std::vector<bool> written(params_.size(), false);
+  for (size_t k = 0; k < used_.size(); ++k) {
     if (!grads[k].defined()) continue;  // the output does not reach the score
-    const TapeRecord& r = *used[k];
+    const TapeRecord& r = *used_[k];
     const Slot* w = slot_of(r.weight);
     const Slot* b = slot_of(r.bias);
     const bool accumulate = (w && written[w->index]) || (b && written[b->index]);
     auto w_bp = w ? out_bp.narrow(1, w->offset, r.weight.numel())
-                  : torch::zeros({x.size(0), r.weight.numel()}, out_bp.options());
+                  : torch::zeros({batch, r.weight.numel()}, out_bp.options());
     auto b_bp = b ? out_bp.narrow(1, b->offset, r.bias.numel()) : torch::Tensor();
     if (accumulate) {  // zero whichever of the two has not been written yet
       if (w && !written[w->index]) w_bp.zero_();
@@ -256,10 +262,19 @@ std::string tape_per_example_gradients(ScoreModel& model, const torch::Tensor& x
     if (w) written[w->index] = true;
     if (b) written[b->index] = true;
   }
-  for (size_t i = 0; i < params.size(); ++i) {  // parameters whose layers do not reach s
+  for (size_t i = 0; i < params_.size(); ++i) {  // parameters whose layers do not reach s
     if (!written[i])
-      out_bp.narrow(1, slots.at(params[i].unsafeGetTensorImpl()).offset, params[i].numel()).zero_();
+      out_bp.narrow(1, slots_.at(params_[i].unsafeGetTensorImpl()).offset, params_[i].numel())
+          .zero_();
   }
+}
+
+std::string tape_per_example_gradients(ScoreModel& model, const torch::Tensor& x,
+                                       int64_t first_index, torch::Tensor out_bp) {
+  TapedBatch batch(model.parameters(), model.network(),
+                   [&] { return model.score(x, first_index); });
+  if (!batch.uncovered().empty()) return batch.uncovered();
+  batch.rows(torch::ones_like(batch.output()), out_bp, /*retain_graph=*/false);
   return "";
 }
 
