@@ -4,25 +4,10 @@
 
 #include <algorithm>
 
+#include "fisher/dual_level.h"
 #include "nfk/fisher.h"
 
 namespace nfk {
-namespace {
-
-// Enters a forward-AD level and leaves it (clearing every tangent set at it) on scope exit.
-class DualLevel {
- public:
-  DualLevel() : level_(torch::autograd::forward_ad::enter_dual_level()) {}
-  ~DualLevel() { torch::autograd::forward_ad::exit_dual_level(level_); }
-  DualLevel(const DualLevel&) = delete;
-  DualLevel& operator=(const DualLevel&) = delete;
-  uint64_t level() const { return level_; }
-
- private:
-  uint64_t level_;
-};
-
-}  // namespace
 
 torch::Tensor FisherVectorOperator::forward_mode_score(const torch::Tensor& x_b,
                                                        int64_t first_index) {
@@ -51,13 +36,8 @@ torch::Tensor FisherVectorOperator::apply(const torch::Tensor& q_pu) {
     const int64_t end = std::min(n, start + batch_size_);
     auto x = model_.prepare(inputs_.slice(0, start, end));
     for (int64_t j = 0; j < u; ++j) {
-      DualLevel dual;
-      int64_t offset = 0;
-      for (auto& p : params) {
-        p._set_fw_grad(t_up[j].narrow(0, offset, p.numel()).view_as(p), dual.level(),
-                       /*is_inplace_op=*/false);
-        offset += p.numel();
-      }
+      detail::DualLevel dual;
+      dual.set_tangents(params, t_up[j]);
       auto s = forward_mode_score(x, first_index_ + start);
       auto jvp = s._fw_grad(dual.level());
       auto col = out_nu.select(/*dim=*/1, j).slice(0, start, end);
