@@ -134,4 +134,23 @@ if [[ -f $w/good.nfk ]]; then
     transform --projector "$w/good.nfk" --data "$w/x_1e12x0.npy" --out "$o/e.npy" --quiet
 fi
 
+# 12. the classifier's Fisher of p(y|x): labels it cannot use, flags of the other Fisher
+expect_fail "fisher --conditional empirical without labels" 'needs labels' "$o/f.npy" -- \
+  fisher "${clf[@]}" --conditional --estimator empirical --data "$w/x.npy" --out "$o/f.npy"
+expect_fail "fisher --conditional labels out of range" 'class indices' "$o/f.npy" -- \
+  fisher "${clf[@]}" --conditional --estimator empirical --labels "$w/y_big.npy" \
+  --data "$w/x.npy" --out "$o/f.npy"
+expect_fail "fisher --conditional floating labels" 'float|integer' "$o/f.npy" -- \
+  fisher "${clf[@]}" --conditional --estimator empirical --labels "$w/y_float.npy" \
+  --data "$w/x.npy" --out "$o/f.npy"
+expect_fail "fisher --conditional 19 labels for 20 inputs" 'one per input' "$o/f.npy" -- \
+  fisher "${clf[@]}" --conditional --estimator empirical --labels "$w/y_short.npy" \
+  --data "$w/x.npy" --out "$o/f.npy"
+expect_fail "fisher --estimator mc without --conditional" 'conditional' "$o/f.npy" -- \
+  fisher "${clf[@]}" --estimator mc --data "$w/x.npy" --out "$o/f.npy"
+expect_fail "fisher --conditional on a discriminator" 'classifier' "$o/f.npy" -- \
+  fisher --model "$w/disc.pt" --kind gan --conditional --data "$w/x.npy" --out "$o/f.npy"
+expect_fail "fisher --conditional NaN in the data" 'nan' "$o/f.npy" -- \
+  fisher "${clf[@]}" --conditional --data "$w/x_nan.npy" --out "$o/f.npy"
+
 finish

@@ -2,7 +2,8 @@
 # Data-parallel runs over c10d/Gloo on CPU (float64): `nfk fit --nproc 2` (an MLP classifier by
 # every method, a VAE whose score draws noise per batch) and two ranks launched torchrun-style
 # (RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT) must give the single-process singular values,
-# training embeddings, `nfk transform` embeddings and `nfk fisher` diagonal to 1e-6; a rank that
+# training embeddings, `nfk transform` embeddings and `nfk fisher` diagonals (the NFK score's and
+# the classifier's, every estimator) to 1e-6; a rank that
 # dies must make the job fail with a one-line reason within the timeout, not hang; ranks that get
 # no batch give the single-process numbers; a killed launcher takes its ranks with it.
 # Usage: bash tests/cli/distributed.sh path/to/nfk
@@ -65,6 +66,15 @@ echo "== fisher: 1 process vs --nproc 3 (uneven shards)"
   --nproc 3
 "$py" "$here/distributed.py" close "$tmp/i1.npy" "$tmp/i3.npy" $tol
 "$py" "$here/distributed.py" close "$tmp/z1.npy" "$tmp/z3.npy" $tol
+
+echo "== the classifier's Fisher of p(y|x): 1 process vs --nproc 3, every estimator"
+for est in true mc empirical batched; do
+  "$nfk" fisher "${model[@]}" --conditional --estimator "$est" --mc-samples 2 --data "$data" \
+    --out "$tmp/c1_$est.npy" --quiet
+  "$nfk" fisher "${model[@]}" --conditional --estimator "$est" --mc-samples 2 --data "$data" \
+    --out "$tmp/c3_$est.npy" --quiet --nproc 3
+  "$py" "$here/distributed.py" close "$tmp/c1_$est.npy" "$tmp/c3_$est.npy" $tol
+done
 
 echo "== ranks without a batch: 240 examples in one batch of 256 on 2 ranks; 3 examples on 4 ranks"
 small=(--model "$tmp/mlp.pt" --kind classifier --dtype float64 --rank 3 --power-iters 4 --quiet)

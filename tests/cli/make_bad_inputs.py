@@ -88,6 +88,10 @@ def main():
     xi = x.copy()
     xi[7, 0, 1, 1] = np.inf
     np.save(os.path.join(out, "x_inf.npy"), xi)
+    # Labels for the classifier's Fisher: out of range, floating, one short.
+    np.save(os.path.join(out, "y_big.npy"), np.full(20, 1000, np.int64))
+    np.save(os.path.join(out, "y_float.npy"), np.zeros(20, np.float32))
+    np.save(os.path.join(out, "y_short.npy"), np.zeros(19, np.int64))
 
     # Corrupt .npy: random bytes, and a valid file cut short.
     with open(os.path.join(out, "random.npy"), "wb") as f:
