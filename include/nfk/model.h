@@ -49,6 +49,12 @@ struct ZooModule;
 /// while it trains.
 std::unique_ptr<Network> wrap_zoo_module(const ZooModule& zoo);
 
+/// A classifier's logits restricted to `classes` (in that order), sharing `net`'s weights: the
+/// network of p(y|x) over a task's classes (task-incremental learning, "multi-head" by masking).
+/// A label c of the full model is position k of `classes` here (classes[k] == c).
+std::unique_ptr<Network> class_subset_network(std::unique_ptr<Network> net,
+                                              std::vector<int64_t> classes);
+
 /// How to build a score model; the CLI fills it from its flags.
 struct ModelOptions {
   std::string model_path;      // network file (discriminator for `gan`)

@@ -147,10 +147,43 @@ class ZooNetwork : public Network {
   ZooModule zoo_;
 };
 
+class ClassSubsetNetwork : public Network {
+ public:
+  ClassSubsetNetwork(std::unique_ptr<Network> net, std::vector<int64_t> classes)
+      : net_(std::move(net)), classes_(torch::tensor(classes, torch::kLong)) {
+    TORCH_CHECK(classes_.numel() >= 2, "nfk: a class subset needs at least two classes");
+  }
+
+  torch::Tensor call(const std::string& method, const torch::Tensor& x) override {
+    auto out = net_->call(method, x);
+    TORCH_CHECK(out.dim() == 2 && classes_.max().item<int64_t>() < out.size(1),
+                "nfk: a class subset needs logits [B, C] with every class below C, got ",
+                out.sizes());
+    return out.index_select(/*dim=*/1, classes_.to(out.device()));
+  }
+  torch::Tensor call_int(const std::string& method, int64_t n) override {
+    return net_->call_int(method, n);
+  }
+  bool has_method(const std::string& method) const override { return net_->has_method(method); }
+  std::vector<torch::Tensor> parameters() override { return net_->parameters(); }
+  void to(torch::Device device, torch::Dtype dtype) override { net_->to(device, dtype); }
+  std::string describe() const override { return net_->describe() + " (class subset)"; }
+  std::string tape_note() const override { return net_->tape_note(); }
+
+ private:
+  std::unique_ptr<Network> net_;
+  torch::Tensor classes_;
+};
+
 }  // namespace
 
 std::unique_ptr<Network> wrap_zoo_module(const ZooModule& zoo) {
   return std::make_unique<ZooNetwork>(zoo);
+}
+
+std::unique_ptr<Network> class_subset_network(std::unique_ptr<Network> net,
+                                              std::vector<int64_t> classes) {
+  return std::make_unique<ClassSubsetNetwork>(std::move(net), std::move(classes));
 }
 
 std::unique_ptr<Network> load_network(const std::string& path) {

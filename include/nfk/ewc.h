@@ -1,0 +1,78 @@
+#pragma once
+/// Continual-learning penalties for the trainer (SPEC §1b "Uses"): elastic weight consolidation
+/// with the classifier's Fisher (Kirkpatrick et al. 2017) — a separate penalty per task, or
+/// online EWC (Schwarz et al. 2018: one running Fisher with decay γ and the latest anchor) — and
+/// the plain baselines, fine-tuning (no penalty) and an L2 pull to the previous task's weights.
+///
+///   ewc         (λ/2) Σ_t (θ − θ*_t)ᵀ F_t (θ − θ*_t)
+///   online-ewc  (λ/2) (θ − θ*_T)ᵀ F̃_T (θ − θ*_T),  F̃_t = γ F̃_{t−1} + F_t
+///   l2          (λ/2) ‖θ − θ*_T‖²
+///
+/// F_t is the classifier's Fisher of p(y|x) at θ*_t on task t's data, by any estimator of
+/// include/nfk/classifier_fisher.h (true, mc, empirical, or the "batched" error to show it), in
+/// diagonal form.
+/// Example: after each task, `ewc.consolidate(net, task_data)`; the trainer adds
+/// `ewc.loss_term()` to every step's loss.
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "nfk/classifier_fisher.h"
+#include "nfk/trainer.h"
+#include "nfk/zoo.h"
+
+namespace nfk {
+
+/// How a continual-learning run protects earlier tasks.
+enum class ContinualMethod { kFinetune, kL2, kEwc, kOnlineEwc };
+/// "finetune" | "l2" | "ewc" | "online-ewc"; throws on anything else.
+ContinualMethod parse_continual_method(const std::string& name);
+std::string to_string(ContinualMethod method);
+
+struct EwcOptions {
+  ContinualMethod method = ContinualMethod::kEwc;
+  ClassifierFisherOptions fisher;  // the estimator of F_t (ewc, online-ewc)
+  double lambda = 1;               // λ
+  double gamma = 1;                // online-ewc: decay of the running Fisher, in (0, 1]
+  int64_t fisher_examples = 1000;  // F_t over the task's first n examples (0: all)
+  int64_t batch_size = 256;        // of the Fisher pass (and the B of `batched`)
+  uint64_t seed = 0;               // mc labels
+};
+
+/// The state of a continual-learning penalty: anchors θ*_t and diagonal Fishers F_t per
+/// consolidated task (one running pair for online-ewc and l2).
+class EwcPenalty {
+ public:
+  explicit EwcPenalty(EwcOptions options);
+
+  /// After training a task: records θ* = the model's current parameters and (ewc, online-ewc)
+  /// F_t at θ* on `data` (inputs [N, ...], labels [N] where the estimator needs them).
+  /// `classes` (optional): the task's classes when its outputs are a subset of the model's
+  /// logits (task-incremental, "multi-head" by masking): p(y|x) is then the softmax over them,
+  /// and labels are given in the model's class numbering. Leaves the module in eval mode.
+  void consolidate(const ZooModule& model, const ClassifierData& data,
+                   const std::vector<int64_t>& classes = {});
+
+  /// The penalty at the model's parameters (differentiable; 0 before any consolidation).
+  torch::Tensor value(const ZooModule& model) const;
+
+  /// The trainer's loss term "ewc" (or "l2"), evaluating `value`.
+  LossTerm loss_term(const std::string& optimizer = "") const;
+
+  const EwcOptions& options() const { return options_; }
+  int64_t consolidated() const { return consolidated_; }
+  /// The anchors and diagonal Fishers, flattened [P] in the module's parameter order: one pair
+  /// per task for ewc, the running pair for online-ewc (F̃) and l2 (F = 1).
+  const std::vector<torch::Tensor>& anchors() const { return anchors_; }
+  const std::vector<torch::Tensor>& fishers() const { return fishers_; }
+
+ private:
+  EwcOptions options_;
+  int64_t consolidated_ = 0;
+  std::vector<torch::Tensor> anchors_;
+  std::vector<torch::Tensor> fishers_;
+};
+
+}  // namespace nfk

@@ -1,0 +1,122 @@
+// EWC, online EWC and the L2 baseline as the trainer's loss term (include/nfk/ewc.h).
+#include "nfk/ewc.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace nfk {
+namespace {
+
+torch::Tensor flat_parameters(const ZooModule& model) {
+  std::vector<torch::Tensor> flat;
+  for (const auto& p : model.module->parameters()) flat.push_back(p.detach().reshape(-1));
+  return torch::cat(flat).clone();
+}
+
+// Labels in the model's numbering → positions in `classes`.
+torch::Tensor subset_labels(const torch::Tensor& labels, const std::vector<int64_t>& classes) {
+  const int64_t top =
+      std::max(*std::max_element(classes.begin(), classes.end()), labels.max().item<int64_t>());
+  auto position = torch::full({top + 1}, -1, torch::kLong);
+  for (size_t k = 0; k < classes.size(); ++k) position[classes[k]] = static_cast<int64_t>(k);
+  auto mapped = position.index_select(0, labels.to(torch::kLong).cpu());
+  TORCH_CHECK(mapped.min().item<int64_t>() >= 0,
+              "nfk: EWC: a label of the task's data is not one of the task's classes");
+  return mapped;
+}
+
+}  // namespace
+
+ContinualMethod parse_continual_method(const std::string& name) {
+  if (name == "finetune") return ContinualMethod::kFinetune;
+  if (name == "l2") return ContinualMethod::kL2;
+  if (name == "ewc") return ContinualMethod::kEwc;
+  if (name == "online-ewc") return ContinualMethod::kOnlineEwc;
+  TORCH_CHECK(false, "nfk: unknown continual-learning method `", name,
+              "`; use finetune, l2, ewc or online-ewc");
+}
+
+std::string to_string(ContinualMethod method) {
+  switch (method) {
+    case ContinualMethod::kFinetune:
+      return "finetune";
+    case ContinualMethod::kL2:
+      return "l2";
+    case ContinualMethod::kEwc:
+      return "ewc";
+    case ContinualMethod::kOnlineEwc:
+      return "online-ewc";
+  }
+  return "?";
+}
+
+EwcPenalty::EwcPenalty(EwcOptions options) : options_(std::move(options)) {
+  TORCH_CHECK(options_.lambda >= 0 && std::isfinite(options_.lambda),
+              "nfk: EWC: lambda must be finite and >= 0, got ", options_.lambda);
+  TORCH_CHECK(options_.gamma > 0 && options_.gamma <= 1,
+              "nfk: online EWC: gamma must be in (0, 1], got ", options_.gamma);
+  TORCH_CHECK(options_.fisher_examples >= 0, "nfk: EWC: fisher_examples must be >= 0");
+}
+
+void EwcPenalty::consolidate(const ZooModule& model, const ClassifierData& data,
+                             const std::vector<int64_t>& classes) {
+  ++consolidated_;
+  const auto method = options_.method;
+  if (method == ContinualMethod::kFinetune) return;
+  auto theta = flat_parameters(model);
+  if (method == ContinualMethod::kL2) {
+    anchors_ = {theta};
+    fishers_ = {torch::ones_like(theta)};
+    return;
+  }
+  const int64_t n = options_.fisher_examples > 0
+                        ? std::min(options_.fisher_examples, data.inputs.size(0))
+                        : data.inputs.size(0);
+  ClassifierData subset{data.inputs.slice(0, 0, n),
+                        data.labels.defined() ? data.labels.slice(0, 0, n) : torch::Tensor()};
+  auto net = wrap_zoo_module(model);
+  if (!classes.empty()) {
+    net = class_subset_network(std::move(net), classes);
+    if (subset.labels.defined()) subset.labels = subset_labels(subset.labels, classes);
+  }
+  ModelOptions mo;
+  mo.model_path = "the model after task " + std::to_string(consolidated_);
+  mo.device = theta.device();
+  mo.dtype = theta.scalar_type();
+  ScoreModel score_model(ModelKind::kClassifier, std::move(net), nullptr, mo);
+  RunOptions run;
+  run.batch_size = options_.batch_size;
+  run.seed = options_.seed + static_cast<uint64_t>(consolidated_);
+  auto f = classifier_fisher_diag(score_model, subset, options_.fisher, run).diag;
+  if (method == ContinualMethod::kEwc) {
+    anchors_.push_back(theta);
+    fishers_.push_back(f);
+  } else {  // online: F̃_t = γ F̃_{t−1} + F_t, anchored at the latest θ*
+    fishers_ = {fishers_.empty() ? f : options_.gamma * fishers_.front() + f};
+    anchors_ = {theta};
+  }
+}
+
+torch::Tensor EwcPenalty::value(const ZooModule& model) const {
+  auto params = model.module->parameters();
+  auto total = torch::zeros({}, params.front().options());
+  for (size_t t = 0; t < anchors_.size(); ++t) {
+    int64_t offset = 0;
+    for (const auto& p : params) {
+      auto anchor = anchors_[t].narrow(0, offset, p.numel()).view_as(p);
+      auto fisher = fishers_[t].narrow(0, offset, p.numel()).view_as(p);
+      total = total + (fisher * (p - anchor).square()).sum();
+      offset += p.numel();
+    }
+    TORCH_CHECK(offset == anchors_[t].numel(),
+                "nfk: EWC: the model's parameters changed shape since it was consolidated");
+  }
+  return 0.5 * options_.lambda * total;
+}
+
+LossTerm EwcPenalty::loss_term(const std::string& optimizer) const {
+  const std::string name = options_.method == ContinualMethod::kL2 ? "l2" : "ewc";
+  return {name, [this](const ZooModule& model, const Batch&) { return value(model); }, optimizer};
+}
+
+}  // namespace nfk
