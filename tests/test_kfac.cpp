@@ -160,5 +160,55 @@ TEST(KfacFactors, BatchSizeDoesNotChangeTheFactors) {
   }
 }
 
+// A Linear applied at every position of a sequence [B, T, in]: positions are extra samples, as
+// for a convolution (A averaged over them, G summed).
+struct SequenceNet : torch::nn::Module {
+  SequenceNet() {
+    seq = register_module("seq", torch::nn::Linear(4, 2));
+    out = register_module("out", torch::nn::Linear(6, 3));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    return taped(*out, torch::tanh(taped(*seq, x)).flatten(1));
+  }
+  torch::nn::Linear seq{nullptr}, out{nullptr};
+};
+
+TEST(KfacFactors, SequenceLinearTakesPositionsAsSamples) {
+  test::seed(0);
+  auto net = std::make_shared<SequenceNet>();
+  ZooModule zoo;
+  zoo.arch = "test";
+  zoo.module = net;
+  zoo.methods["forward"] = [net](const torch::Tensor& x) { return net->forward(x); };
+  ModelOptions o;
+  o.dtype = torch::kFloat64;
+  ScoreModel model(ModelKind::kClassifier, wrap_zoo_module(zoo), nullptr, o);
+  test::seed(1);
+  const int64_t n = 4;
+  auto x = torch::randn({n, 3, 4}, torch::kFloat64);
+  auto k = ekfac_factors(model, {x, {}}, estimator(FisherEstimator::kTrue), batches_of(3));
+  ASSERT_EQ(k.layers.size(), 2u);
+  EXPECT_EQ(k.layers[0].positions, 3);
+  auto a = torch::zeros({5, 5}, torch::kFloat64), g = torch::zeros({2, 2}, torch::kFloat64);
+  for (int64_t i = 0; i < n; ++i) {
+    auto z = net->seq->forward(x.slice(0, i, i + 1));  // [1, 3, 2]
+    auto logits = net->out->forward(torch::tanh(z).flatten(1));
+    auto p = torch::softmax(logits, 1)[0].detach();
+    auto ab = test::with_ones(x[i]);  // [3, 5]
+    a += ab.t().mm(ab) / (3.0 * n);
+    for (int64_t r = 0; r < 3; ++r) {
+      auto c = (std::sqrt(p[r].item<double>()) * (torch::one_hot(torch::tensor({r}), 3).to(p) - p));
+      auto d = torch::autograd::grad({logits}, {z}, {c}, /*retain_graph=*/true)[0][0];  // [3, 2]
+      g += d.t().mm(d) / n;
+    }
+  }
+  test::expect_close(k.layers[0].a, a, 1e-12, "A");
+  test::expect_close(k.layers[0].g, g, 1e-12, "G");
+  auto exact = block_of(test::dense_true_fisher(model, x), k.layers[0].theta_index);
+  auto q = torch::kron(k.layers[0].qg, k.layers[0].qa);
+  test::expect_close(k.layers[0].scalings, q.t().mm(exact).mm(q).diagonal().reshape({2, 5}), 1e-10,
+                     "S");
+}
+
 }  // namespace
 }  // namespace nfk

@@ -1,6 +1,7 @@
 // K-FAC on a zoo classifier (LeNet-5 on 12×12 images): every parameter covered, the Linear
 // blocks' diagonals equal to the classifier Fisher's own diagonal with one example, and a
-// float32 model's factors close to float64's.
+// float32 model's factors close to float64's; a TorchScript file's factors equal the native
+// module's.
 #include "kfac_support.h"
 #include "nfk/classifier_fisher.h"
 #include "zoo_cases.h"
@@ -57,6 +58,49 @@ TEST(KfacZoo, Float32ModelGivesFactorsCloseToFloat64) {
   auto step = k32.inverse_mv(v, 1e-2);
   EXPECT_EQ(step.scalar_type(), torch::kFloat32);
   test::expect_close(step, k64.inverse_mv(v.to(torch::kFloat64), 1e-2), 1e-3, "inverse_mv");
+}
+
+// The same network as a TorchScript file: its graph's conv2d / linear / layer_norm calls are taped
+// with their geometry, so its factors equal the native module's.
+TEST(KfacTorchScript, ScriptedNetGivesTheNativeFactors) {
+  auto net = test::kfac_net();
+  auto native = test::kfac_model(net);
+  torch::jit::Module m("KfacScripted");
+  const std::vector<std::pair<std::string, torch::Tensor>> weights = {
+      {"conv_w", net->conv->weight}, {"conv_b", net->conv->bias}, {"fc_w", net->fc->weight},
+      {"ln_w", net->ln->weight},     {"ln_b", net->ln->bias},     {"out_w", net->out->weight},
+      {"out_b", net->out->bias}};
+  for (const auto& [name, w] : weights)
+    m.register_parameter(name, w.detach().clone().requires_grad_(true), false);
+  m.define(R"(
+def forward(self, x):
+    h = torch.tanh(torch.conv2d(x, self.conv_w, self.conv_b, [2, 2], [2, 2], [2, 2], 1))
+    h = torch.tanh(torch.linear(h.flatten(1), self.fc_w))
+    h = torch.layer_norm(h, [5], self.ln_w, self.ln_b, 1e-5)
+    return torch.linear(h, self.out_w, self.out_b)
+)");
+  ModelOptions o;
+  o.dtype = torch::kFloat64;
+  o.model_path = test::temp_dir("kfac_script") + "/net.pt";
+  m.save(o.model_path);
+  test::seed(1);
+  auto x = torch::rand({5, 2, 6, 6}, torch::kFloat64);
+  auto scripted = load_score_model(ModelKind::kClassifier, o, x);
+  ClassifierFisherOptions options;
+  RunOptions run;
+  run.batch_size = 2;
+  auto ks = ekfac_factors(scripted, {x, {}}, options, run);
+  auto kn = ekfac_factors(native, {x, {}}, options, run);
+  ASSERT_EQ(ks.layers.size(), 3u);
+  ASSERT_EQ(ks.left_out.size(), 2u);
+  EXPECT_EQ(ks.left_out[0].index, kn.left_out[0].index);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(ks.layers[i].name, kn.layers[i].name);
+    EXPECT_TRUE(ks.layers[i].theta_index.equal(kn.layers[i].theta_index));
+    test::expect_close(ks.layers[i].a, kn.layers[i].a, 1e-12, kn.layers[i].name + " A");
+    test::expect_close(ks.layers[i].g, kn.layers[i].g, 1e-12, kn.layers[i].name + " G");
+    test::expect_close(ks.layers[i].scalings, kn.layers[i].scalings, 1e-12, "S");
+  }
 }
 
 }  // namespace
