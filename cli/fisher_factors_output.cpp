@@ -151,6 +151,8 @@ nlohmann::json layer_json(const KfacLayer& l, const std::vector<std::string>& me
                       {"weight_index", l.weight_index},
                       {"weight_offset", l.weight_offset},
                       {"bias", l.bias_index >= 0},
+                      {"group", l.group},
+                      {"groups", l.groups},
                       {"positions", l.positions},
                       {"out", l.out()},
                       {"in", l.in()},
@@ -194,8 +196,9 @@ void write_kfac_factors(const std::string& out, const KfacFactors& factors) {
       {"num_params", factors.num_params},
       {"layout",
        "per layer, M = [weight.reshape(out, -1) | bias] [out, in'] read from θ at weight_offset "
-       "(row-major) and bias_offset; the block acting on row-major vec(M) is kron(G, A) "
-       "(K-FAC) or kron(QG, QA) diag(vec(scalings)) kron(QG, QA)ᵀ (EK-FAC)"},
+       "(row-major) and bias_offset (a conv with groups > 1: one block per group, its rows "
+       "[group·out/groups, (group+1)·out/groups) of M); the block acting on row-major vec(M) "
+       "is kron(G, A) (K-FAC) or kron(QG, QA) diag(vec(scalings)) kron(QG, QA)ᵀ (EK-FAC)"},
       {"normalisation",
        "A = mean over examples and positions of [a, 1][a, 1]ᵀ; G = mean over examples of the "
        "sum over positions and Fisher rows of δ δᵀ"},

@@ -210,5 +210,42 @@ TEST(KfacFactors, SequenceLinearTakesPositionsAsSamples) {
                      "S");
 }
 
+// A grouped conv has one block per group: exact with one example and one position, and EK-FAC's
+// scalings are each group block's diagonal in its eigenbasis with several positions.
+TEST(KfacFactors, GroupedConvGivesOneBlockPerGroup) {
+  test::seed(0);
+  auto one = std::make_shared<test::KfacNet>(torch::nn::Conv2dOptions(2, 4, 4).groups(2), 4);
+  auto model = test::kfac_model(one);
+  auto x = inputs(1, /*side=*/4);
+  auto k = kfac_factors(model, {x, {}}, estimator(FisherEstimator::kTrue));
+  ASSERT_EQ(k.layers.size(), 4u);
+  EXPECT_EQ(k.layers[0].name, "layer00.conv2d.group0");
+  EXPECT_EQ(k.layers[1].name, "layer00.conv2d.group1");
+  EXPECT_EQ(k.layers[2].name, "layer01.linear");
+  EXPECT_EQ(k.layers[1].in(), 1 * 16 + 1);
+  EXPECT_EQ(k.layers[1].out(), 2);
+  auto both = torch::cat({k.layers[0].theta_index, k.layers[1].theta_index});
+  EXPECT_TRUE(std::get<0>(both.sort()).equal(torch::arange(4 * 16 + 4)));  // weight, bias
+  auto f = test::dense_true_fisher(model, x);
+  for (size_t i = 0; i < 4; ++i) {
+    test::expect_close(k.dense_block(i), block_of(f, k.layers[i].theta_index), 1e-10,
+                       k.layers[i].name);
+  }
+  test::seed(0);
+  auto many = std::make_shared<test::KfacNet>(
+      torch::nn::Conv2dOptions(2, 4, 3).groups(2).stride(2).padding(1), 6);
+  auto model_many = test::kfac_model(many);
+  auto x6 = inputs(5);
+  auto ek = ekfac_factors(model_many, {x6, {}}, estimator(FisherEstimator::kTrue), batches_of(2));
+  auto f6 = test::dense_true_fisher(model_many, x6);
+  for (size_t i = 0; i < 2; ++i) {
+    const auto& l = ek.layers[i];
+    EXPECT_EQ(l.positions, 9);
+    auto q = torch::kron(l.qg, l.qa);
+    auto diag = q.t().mm(block_of(f6, l.theta_index)).mm(q).diagonal();
+    test::expect_close(l.scalings, diag.reshape({l.out(), l.in()}), 1e-10, l.name + " S");
+  }
+}
+
 }  // namespace
 }  // namespace nfk

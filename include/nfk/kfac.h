@@ -20,10 +20,11 @@
 /// basis per Fisher row: S = (1/N) Σ_i Σ_r (Q_Gᵀ D_ir Q_A)² [out, in'] (a second pass over the
 /// data).
 ///
-/// Covered: Linear (unmasked) and Conv2d with groups = 1 (zero padding, any stride and dilation),
-/// called once per forward. Other parameters (norms, embeddings, transposed or grouped convs,
-/// shared or masked weights) are left out and listed with the reason: the approximation has zero
-/// curvature there (mv gives 0; inverse_mv gives v / damping). The layer tape must cover the
+/// Covered: Linear (unmasked) and Conv2d (zero padding, any stride and dilation), called once per
+/// forward. A conv with groups > 1 gives one block per group (its weight rows and input channels;
+/// blocks between groups are zero, as between layers). Other parameters (norms, embeddings,
+/// transposed convs, shared or masked weights) are left out, with the reason: the approximation has
+/// zero curvature there (mv gives 0; inverse_mv gives v / damping). The layer tape must cover the
 /// whole model (every parameter used by a taped layer), else the call throws: K-FAC reads the
 /// recorded layer inputs and output gradients. Estimators true, mc and empirical; `batched` is
 /// refused (its rows are batch sums, not per-example rows, so it has no per-example factors).
@@ -41,9 +42,10 @@ namespace nfk {
 
 /// One layer's factors. Tensors are float64 on the model's device.
 struct KfacLayer {
-  std::string name;                       // "layer03.conv2d": position among the covered layers
+  std::string name;  // "layer03.conv2d" (covered layer calls in order), "layer03.conv2d.group1"
   TapedLayer kind = TapedLayer::kLinear;  // kLinear or kConv2d
-  std::vector<int64_t> weight_shape;      // [out, in] or [out, in, kh, kw]
+  std::vector<int64_t> weight_shape;      // [out, in] or [out, in/groups, kh, kw], whole layer
+  int64_t group = 0, groups = 1;          // this block's conv group, of `groups`
   int64_t weight_index = -1;              // index of the weight tensor in model.parameters()
   int64_t bias_index = -1;                // the bias tensor's index, -1 without a bias in θ
   int64_t weight_offset = 0;              // offsets of the two tensors in θ [P]
@@ -53,8 +55,8 @@ struct KfacLayer {
   torch::Tensor a, g;                  // A [in', in'], G [out, out]
   torch::Tensor qa, eig_a, qg, eig_g;  // eigh of A and G (eigenvalues ascending, clamped ≥ 0)
   torch::Tensor scalings;              // EK-FAC only: S [out, in']; undefined for K-FAC
-  int64_t out() const { return g.size(0); }
-  int64_t in() const { return a.size(0); }  // in' (bias column included)
+  int64_t out() const { return g.size(0); }  // out / groups
+  int64_t in() const { return a.size(0); }   // in' (bias column included)
 };
 
 /// A parameter tensor that K-FAC does not cover.

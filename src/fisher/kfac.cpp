@@ -53,7 +53,7 @@ KfacFactors kfac_pass(ScoreModel& model, const ClassifierData& data,
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(params.front().device());
   std::vector<torch::Tensor> a_sum, g_sum;
   for (const auto& l : plan.layers) {
-    const int64_t out = l.weight_shape[0], in = l.theta_index.numel() / out;
+    const int64_t out = l.weight_shape[0] / l.groups, in = l.theta_index.numel() / out;
     a_sum.push_back(torch::zeros({in, in}, f64));
     g_sum.push_back(torch::zeros({out, out}, f64));
   }
