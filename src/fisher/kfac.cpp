@@ -8,6 +8,11 @@
 namespace nfk {
 namespace {
 
+// EK-FAC's second pass: work in chunks below kChunkElements; keep a batch's projected layer
+// inputs across its cotangents up to kKeepElements.
+constexpr int64_t kChunkElements = int64_t{1} << 24;
+constexpr int64_t kKeepElements = int64_t{1} << 26;
+
 void check_kfac_call(ScoreModel& model, const ClassifierData& data,
                      const ClassifierFisherOptions& options, const char* what) {
   detail::check_classifier_data(model, data, options);
@@ -24,7 +29,7 @@ void allreduce_once(const std::vector<torch::Tensor*>& sums, const RunOptions& r
   if (!run.group || !run.group->distributed() || sums.empty()) return;
   std::vector<torch::Tensor> flat;
   for (auto* s : sums) flat.push_back(s->reshape(-1));
-  auto total = run.group->allreduce_sum(torch::cat(flat));
+  auto total = run.group->allreduce_sum(torch::cat(flat).to(torch::kCPU));
   int64_t offset = 0;
   for (auto* s : sums) {
     *s = total.narrow(0, offset, s->numel()).view(s->sizes()).to(s->device()).clone();
@@ -118,27 +123,36 @@ KfacFactors ekfac_factors(ScoreModel& model, const ClassifierData& data,
   KfacFactors out = kfac_pass(model, data, options, run, detail::plan_kfac_layers(model, data));
   out.form = FisherForm::kEkfac;
   // Second pass: each Fisher row's layer gradient D_ir = Σ_t δ_t ā_tᵀ in the eigenbasis,
-  // Q_Gᵀ D_ir Q_A = Σ_t (Q_Gᵀ δ_t)(Q_Aᵀ ā_t)ᵀ, squared and summed.
+  // Q_Gᵀ D_ir Q_A = Σ_t (Q_Gᵀ δ_t)(Q_Aᵀ ā_t)ᵀ, squared and summed. The projected inputs
+  // Q_Aᵀ ā [B, T, in'] are kept for the batch's R cotangents where they fit kKeepElements, else
+  // recomputed per chunk and cotangent.
   std::vector<torch::Tensor> s_sum, projected(out.layers.size());
   for (const auto& l : out.layers) s_sum.push_back(torch::zeros({l.out(), l.in()}, l.a.options()));
+  auto project = [&](size_t i, const TapeRecord& r, int64_t start, int64_t count) {
+    auto a = detail::kfac_inputs(out.layers[i], r, start, count);  // [count, T, in']
+    return a.matmul(out.layers[i].qa.to(a.scalar_type()));
+  };
   detail::walk_kfac_batches(
       model, data, options, run, out.layers, "ekfac scalings",
       [&](size_t i, const TapeRecord& r) {
         const auto& l = out.layers[i];
-        auto a = detail::kfac_inputs(l, r, 0, r.input.size(0));  // [B, T, in']
-        projected[i] = a.matmul(l.qa.to(a.scalar_type()));
+        const int64_t batch = r.input.size(0);
+        projected[i] = batch * l.positions * l.in() <= kKeepElements ? project(i, r, 0, batch)
+                                                                     : torch::Tensor();
       },
-      [&](size_t i, const TapeRecord&, const torch::Tensor& g) {
+      [&](size_t i, const TapeRecord& r, const torch::Tensor& g) {
         if (!g.defined()) return;
         const auto& l = out.layers[i];
-        const auto& a = projected[i];
         const int64_t batch = g.size(0);
-        const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 24) / (l.out() * l.in()));
-        auto qg = l.qg.to(a.scalar_type());
+        const int64_t per_example = l.out() * l.in() + l.positions * (l.in() + l.out());
+        const int64_t chunk = std::max<int64_t>(1, kChunkElements / per_example);
+        auto qg = l.qg.to(g.scalar_type());
         for (int64_t s = 0; s < batch; s += chunk) {
           const int64_t count = std::min(chunk, batch - s);
-          auto d = detail::kfac_deltas(l, g, s, count).matmul(qg);   // [count, T, out]
-          auto rows = d.transpose(1, 2).bmm(a.narrow(0, s, count));  // [count, out, in']
+          auto a =
+              projected[i].defined() ? projected[i].narrow(0, s, count) : project(i, r, s, count);
+          auto d = detail::kfac_deltas(l, g, s, count).matmul(qg);  // [count, T, out]
+          auto rows = d.transpose(1, 2).bmm(a);                     // [count, out, in']
           s_sum[i] += rows.square().sum(/*dim=*/0).to(torch::kFloat64);
         }
       });
