@@ -125,28 +125,44 @@ KfacFactors ekfac_factors(ScoreModel& model, const ClassifierData& data,
   // Second pass: each Fisher row's layer gradient D_ir = Σ_t δ_t ā_tᵀ in the eigenbasis,
   // Q_Gᵀ D_ir Q_A = Σ_t (Q_Gᵀ δ_t)(Q_Aᵀ ā_t)ᵀ, squared and summed. The projected inputs
   // Q_Aᵀ ā [B, T, in'] are kept for the batch's R cotangents where they fit kKeepElements, else
-  // recomputed per chunk and cotangent.
-  std::vector<torch::Tensor> s_sum, projected(out.layers.size());
+  // recomputed per chunk and cotangent. With one position (T = 1) ā_i is the same for every r:
+  // Σ_r (Q_Gᵀ δ_ir)² ((Q_Aᵀ ā_i)²)ᵀ sums the squares over r first, then one GEMM per batch.
+  const size_t n_layers = out.layers.size();
+  std::vector<torch::Tensor> s_sum, projected(n_layers), d2(n_layers);
   for (const auto& l : out.layers) s_sum.push_back(torch::zeros({l.out(), l.in()}, l.a.options()));
   auto project = [&](size_t i, const TapeRecord& r, int64_t start, int64_t count) {
     auto a = detail::kfac_inputs(out.layers[i], r, start, count);  // [count, T, in']
     return a.matmul(out.layers[i].qa.to(a.scalar_type()));
+  };
+  auto flush = [&](size_t i) {  // T = 1: the batch's Σ_r d² [B, out] against its a² [B, in']
+    if (d2[i].defined()) s_sum[i] += d2[i].t().mm(projected[i]).to(torch::kFloat64);
+    d2[i] = torch::Tensor();
   };
   detail::walk_kfac_batches(
       model, data, options, run, out.layers, "ekfac scalings",
       [&](size_t i, const TapeRecord& r) {
         const auto& l = out.layers[i];
         const int64_t batch = r.input.size(0);
-        projected[i] = batch * l.positions * l.in() <= kKeepElements ? project(i, r, 0, batch)
-                                                                     : torch::Tensor();
+        if (l.positions == 1) {
+          flush(i);  // the previous batch's
+          projected[i] = project(i, r, 0, batch).select(1, 0).square();
+        } else {
+          projected[i] = batch * l.positions * l.in() <= kKeepElements ? project(i, r, 0, batch)
+                                                                       : torch::Tensor();
+        }
       },
       [&](size_t i, const TapeRecord& r, const torch::Tensor& g) {
         if (!g.defined()) return;
         const auto& l = out.layers[i];
         const int64_t batch = g.size(0);
+        auto qg = l.qg.to(g.scalar_type());
+        if (l.positions == 1) {
+          auto d = detail::kfac_deltas(l, g, 0, batch).select(1, 0).matmul(qg).square();
+          d2[i] = d2[i].defined() ? d2[i] + d : d;
+          return;
+        }
         const int64_t per_example = l.out() * l.in() + l.positions * (l.in() + l.out());
         const int64_t chunk = std::max<int64_t>(1, kChunkElements / per_example);
-        auto qg = l.qg.to(g.scalar_type());
         for (int64_t s = 0; s < batch; s += chunk) {
           const int64_t count = std::min(chunk, batch - s);
           auto a =
@@ -156,6 +172,7 @@ KfacFactors ekfac_factors(ScoreModel& model, const ClassifierData& data,
           s_sum[i] += rows.square().sum(/*dim=*/0).to(torch::kFloat64);
         }
       });
+  for (size_t i = 0; i < n_layers; ++i) flush(i);
   std::vector<torch::Tensor*> sums;
   for (auto& s : s_sum) sums.push_back(&s);
   allreduce_once(sums, run);
