@@ -47,6 +47,15 @@ TEST(KfacOperator, MvMatchesTheDenseBlockDiagonalMatrix) {
   }
 }
 
+TEST(KfacOperator, IsALinearOperatorWhoseDenseMatrixIsTheApproximation) {
+  Fixture s;
+  auto k = ekfac_factors(s.model, {s.x, {}}, s.options, s.run);
+  KfacOperator op(k);
+  EXPECT_EQ(op.rows(), k.num_params);
+  EXPECT_EQ(op.cols(), k.num_params);
+  test::expect_close(op.dense(), test::dense_kfac(k), 1e-12, "dense");
+}
+
 TEST(KfacOperator, InverseMvSolvesTheDampedDenseSystem) {
   Fixture s;
   const double damping = 1e-2;

@@ -37,6 +37,7 @@
 
 #include "nfk/classifier_fisher.h"
 #include "nfk/layer_tape.h"
+#include "nfk/linalg.h"
 
 namespace nfk {
 
@@ -92,6 +93,25 @@ struct KfacFactors {
   /// Layer `layer`'s block [out·in', out·in'] (float64) in row-major vec(M) order: kron(G, A)
   /// for K-FAC, (Q_G ⊗ Q_A) diag(vec S) (Q_G ⊗ Q_A)ᵀ for EK-FAC. For tests and small layers.
   torch::Tensor dense_block(size_t layer) const;
+};
+
+/// `factors` as a symmetric LinearOperator [P, P] (apply = apply_t = mv, float64 on the factors'
+/// device), e.g. for linalg/'s randomized SVD: the approximation's top eigenvalues. Holds a
+/// reference: `factors` must outlive it.
+/// Example: `nfk::KfacOperator op(factors); auto svd = nfk::randomized_svd(op, {.rank = 10});`
+class KfacOperator : public LinearOperator {
+ public:
+  explicit KfacOperator(const KfacFactors& factors) : factors_(factors) {}
+  int64_t rows() const override { return factors_.num_params; }
+  int64_t cols() const override { return factors_.num_params; }
+  torch::Tensor apply(const torch::Tensor& q_pu) override {
+    return factors_.mv(q_pu.to(options()));
+  }
+  torch::Tensor apply_t(const torch::Tensor& m_pu) override { return apply(m_pu); }
+  torch::TensorOptions options() const override;
+
+ private:
+  const KfacFactors& factors_;
 };
 
 /// K-FAC factors of the classifier Fisher of `model` (kind classifier) over `data`, for the

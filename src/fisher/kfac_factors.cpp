@@ -95,4 +95,9 @@ torch::Tensor KfacFactors::dense_block(size_t layer) const {
   return (q * l.scalings.reshape({1, -1})).mm(q.t());
 }
 
+torch::TensorOptions KfacOperator::options() const {
+  auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  return factors_.layers.empty() ? o : o.device(factors_.layers.front().a.device());
+}
+
 }  // namespace nfk
