@@ -1,7 +1,7 @@
 // K-FAC on a zoo classifier (LeNet-5 on 12×12 images): every parameter covered, the Linear
 // blocks' diagonals equal to the classifier Fisher's own diagonal with one example, and a
 // float32 model's factors close to float64's; a TorchScript file's factors equal the native
-// module's.
+// module's; on CUDA (skipped without a device) the factors and products match the CPU.
 #include "kfac_support.h"
 #include "nfk/classifier_fisher.h"
 #include "zoo_cases.h"
@@ -101,6 +101,32 @@ def forward(self, x):
     test::expect_close(ks.layers[i].g, kn.layers[i].g, 1e-12, kn.layers[i].name + " G");
     test::expect_close(ks.layers[i].scalings, kn.layers[i].scalings, 1e-12, "S");
   }
+}
+
+TEST(KfacCuda, FactorsAndProductsMatchTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  auto c = test::small_cnn_classifier(test::temp_dir("kfac_cuda"));
+  auto cpu = load_score_model(c.kind, c.options, c.x);
+  auto on_gpu = c.options;
+  on_gpu.device = torch::Device(torch::kCUDA, 0);
+  auto gpu = load_score_model(c.kind, on_gpu, c.x);
+  auto x = c.x.slice(0, 0, 24);
+  ClassifierFisherOptions options;
+  RunOptions run;
+  run.batch_size = 10;
+  auto k_cpu = ekfac_factors(cpu, {x, {}}, options, run);
+  auto k_gpu = ekfac_factors(gpu, {x, {}}, options, run);
+  ASSERT_EQ(k_gpu.layers.size(), k_cpu.layers.size());
+  for (size_t i = 0; i < k_cpu.layers.size(); ++i) {
+    EXPECT_TRUE(k_gpu.layers[i].a.is_cuda());
+    test::expect_close(k_gpu.layers[i].a.cpu(), k_cpu.layers[i].a, 1e-10, "A");
+    test::expect_close(k_gpu.layers[i].g.cpu(), k_cpu.layers[i].g, 1e-10, "G");
+    test::expect_close(k_gpu.layers[i].scalings.cpu(), k_cpu.layers[i].scalings, 1e-10, "S");
+  }
+  auto v = torch::randn({k_cpu.num_params}, torch::kFloat64);
+  auto step = k_gpu.inverse_mv(v, 1e-3);  // a CPU vector in, a CPU vector out
+  EXPECT_FALSE(step.is_cuda());
+  test::expect_close(step, k_cpu.inverse_mv(v, 1e-3), 1e-8, "inverse_mv");
 }
 
 }  // namespace
