@@ -99,8 +99,9 @@ KfacFactors kfac_pass(ScoreModel& model, const ClassifierData& data,
   const double n = static_cast<double>(out.n_examples);
   for (size_t i = 0; i < out.layers.size(); ++i) {
     auto& l = out.layers[i];
-    l.a = a_sum[i] / (n * static_cast<double>(l.positions));
-    l.g = g_sum[i] / n;
+    // Symmetrised, so that mv (the full matrices) and eigh (one triangle) describe the same ones.
+    l.a = (a_sum[i] + a_sum[i].t()) / (2 * n * static_cast<double>(l.positions));
+    l.g = (g_sum[i] + g_sum[i].t()) / (2 * n);
     check_finite(l.a, l, "input factor A");
     check_finite(l.g, l, "gradient factor G");
     eigen(l.a, l.qa, l.eig_a);
