@@ -7,6 +7,7 @@
 #include "../cli/fisher_factors_output.h"
 #include "kfac_support.h"
 #include "nfk/data.h"
+#include "nfk/output_files.h"
 
 namespace nfk {
 namespace {
@@ -55,6 +56,25 @@ TEST(KfacOutput, NumpyReadsEveryFactorAndTheIndex) {
     if (code == 77) GTEST_SKIP() << "numpy is not installed for /usr/bin/python3";
     EXPECT_EQ(code, 0) << "see " << dir << "/log.txt";
   }
+}
+
+TEST(KfacOutput, AnOutputGroupStagesTheArchiveUntilItCommits) {
+  auto net = test::kfac_net();
+  auto model = test::kfac_model(net);
+  auto k = kfac_factors(model, {torch::rand({2, 2, 6, 6}, torch::kFloat64), {}}, {}, {});
+  const std::string path = test::temp_dir("kfac_npz_group") + "/factors.npz";
+  {
+    OutputGroup outputs;
+    cli::write_kfac_factors(path, k);
+    EXPECT_FALSE(fs::exists(path));
+  }  // no commit: nothing appears
+  EXPECT_FALSE(fs::exists(path));
+  {
+    OutputGroup outputs;
+    cli::write_kfac_factors(path, k);
+    outputs.commit();
+  }
+  EXPECT_TRUE(fs::is_regular_file(path));
 }
 
 TEST(KfacOutput, ADirectoryIsNeverReplaced) {

@@ -130,8 +130,8 @@ KfacPlan plan_kfac_layers(ScoreModel& model, const ClassifierData& data) {
 }
 
 int64_t kfac_chunk(const KfacLayer& layer) {
-  const int64_t in = layer.theta_index.numel() / block_out(layer);
-  return std::max<int64_t>(1, kChunkElements / (layer.positions * in));
+  const int64_t out = block_out(layer), in = layer.theta_index.numel() / out;
+  return std::max<int64_t>(1, kChunkElements / (layer.positions * std::max(in, out)));
 }
 
 torch::Tensor kfac_inputs(const KfacLayer& layer, const TapeRecord& r, int64_t start,

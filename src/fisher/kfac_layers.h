@@ -29,7 +29,8 @@ torch::Tensor kfac_inputs(const KfacLayer& layer, const TapeRecord& r, int64_t s
 torch::Tensor kfac_deltas(const KfacLayer& layer, const torch::Tensor& g, int64_t start,
                           int64_t count);
 
-/// Examples per chunk so that a layer's [count, T, in'] stays below a fixed element budget.
+/// Examples per chunk so that a layer's ā [count, T, in'] and δ [count, T, out] stay below a
+/// fixed element budget.
 int64_t kfac_chunk(const KfacLayer& layer);
 
 /// Called once per batch and covered layer with its tape record (inputs).
