@@ -28,7 +28,26 @@ long call (``KeyboardInterrupt``) between batches.
 # The package: estimator.py (NFK), fisher.py (fisher_diag, fisher_distance, SetDistance), data.py
 # (load_dataset, arrays and tensors as the extension reads them), settings.py (threads, TF32),
 # _validate.py (argument checks), _model_file.py (models as files), _nfk (the C++ extension).
+import re as _re
+import sys as _sys
+
 from . import _nfk
+
+
+def _check_torch():
+    """The torch Python imports must be the LibTorch _nfk links (both live in this process)."""
+    torch = _sys.modules.get("torch")
+    if torch is None:
+        return
+    release = [_re.match(r"\d+\.\d+\.\d+", v or "") for v in (torch.__version__,
+                                                              _nfk.libtorch_version)]
+    if release[0] and release[1] and release[0].group(0) != release[1].group(0):
+        raise ImportError(f"nfk: torch {torch.__version__} is imported, but nfk was built "
+                          f"against LibTorch {_nfk.libtorch_version}: reinstall nfk with this "
+                          "torch (pip install --no-build-isolation .)")
+
+
+_check_torch()
 from .data import load_dataset
 from .estimator import NFK
 from .fisher import SetDistance, fisher_diag, fisher_distance

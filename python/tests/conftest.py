@@ -45,3 +45,12 @@ def fitted(d, x):
 def ref(fitted, x):
     """transform of the plain float32 C-order array: what every other form must give."""
     return fitted.transform(x)
+
+
+def pytest_sessionstart(session):
+    """Under python/install_test.sh: the package tested is the one pip installed in the venv."""
+    import os
+
+    venv = os.environ.get("NFK_EXPECT_INSTALLED")
+    if venv:
+        assert os.path.realpath(nfk.__file__).startswith(os.path.realpath(venv)), nfk.__file__
