@@ -65,10 +65,12 @@ class CallScope {
   void finish();
 
   /// The progress callback for every long library call, called between batches with the GIL
-  /// released: it takes the GIL and runs Python's signal handlers. A pending Ctrl-C raises
+  /// released: it takes the GIL, calls `callback(stage, done, total)` (a Python callable, e.g.
+  /// nfk's tqdm bars; None: none) and runs Python's signal handlers. A pending Ctrl-C raises
   /// KeyboardInterrupt, thrown as py::error_already_set through the library (which only holds
-  /// RAII state) back to the binding, where pybind11 restores it.
-  static nfk::ProgressFn progress();
+  /// RAII state) back to the binding, where pybind11 restores it; so does an error in callback.
+  /// The callback is borrowed: the binding's argument keeps it alive for the call.
+  static nfk::ProgressFn progress(const py::object& callback = py::none());
 
  private:
   WarningCollector collector_;

@@ -38,7 +38,7 @@ def x():
 
 @pytest.fixture(scope="module")
 def fitted(d, x):
-    return nfk.NFK("classifier", rank=4, seed=1).fit(str(d / "cnn.pt"), x)
+    return nfk.NFK(str(d / "cnn.pt"), "classifier", rank=4, seed=1).fit(x)
 
 
 @pytest.fixture(scope="module")
