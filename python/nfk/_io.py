@@ -88,8 +88,12 @@ def iter_batches(X, name="X"):
 def as_inputs(X, name="X"):
     """(array, data source string, _Like) for the whole of X. An iterable of batches is read once
     and its batches concatenated (a fit needs all its data for every pass)."""
+    if type(X).__module__.startswith("scipy.sparse"):
+        raise TypeError(f"nfk: {name}: sparse input is not supported (a network takes dense "
+                        "inputs: X.toarray())")
     if not is_batches(X):
         arr, source = _as_array(X, name)
+        _check_not_empty(arr, name)
         return arr, source, like(X)
     arrays, first = [], None
     for arr, kind in iter_batches(X, name):
@@ -105,6 +109,17 @@ def as_inputs(X, name="X"):
     if not arrays:
         raise ValueError(f"nfk: {name}: the iterable of batches is empty")
     return np.concatenate(arrays), "", first
+
+
+def _check_not_empty(arr, name):
+    """scikit-learn's messages for arrays without samples or features (as check_array words them)."""
+    shape = tuple(int(s) for s in arr.shape)
+    if arr.ndim >= 1 and shape[0] == 0:
+        raise ValueError(f"nfk: {name}: the array holds no values: 0 sample(s) (shape={shape}) "
+                         "while a minimum of 1 is required")
+    if arr.ndim >= 2 and n_features(arr) == 0:
+        raise ValueError(f"nfk: {name}: the array holds no values: 0 feature(s) (shape={shape}) "
+                         "while a minimum of 1 is required.")
 
 
 def n_features(arr):

@@ -123,6 +123,9 @@ class NFK(TransformerMixin, BaseEstimator):
         memory_budget_mib = _check_int("memory_budget_mib", self.memory_budget_mib, 0,
                                        _INT64_MAX >> 20)
         x, source, like = as_inputs(X)
+        if x.shape[0] < 2:  # (the library says so too; this is scikit-learn's wording)
+            raise ValueError(f"nfk: X: n_samples = {x.shape[0]}: a fit needs at least 2 "
+                             "examples")
         score_model, files = _load_model(mo["kind"], self.model, self.generator,
                                          mo["latent_dim"], mo["output"], mo["seed"],
                                          mo["dtype"], mo["device"], x)
@@ -145,6 +148,7 @@ class NFK(TransformerMixin, BaseEstimator):
         with progress(self.verbose, "transform") as bars:
             if not is_batches(X):
                 x, _, like = as_inputs(X)
+                self._check_example_shape(x)
                 return like.out(_nfk.transform(self.projector_, self._model, x, batch_size,
                                                progress=bars))
             outs, like = [], None
@@ -201,6 +205,15 @@ class NFK(TransformerMixin, BaseEstimator):
         self.plan_ = None  # the plan is not stored in projector files
         self.n_features_in_ = n_features_of_shape(p.input_shape)
         return self
+
+    def _check_example_shape(self, x):
+        """A 1-d X for a projector fitted on vectors: scikit-learn's hint (others: the library)."""
+        fitted = list(self.projector_.input_shape)
+        if x.ndim == 1 and fitted != []:
+            raise ValueError(f"nfk: X: got a 1-d array of shape {x.shape}, the projector was "
+                             f"fitted on examples of shape {fitted}: Reshape your data either "
+                             "using array.reshape(-1, 1) if it has a single feature or "
+                             "array.reshape(1, -1) if it contains a single sample")
 
     def _check_fitted(self):
         check_is_fitted(self, "projector_", msg=_NOT_FITTED)
