@@ -119,9 +119,62 @@ py::tuple set_distance(const nfk::Projector& proj, nfk::ScoreModel& model, const
   return py::make_tuple(d.fisher, d.embedding);
 }
 
+/// ∇θ s(x_i) of one batch x [B, ...] → J [B, P] (model dtype); `first_index` fixes per-example noise.
+py::array per_example_gradients(nfk::ScoreModel& model, const py::array& x, int64_t first_index) {
+  CallScope scope;
+  const torch::Tensor inputs = to_inputs(x, "inputs");
+  torch::Tensor j;
+  {
+    py::gil_scoped_release release;
+    j = nfk::per_example_gradients(model, model.prepare(inputs), first_index);
+  }
+  auto out = to_array(j);
+  scope.finish();
+  return out;
+}
+
+/// D[a, b] = ‖mean_{y=a} V − mean_{y=b} V‖ [C, C] float64 (nfk::class_distance_matrix).
+py::array class_distances(const nfk::Projector& proj, nfk::ScoreModel& model, const py::array& x,
+                          const py::array& labels, int64_t batch_size, const py::object& progress) {
+  CallScope scope;
+  const torch::Tensor inputs = to_inputs(x, "inputs"), y = to_labels(labels);
+  torch::Tensor d;
+  {
+    py::gil_scoped_release release;
+    d = nfk::class_distance_matrix(proj, model, inputs, y, batch_size,
+                                   CallScope::progress(progress));
+  }
+  auto out = to_array(d);
+  scope.finish();
+  return out;
+}
+
+/// d(a_i, b_j) = ‖V_{a_i} − V_{b_j}‖ [N_A, N_B] float64 (nfk::pairwise_fisher_distances).
+py::array pairwise_distances(const nfk::Projector& proj, nfk::ScoreModel& model,
+                             const py::array& a, const py::array& b, int64_t batch_size,
+                             const py::object& progress) {
+  CallScope scope;
+  const torch::Tensor xa = to_inputs(a, "a"), xb = to_inputs(b, "b");
+  torch::Tensor d;
+  {
+    py::gil_scoped_release release;
+    d = nfk::pairwise_fisher_distances(proj, model, xa, xb, batch_size,
+                                       CallScope::progress(progress));
+  }
+  auto out = to_array(d);
+  scope.finish();
+  return out;
+}
+
 }  // namespace
 
 void bind_fit(py::module_& m) {
+  m.def("per_example_gradients", &per_example_gradients, py::arg("model"), py::arg("x"),
+        py::arg("first_index") = 0);
+  m.def("class_distances", &class_distances, py::arg("projector"), py::arg("model"), py::arg("x"),
+        py::arg("labels"), py::arg("batch_size"), py::arg("progress") = py::none());
+  m.def("pairwise_distances", &pairwise_distances, py::arg("projector"), py::arg("model"),
+        py::arg("a"), py::arg("b"), py::arg("batch_size"), py::arg("progress") = py::none());
   m.def("fit", &fit, py::arg("model"), py::arg("x"), py::arg("rank"), py::arg("estimator"),
         py::arg("reference_samples"), py::arg("fisher_floor"), py::arg("oversample"),
         py::arg("power_iters"), py::arg("method"), py::arg("memory_budget_mib"),

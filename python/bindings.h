@@ -27,6 +27,9 @@ namespace py = pybind11;
 /// scaled to [0, 1] float32, other integers to float32, NaN/Inf rejected.
 torch::Tensor to_inputs(const py::array& a, const std::string& what);
 
+/// Class labels int64 [N] from a 1-d int64 array (the Python layer converts other integers).
+torch::Tensor to_labels(const py::array& a);
+
 /// A NumPy copy of `t` (float32, float64, uint8 or int64), on the CPU.
 py::array to_array(const torch::Tensor& t);
 

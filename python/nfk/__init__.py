@@ -55,12 +55,15 @@ def _check_torch():
 _check_torch()
 from .data import load_dataset
 from .estimator import NFK
+from . import plot  # matplotlib is imported when a figure is drawn
+from .distances import class_distances, fisher_vectors, pairwise_distances, per_example_gradients
 from .fisher import FisherStats, SetDistance, fisher_diag, fisher_distance, fisher_stats
 from .settings import get_num_threads, set_num_threads, set_tf32, tf32_allowed
 
 __version__ = _nfk.__version__
 __all__ = ["NFK", "fisher_diag", "fisher_stats", "fisher_distance", "load_dataset",
-           "FisherStats", "SetDistance",
+           "FisherStats", "SetDistance", "per_example_gradients", "fisher_vectors",
+           "pairwise_distances", "class_distances",
            "get_num_threads", "set_num_threads", "set_tf32", "tf32_allowed"]
 
 # The public names are nfk's own wherever they are defined (repr, help, pickle: nfk.NFK).
