@@ -46,11 +46,11 @@ def spectrum(spec, ax=None, log=True):
     ratio = np.asarray(spec["explained_variance_ratio"], dtype=float)
     fig, ax = _axes(ax, figsize=(6, 3.5))
     k = np.arange(1, eig.size + 1)
-    ax.bar(k, eig, color="tab:blue", label="sigma^2")
+    ax.bar(k, eig, color="tab:blue", label=r"$\sigma^2$")
     if log and np.all(eig > 0):
         ax.set_yscale("log")
     ax.set_xlabel("component")
-    ax.set_ylabel("eigenvalue sigma^2")
+    ax.set_ylabel(r"eigenvalue $\sigma^2$")
     cum = ax.twinx()
     cum.plot(k, np.cumsum(ratio), color="tab:orange", marker=".", label="cumulative")
     cum.set_ylim(0, 1)
