@@ -1,7 +1,7 @@
 """nfk.NFK: the Neural Fisher Kernel as a scikit-learn transformer (``nfk fit`` / ``transform``)."""
 import json
 
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import _nfk, _state
@@ -14,7 +14,7 @@ from ._validate import (_ESTIMATORS, _INT64_MAX, _METHODS, _check_choice, _check
 _NOT_FITTED = "nfk: this NFK is not fitted yet: call fit(X) first (or NFK.load a projector)"
 
 
-class NFK(TransformerMixin, BaseEstimator):
+class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Low-rank Neural Fisher Kernel embedding: a scikit-learn transformer.
 
     For a trained network with parameters theta (P of them) and a per-example score s(x), the
@@ -248,6 +248,8 @@ class NFK(TransformerMixin, BaseEstimator):
     n_examples_ = _fitted("n_examples", "N, the number of training examples.")
     components_ = property(lambda self: self._fitted_basis().T,
                            doc="P^T [k, P]: the right singular vectors, one per row.")
+    _n_features_out = property(lambda self: self.projector_.rank,
+                               doc="k (get_feature_names_out: nfk0 ... nfk{k-1}).")
     spectrum_ = property(lambda self: self.spectrum(), doc="spectrum() as an attribute.")
     profile_ = property(lambda self: self.profile(), doc="profile() as an attribute.")
     del _fitted

@@ -68,6 +68,8 @@ def test_pipeline_with_logistic_regression(d):
     alone = nfk.NFK(str(d / "cnn.pt"), "classifier", rank=4, seed=1, verbose=0).fit(x)
     np.testing.assert_array_equal(pipe.named_steps["nfk"].transform(x), alone.transform(x))
     assert pipe.predict(torch.from_numpy(x)).shape == (N,)  # torch in: the classifier copes
+    assert list(pipe.named_steps["nfk"].get_feature_names_out()) == ["nfk0", "nfk1", "nfk2",
+                                                                     "nfk3"]
 
 
 def test_grid_search_over_rank(d):
