@@ -86,7 +86,12 @@ class CMakeBuild(build_ext):
         if info["nfk_version"] != _cmake_version():
             _fail(f"{build_dir} was configured for nfk {info['nfk_version']}, this checkout is "
                   f"{_cmake_version()}")
-        import torch  # the installing Python's torch (no build isolation: the one it will use)
+        try:  # the installing Python's torch (no build isolation: the one it will use)
+            import torch
+        except ImportError as e:
+            _fail(f"{sys.executable} cannot import torch ({e}): install PyTorch into it first "
+                  "(Debian: python3-torch, under /usr/bin/python3; a venv made with "
+                  "--system-site-packages sees it), and build with --no-build-isolation")
 
         if _release(torch.__version__) != _release(info["libtorch_version"]):
             _fail(f"the torch {torch.__version__} that {sys.executable} imports is not the "
