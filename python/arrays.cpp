@@ -44,6 +44,13 @@ torch::Tensor to_inputs(const py::array& a, const std::string& what) {
   return nfk::dataset_from_array(x, what).inputs;
 }
 
+torch::Tensor to_labels(const py::array& a) {
+  TORCH_CHECK(a.ndim() == 1, "nfk: labels must be a 1-d array [N], got ", a.ndim(), " dimensions");
+  const torch::Tensor t = to_tensor(a);
+  TORCH_CHECK(t.scalar_type() == torch::kInt64, "nfk: labels must be int64, got ", t.scalar_type());
+  return t;
+}
+
 py::array to_array(const torch::Tensor& t) {
   const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
   py::dtype dt;

@@ -27,6 +27,9 @@ namespace py = pybind11;
 /// scaled to [0, 1] float32, other integers to float32, NaN/Inf rejected.
 torch::Tensor to_inputs(const py::array& a, const std::string& what);
 
+/// Class labels int64 [N] from a 1-d int64 array (the Python layer converts other integers).
+torch::Tensor to_labels(const py::array& a);
+
 /// A NumPy copy of `t` (float32, float64, uint8 or int64), on the CPU.
 py::array to_array(const torch::Tensor& t);
 
@@ -65,10 +68,12 @@ class CallScope {
   void finish();
 
   /// The progress callback for every long library call, called between batches with the GIL
-  /// released: it takes the GIL and runs Python's signal handlers. A pending Ctrl-C raises
+  /// released: it takes the GIL, calls `callback(stage, done, total)` (a Python callable, e.g.
+  /// nfk's tqdm bars; None: none) and runs Python's signal handlers. A pending Ctrl-C raises
   /// KeyboardInterrupt, thrown as py::error_already_set through the library (which only holds
-  /// RAII state) back to the binding, where pybind11 restores it.
-  static nfk::ProgressFn progress();
+  /// RAII state) back to the binding, where pybind11 restores it; so does an error in callback.
+  /// The callback is borrowed: the binding's argument keeps it alive for the call.
+  static nfk::ProgressFn progress(const py::object& callback = py::none());
 
  private:
   WarningCollector collector_;

@@ -68,9 +68,18 @@ void CallScope::finish() {
   if (!emit_warnings(collector_.take())) throw py::error_already_set();
 }
 
-nfk::ProgressFn CallScope::progress() {
-  return [](const std::string& /*stage*/, int64_t /*done*/, int64_t /*total*/) {
+nfk::ProgressFn CallScope::progress(const py::object& callback) {
+  // A raw pointer: the library copies the function with the GIL released, where a py::object's
+  // reference count must not change.
+  PyObject* cb = callback.is_none() ? nullptr : callback.ptr();
+  return [cb](const std::string& stage, int64_t done, int64_t total) {
     py::gil_scoped_acquire gil;
+    if (cb != nullptr) {
+      PyObject* r = PyObject_CallFunction(cb, "sLL", stage.c_str(), static_cast<long long>(done),
+                                          static_cast<long long>(total));
+      if (r == nullptr) throw py::error_already_set();
+      Py_DECREF(r);
+    }
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   };
 }

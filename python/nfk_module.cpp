@@ -10,6 +10,7 @@ PYBIND11_MODULE(_nfk, m) {
   namespace py = pybind11;
   m.doc() = "nfk's C++ library (internal; use the `nfk` package)";
   m.attr("__version__") = NFK_VERSION;
+  m.attr("libtorch_version") = NFK_LIBTORCH_VERSION;  // the LibTorch linked (CMake)
 
   nfk_python::register_error_translator();
   nfk_python::bind_models(m);

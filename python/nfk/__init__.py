@@ -4,38 +4,66 @@ Python front end of the nfk C++ library (the same library calls, with the same d
 ``nfk`` command line, so the same arguments and seed give the same numbers, bit for bit)::
 
     import nfk
-    m = nfk.NFK(kind="classifier", rank=32, seed=0).fit("classifier.pt", x_train)
+    m = nfk.NFK(model="classifier.pt", kind="classifier", rank=32, seed=0).fit(x_train)
     m.singular_values_            # sigma [k]
     e = m.transform(x_test)       # e(x) = P^T V_x  [N, k]
-    m.spectrum()                  # the dict of `nfk spectrum --json`
+    m.spectrum_                   # the dict of `nfk spectrum --json`
     i = nfk.fisher_diag("classifier.pt", x_train, kind="classifier")       # I [P]
     d = nfk.fisher_distance(m, x_a, x_b)                                     # (fisher, embedding)
 
-Data ``X`` may be a NumPy array, a torch tensor (detached and copied to the CPU) or a data source
-string as the CLI takes it (``"mnist:test[:1000]"``, ``"x.npy"``). Arrays are read as ``nfk`` reads
-an .npy file: uint8 is scaled to [0, 1] float32, other integers become float32, and floats are
-cast to the model dtype. Models are TorchScript or nfk zoo files given by path, or an in-memory
-``torch.jit.ScriptModule`` (an ``nn.Module`` is scripted first), saved to a temporary file for the
-library to load. Results are NumPy arrays.
+``nfk.NFK`` is a scikit-learn transformer (clone, Pipeline, GridSearchCV, pickle); see
+``help(nfk.NFK)`` for the definitions (the score per kind, z, I and its floor, e(x)).
+
+Data ``X`` may be a NumPy array, a torch tensor, a data source string as the CLI takes it
+(``"mnist:test[:1000]"``, ``"x.npy"``) or an iterable of batches (a DataLoader; tensors or
+(x, y) tuples). Arrays are read as ``nfk`` reads an .npy file: uint8 is scaled to [0, 1] float32,
+other integers become float32, and floats are cast to the model dtype. Results follow the input:
+NumPy in, NumPy out; torch in, torch out on the input's device. Models are TorchScript or nfk
+zoo files given by path, or an in-memory ``torch.jit.ScriptModule`` (an ``nn.Module`` is
+scripted first).
 
 Errors raise ``FileNotFoundError`` (a missing file), ``ValueError`` (a rejected input, option or
 model), ``TypeError`` (an argument of the wrong type, an array of an unsupported dtype),
 ``MemoryError`` (an allocation LibTorch could not make) or
 ``RuntimeError``, with the one-line message the CLI prints. Options are checked before any work.
-LibTorch's warnings during a call come out as ``warnings.warn`` (UserWarning), and Ctrl-C stops a
-long call (``KeyboardInterrupt``) between batches.
+LibTorch's warnings during a call come out as ``warnings.warn`` (UserWarning), progress as tqdm
+bars (``verbose=0``: none), and Ctrl-C stops a long call (``KeyboardInterrupt``) between batches.
 """
-# The package: estimator.py (NFK), fisher.py (fisher_diag, fisher_distance, SetDistance), data.py
+# The package: estimator.py (NFK), fisher.py (fisher_stats, fisher_diag, fisher_distance), data.py
 # (load_dataset, arrays and tensors as the extension reads them), settings.py (threads, TF32),
-# _validate.py (argument checks), _model_file.py (models as files), _nfk (the C++ extension).
+# _validate.py (argument checks), _model_file.py (models as files), _io.py (inputs, outputs,
+# batches), _state.py (pickling), _progress.py (tqdm), _nfk (the C++ extension).
+import re as _re
+import sys as _sys
+
 from . import _nfk
+
+
+def _check_torch():
+    """The torch Python imports must be the LibTorch _nfk links (both live in this process)."""
+    torch = _sys.modules.get("torch")
+    if torch is None:
+        return
+    release = [_re.match(r"\d+\.\d+\.\d+", v or "") for v in (torch.__version__,
+                                                              _nfk.libtorch_version)]
+    if release[0] and release[1] and release[0].group(0) != release[1].group(0):
+        raise ImportError(f"nfk: torch {torch.__version__} is imported, but nfk was built "
+                          f"against LibTorch {_nfk.libtorch_version}: reinstall nfk with this "
+                          "torch (pip install --no-build-isolation .)")
+
+
+_check_torch()
 from .data import load_dataset
 from .estimator import NFK
-from .fisher import SetDistance, fisher_diag, fisher_distance
+from . import plot  # matplotlib is imported when a figure is drawn
+from .distances import class_distances, fisher_vectors, pairwise_distances, per_example_gradients
+from .fisher import FisherStats, SetDistance, fisher_diag, fisher_distance, fisher_stats
 from .settings import get_num_threads, set_num_threads, set_tf32, tf32_allowed
 
 __version__ = _nfk.__version__
-__all__ = ["NFK", "fisher_diag", "fisher_distance", "load_dataset", "SetDistance",
+__all__ = ["NFK", "fisher_diag", "fisher_stats", "fisher_distance", "load_dataset",
+           "FisherStats", "SetDistance", "per_example_gradients", "fisher_vectors",
+           "pairwise_distances", "class_distances",
            "get_num_threads", "set_num_threads", "set_tf32", "tf32_allowed"]
 
 # The public names are nfk's own wherever they are defined (repr, help, pickle: nfk.NFK).

@@ -1,4 +1,5 @@
 """Models given to the nfk package: a path, or an in-memory module saved to a temporary file."""
+import copy
 import os
 import shutil
 import tempfile
@@ -27,8 +28,8 @@ class _ModelFile:
             if not isinstance(model, torch.nn.Module):
                 raise TypeError("nfk: a model is a file path, a torch.jit.ScriptModule or a "
                                 f"torch.nn.Module, got {_shown(model)}")
-            try:
-                model = torch.jit.script(model)
+            try:  # a copy: scripting must not touch the caller's module (an estimator parameter)
+                model = torch.jit.script(copy.deepcopy(model))
             except Exception as e:  # TorchScript's compiler: the cause, then source excerpts
                 cause = next((line for line in str(e).splitlines() if line.strip()), repr(e))
                 raise ValueError(f"nfk: torch.jit.script cannot compile the {type(model).__name__}"

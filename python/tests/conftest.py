@@ -38,10 +38,19 @@ def x():
 
 @pytest.fixture(scope="module")
 def fitted(d, x):
-    return nfk.NFK("classifier", rank=4, seed=1).fit(str(d / "cnn.pt"), x)
+    return nfk.NFK(str(d / "cnn.pt"), "classifier", rank=4, seed=1).fit(x)
 
 
 @pytest.fixture(scope="module")
 def ref(fitted, x):
     """transform of the plain float32 C-order array: what every other form must give."""
     return fitted.transform(x)
+
+
+def pytest_sessionstart(session):
+    """Under python/install_test.sh: the package tested is the one pip installed in the venv."""
+    import os
+
+    venv = os.environ.get("NFK_EXPECT_INSTALLED")
+    if venv:
+        assert os.path.realpath(nfk.__file__).startswith(os.path.realpath(venv)), nfk.__file__

@@ -63,8 +63,8 @@ def test_exact_fit_matches_functorch_fisher_vectors(d, model, cls):
     assert (s_ref[:rank] / s_ref[1:rank + 1]).min() > 1.01, "well-separated top singular values"
 
     opts = dict(method="exact", dtype="float64", rank=rank, estimator="empirical")
-    m = nfk.NFK(model["kind"], **nfk_options(model, d, opts))
-    emb = m.fit_transform(str(d / model["model"]), x)
+    m = nfk.NFK(str(d / model["model"]), model["kind"], **nfk_options(model, d, opts))
+    emb = m.fit_transform(x)
     assert m.n_params_ == j.shape[1]
     np.testing.assert_allclose(m.mean_score_, z.numpy(), rtol=1e-10, atol=1e-12 * z.abs().max())
     np.testing.assert_allclose(m.fisher_diag_, fisher.numpy(), rtol=1e-9)
@@ -95,8 +95,8 @@ def test_randomized_fit_matches_functorch_spectrum(d):
     fisher = ((j - z) ** 2).mean(0)
     v = (j - z) / fisher.clamp_min(1e-8 * fisher.mean()).sqrt()
     s_ref = torch.linalg.svdvals(v)
-    m = nfk.NFK("classifier", rank=4, method="per-example", dtype="float64",
-                estimator="empirical", seed=1).fit(str(d / "cnn.pt"), x)
+    m = nfk.NFK(str(d / "cnn.pt"), "classifier", rank=4, method="per-example", dtype="float64",
+                estimator="empirical", seed=1).fit(x)
     np.testing.assert_allclose(m.singular_values_, s_ref[:4].numpy(), rtol=1e-6)
     # explained-variance ratio: sigma^2 / ||V||_F^2 with V resident (exact total variance).
     np.testing.assert_allclose(m.explained_variance_ratio_,

@@ -86,7 +86,7 @@ def test_unreadable_arrays_raise_one_line(fitted, d, x, make, error, match):
 def test_empty_arrays(fitted, d, x):
     # No examples is an error, as in scikit-learn ("Found array with 0 sample(s)").
     with pytest.raises(ValueError, match="holds no values") as e:
-        nfk.NFK("classifier", rank=2).fit(d / "cnn.pt", x[:0])
+        nfk.NFK(d / "cnn.pt", "classifier", rank=2).fit(x[:0])
     one_line(e)
     for empty in [x[:0], np.zeros((0,), np.float32), torch.zeros(0, 1, 8, 8)]:
         with pytest.raises(ValueError, match="holds no values") as e:

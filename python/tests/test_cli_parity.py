@@ -40,8 +40,8 @@ def test_fit_transform_spectrum_match_cli(d, model, data, opts):
         "--out", d / f"{tag}_y.npy", "--quiet")
     cli_spectrum = json.loads(cli("spectrum", "--projector", d / f"{tag}.nfk", "--json"))
 
-    m = nfk.NFK(model["kind"], **nfk_options(model, d, opts))
-    emb = m.fit_transform(str(path), np.load(d / data))
+    m = nfk.NFK(str(path), model["kind"], **nfk_options(model, d, opts))
+    emb = m.fit_transform(np.load(d / data))
     ref = nfk.NFK.load(d / f"{tag}.nfk")
 
     assert m.method_ == ref.method_ == cli_spectrum["method"]
@@ -78,17 +78,17 @@ def test_fit_transform_spectrum_match_cli(d, model, data, opts):
 def test_input_forms_agree(d):
     """A path string, NumPy array, torch tensor, ScriptModule and nn.Module give the same fit."""
     x = np.load(d / "x32.npy")
-    base = nfk.NFK("classifier", rank=4, seed=1).fit(str(d / "cnn.pt"), x)
+    base = nfk.NFK(str(d / "cnn.pt"), "classifier", rank=4, seed=1).fit(x)
     cnn = torch.jit.load(str(d / "cnn.pt"))
     for model, data in [(d / "cnn.pt", str(d / "x32.npy")), (cnn, torch.from_numpy(x)),
                         (str(d / "cnn.pt"), x[:, :, ::1, :].copy())]:
-        m = nfk.NFK("classifier", rank=4, seed=1).fit(model, data)
+        m = nfk.NFK(model, "classifier", rank=4, seed=1).fit(data)
         assert np.array_equal(m.singular_values_, base.singular_values_)
         assert np.array_equal(m.transform(torch.from_numpy(x[:5])), base.transform(x[:5]))
     # An (unscripted) nn.Module with the same weights is scripted first.
     eager = Cnn()
     eager.load_state_dict({k: v for k, v in cnn.state_dict().items()})
-    m = nfk.NFK("classifier", rank=4, seed=1).fit(eager, x)
+    m = nfk.NFK(eager, "classifier", rank=4, seed=1).fit(x)
     assert np.array_equal(m.singular_values_, base.singular_values_)
     # The same call gives the same numbers however often the model has run in this process.
     first = base.transform(x)
@@ -119,7 +119,7 @@ def test_fisher_distance_matches_cli(d):
         "--rank", 4, "--seed", 9, "--out", d / "dist.nfk", "--quiet")
     out = json.loads(cli("distance", "--projector", d / "dist.nfk", "--a", d / "x32.npy",
                          "--b", d / "y32.npy", "--json"))
-    m = nfk.NFK("classifier", rank=4, seed=9).fit(d / "cnn.pt", np.load(d / "x32.npy"))
+    m = nfk.NFK(d / "cnn.pt", "classifier", rank=4, seed=9).fit(np.load(d / "x32.npy"))
     for p in [m, d / "dist.nfk"]:
         dist = nfk.fisher_distance(p, np.load(d / "x32.npy"), torch.from_numpy(np.load(d / "y32.npy")))
         assert (dist.fisher, dist.embedding) == (out["fisher"], out["embedding"])
@@ -159,7 +159,7 @@ def test_named_set(d):
     torch.jit.script(mlp).save(str(d / "mlp.pt"))
     cli("fit", "--model", d / "mlp.pt", "--kind", "classifier", "--data", "mnist:test[:16]",
         "--rank", 3, "--out", d / "mlp.nfk", "--embedding-out", d / "mlp_emb.npy", "--quiet")
-    m = nfk.NFK("classifier", rank=3)
-    assert np.array_equal(m.fit_transform(d / "mlp.pt", "mnist:test[:16]"),
+    m = nfk.NFK(d / "mlp.pt", "classifier", rank=3)
+    assert np.array_equal(m.fit_transform("mnist:test[:16]"),
                           np.load(d / "mlp_emb.npy"))
     assert m.projector_.data_source == "mnist:test[:16]"

@@ -4,6 +4,8 @@ option and argument checked before any work, with one line naming it (issue 11, 
 import numpy as np
 import pytest
 
+from sklearn.exceptions import NotFittedError
+
 import nfk
 from support import cli, cli_error, one_line
 
@@ -12,7 +14,7 @@ def test_missing_model_file(d):
     line = cli_error("fit", "--model", d / "nope.pt", "--kind", "classifier",
                      "--data", d / "x32.npy", "--out", d / "e.nfk")
     with pytest.raises(FileNotFoundError) as e:
-        nfk.NFK("classifier").fit(str(d / "nope.pt"), np.load(d / "x32.npy"))
+        nfk.NFK(str(d / "nope.pt"), "classifier").fit(np.load(d / "x32.npy"))
     assert str(e.value) == line
     assert line.startswith("nfk: ") and "no such file" in line.lower()
 
@@ -21,7 +23,7 @@ def test_missing_data_file(d):
     line = cli_error("fit", "--model", d / "cnn.pt", "--kind", "classifier",
                      "--data", d / "nope.npy", "--out", d / "e.nfk")
     with pytest.raises(FileNotFoundError) as e:
-        nfk.NFK("classifier").fit(d / "cnn.pt", d / "nope.npy")
+        nfk.NFK(d / "cnn.pt", "classifier").fit(d / "nope.npy")
     assert str(e.value) == line
 
 
@@ -29,7 +31,7 @@ def test_bad_shape(d):
     line = cli_error("fit", "--model", d / "cnn.pt", "--kind", "classifier",
                      "--data", d / "bad_shape.npy", "--out", d / "e.nfk")
     with pytest.raises(ValueError) as e:
-        nfk.NFK("classifier").fit(str(d / "cnn.pt"), np.load(d / "bad_shape.npy"))
+        nfk.NFK(str(d / "cnn.pt"), "classifier").fit(np.load(d / "bad_shape.npy"))
     assert str(e.value) == line
     # transform with a fitted projector: the same message as `nfk transform`.
     cli("fit", "--model", d / "cnn.pt", "--kind", "classifier", "--data", d / "x32.npy",
@@ -48,20 +50,20 @@ def test_bad_options(d):
     line = cli_error("fit", "--model", d / "cnn.pt", "--kind", "classifier", "--data",
                      d / "x32.npy", "--rank", 1000, "--out", d / "e.nfk")
     with pytest.raises(ValueError) as e:
-        nfk.NFK("classifier", rank=1000).fit(d / "cnn.pt", x)
+        nfk.NFK(d / "cnn.pt", "classifier", rank=1000).fit(x)
     assert str(e.value) == line
     # The CLI refuses --rank 0 while parsing, the Python layer before any work
     # (test_bad_options_one_line_before_any_work has every option).
     assert cli_error("fit", "--model", d / "cnn.pt", "--kind", "classifier", "--data",
                      d / "x32.npy", "--rank", 0, "--out", d / "e.nfk").startswith("nfk: --rank: ")
     with pytest.raises(ValueError, match=r"^nfk: rank must be in \[1, 2\*\*62 - 1\], got 0$"):
-        nfk.NFK("classifier", rank=0).fit(d / "cnn.pt", x)
+        nfk.NFK(d / "cnn.pt", "classifier", rank=0).fit(x)
     with pytest.raises(ValueError, match="kind"):
-        nfk.NFK("regressor").fit(d / "cnn.pt", x)
+        nfk.NFK(d / "cnn.pt", "regressor").fit(x)
     with pytest.raises(ValueError, match="^nfk: .*gan.*"):
-        nfk.NFK("gan").fit(d / "disc.pt", x)  # no generator, estimator auto → true
-    with pytest.raises(RuntimeError, match="not fitted"):
-        nfk.NFK("classifier").transform(x)
+        nfk.NFK(d / "disc.pt", "gan").fit(x)  # no generator, estimator auto → true
+    with pytest.raises(NotFittedError, match="not fitted"):
+        nfk.NFK(d / "cnn.pt", "classifier").transform(x)
 
 
 def test_bad_arrays(d):
@@ -116,7 +118,7 @@ BAD_OPTIONS = [
 def test_bad_options_one_line_before_any_work(d, x, opts, error, name):
     # The model file does not exist: the option is reported first, before anything is loaded.
     with pytest.raises(error) as e:
-        nfk.NFK("classifier", **opts).fit(d / "missing.pt", x)
+        nfk.NFK(d / "missing.pt", "classifier", **opts).fit(x)
     text = one_line(e)
     assert text.startswith(f"nfk: {name} must be "), text
     assert len(text) < 200, text
@@ -124,10 +126,10 @@ def test_bad_options_one_line_before_any_work(d, x, opts, error, name):
 
 def test_bad_arguments_of_functions_one_line(d, x, fitted):
     cases = [
-        (lambda: nfk.NFK("regressor").fit(d / "cnn.pt", x), ValueError, "kind"),
-        (lambda: nfk.NFK(None).fit(d / "cnn.pt", x), TypeError, "kind"),
-        (lambda: nfk.NFK("classifier").fit(None, x), TypeError, "a model is required"),
-        (lambda: nfk.NFK("classifier").fit(42, x), TypeError, "a model is a file path"),
+        (lambda: nfk.NFK(d / "cnn.pt", "regressor").fit(x), ValueError, "kind"),
+        (lambda: nfk.NFK(d / "cnn.pt", None).fit(x), TypeError, "kind"),
+        (lambda: nfk.NFK(None, "classifier").fit(x), TypeError, "a model is required"),
+        (lambda: nfk.NFK(42, "classifier").fit(x), TypeError, "a model is a file path"),
         (lambda: fitted.transform(x, batch_size=0), ValueError, "batch_size"),
         (lambda: fitted.transform(x, batch_size=10**30), ValueError, "batch_size"),
         (lambda: nfk.fisher_diag(d / "cnn.pt", x, kind="classifier", seed=-1), ValueError,

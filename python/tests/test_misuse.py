@@ -5,18 +5,20 @@ import numpy as np
 import pytest
 import torch
 
+from sklearn.exceptions import NotFittedError
+
 import nfk
 from support import N, one_line
 
 
 def test_misuse_raises(d, x, fitted, ref):
-    not_fitted = nfk.NFK("classifier")
+    not_fitted = nfk.NFK(d / "cnn.pt", "classifier")
     for call in [lambda: not_fitted.transform(x), lambda: not_fitted.spectrum(),
                  lambda: not_fitted.save(d / "p.nfk"),
                  lambda: nfk.fisher_distance(not_fitted, x, x)]:
-        with pytest.raises(RuntimeError, match="not fitted"):
+        with pytest.raises(NotFittedError, match="^nfk: this NFK is not fitted"):
             call()
-    broken = nfk.NFK("classifier")
+    broken = nfk.NFK(d / "cnn.pt", "classifier")
     broken.projector_, broken._model = "garbage", None
     with pytest.raises(TypeError, match="projector_") as e:
         broken.transform(x)
@@ -38,7 +40,7 @@ def test_misuse_raises(d, x, fitted, ref):
         nfk.fisher_distance(fitted, x, x[:5])
     # All-NaN data, empty sets.
     with pytest.raises(ValueError, match="4096 NaN") as e:
-        nfk.NFK("classifier", rank=2).fit(d / "cnn.pt", np.full_like(x, np.nan))
+        nfk.NFK(d / "cnn.pt", "classifier", rank=2).fit(np.full_like(x, np.nan))
     one_line(e)
     with pytest.raises(ValueError, match="holds no values") as e:
         nfk.fisher_distance(fitted, x[:0], x)
@@ -57,8 +59,8 @@ def test_misuse_raises(d, x, fitted, ref):
         nfk.NFK.load(d / "fitted.nfk", model=d / "other.pt")
     # Files that are not models or data.
     (d / "garbage.pt").write_bytes(b"\x00garbage" * 100)
-    for call in [lambda: nfk.NFK("classifier").fit(d / "garbage.pt", x),
-                 lambda: nfk.NFK("classifier").fit(d, x),
+    for call in [lambda: nfk.NFK(d / "garbage.pt", "classifier").fit(x),
+                 lambda: nfk.NFK(d, "classifier").fit(x),
                  lambda: nfk.fisher_diag(d / "cnn.pt", d / "garbage.pt", kind="classifier"),
                  lambda: nfk.fisher_diag(d / "cnn.pt", "mnist:nope[:-1]", kind="classifier")]:
         with pytest.raises((ValueError, RuntimeError, OSError)) as e:
@@ -74,11 +76,11 @@ def test_misuse_raises(d, x, fitted, ref):
             return self.fc(x.flatten(1))
 
     with pytest.raises(ValueError, match="torch.jit.script cannot compile the Unscriptable") as e:
-        nfk.NFK("classifier", rank=1).fit(Unscriptable(), x)
+        nfk.NFK(Unscriptable(), "classifier", rank=1).fit(x)
     one_line(e)
     assert e.value.__cause__ is not None
     # A model without parameters.
     torch.jit.script(torch.nn.Flatten().eval()).save(str(d / "flatten.pt"))
     with pytest.raises((ValueError, RuntimeError)) as e:
-        nfk.NFK("classifier", rank=1).fit(d / "flatten.pt", x)
+        nfk.NFK(d / "flatten.pt", "classifier", rank=1).fit(x)
     one_line(e)

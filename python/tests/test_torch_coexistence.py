@@ -63,9 +63,9 @@ def test_import_leaves_torch_exceptions_alone(tmp_path):
 
 def test_nfk_errors_are_still_translated(d, x):
     with pytest.raises(FileNotFoundError, match="(?i)^nfk: .*no such file"):
-        nfk.NFK("classifier").fit(d / "nope.pt", x)
+        nfk.NFK(d / "nope.pt", "classifier").fit(x)
     with pytest.raises(ValueError, match="^nfk::fit: rank must be in"):
-        nfk.NFK("classifier", rank=1000).fit(d / "cnn.pt", x)
+        nfk.NFK(d / "cnn.pt", "classifier", rank=1000).fit(x)
 
 
 def test_tf32_switch_is_the_shared_libtorch_flag():

@@ -82,7 +82,7 @@ def test_libtorch_warnings_become_python_warnings(d, x, capfd):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(UserWarning, match="one backward pass per example"):
-            nfk.NFK("classifier", rank=2).fit(d / "interacting.pt", x)
+            nfk.NFK(d / "interacting.pt", "classifier", rank=2).fit(x)
     # PyTorch's own warnings still reach Python through PyTorch's handler afterwards.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
