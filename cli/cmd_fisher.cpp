@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "fisher_factors_output.h"
 #include "nfk/classifier_fisher.h"
 #include "nfk/data.h"
 #include "nfk/fisher.h"
@@ -67,6 +68,32 @@ nlohmann::json capacity_json(const FisherCapacity& c) {
           {"sloppy_fraction", c.sloppy_fraction}};
 }
 
+// --form kfac|ekfac: the factors as one .npz, and a summary.
+void print_factors(const FisherFlags& f, const KfacFactors& factors) {
+  write_kfac_factors(f.out, factors);
+  int64_t covered = 0;
+  for (const auto& layer : factors.layers) covered += layer.out() * layer.in();
+  if (f.json) {
+    nlohmann::json j = {
+        {"estimator", to_string(factors.estimator)}, {"form", f.form},
+        {"n_examples", factors.n_examples},          {"n_params", factors.num_params},
+        {"layers", factors.layers.size()},           {"covered_params", covered},
+        {"left_out", factors.left_out.size()}};
+    std::printf("%s\n", j.dump(2).c_str());
+    return;
+  }
+  if (f.quiet) return;
+  std::printf(
+      "nfk fisher: %s factors of the %s Fisher of p(y|x): %zu layers cover %lld of %lld "
+      "parameters; %zu parameter tensors left out -> %s\n",
+      f.form.c_str(), to_string(factors.estimator).c_str(), factors.layers.size(),
+      static_cast<long long>(covered), static_cast<long long>(factors.num_params),
+      factors.left_out.size(), f.out.c_str());
+  for (const auto& left : factors.left_out)
+    std::printf("  left out: parameter %lld: %s\n", static_cast<long long>(left.index),
+                left.reason.c_str());
+}
+
 // `nfk fisher --conditional`: the classifier's Fisher of p(y|x) (SPEC §1b).
 void run_conditional_fisher(const FisherFlags& f, dist::Group& group) {
   TORCH_CHECK(f.model.kind == "classifier",
@@ -78,8 +105,6 @@ void run_conditional_fisher(const FisherFlags& f, dist::Group& group) {
   o.estimator = parse_fisher_estimator(f.estimator.empty() ? "true" : f.estimator);
   o.mc_samples = f.mc_samples;
   const FisherForm form = parse_fisher_form(f.form);
-  TORCH_CHECK(form == FisherForm::kDiag, "nfk: --form ", f.form,
-              " is not available yet in this build (diag is)");
   auto ds = load_dataset(f.data);
   ClassifierData data{ds.inputs, {}};
   if (!f.labels.empty()) {
@@ -92,6 +117,14 @@ void run_conditional_fisher(const FisherFlags& f, dist::Group& group) {
   auto model = load_score_model(ModelKind::kClassifier, f.model.to_options(), ds.inputs);
   ProgressLine progress("fisher", f.quiet || !group.is_root());
   RunOptions run{f.batch_size, f.model.seed, &group, progress.fn()};
+  if (form != FisherForm::kDiag) {
+    TORCH_CHECK(!f.stats, "nfk: --stats works on the diagonal and the rows (--form diag)");
+    auto factors = form == FisherForm::kKfac ? kfac_factors(model, data, o, run)
+                                             : ekfac_factors(model, data, o, run);
+    progress.finish();
+    if (group.is_root()) print_factors(f, factors);
+    return;
+  }
   auto diag = classifier_fisher_diag(model, data, o, run);
   FisherCapacity capacity;
   if (f.stats) {
@@ -169,7 +202,9 @@ void add_fisher_command(CLI::App& app) {
   cmd->add_option("--mc-samples", f->mc_samples, "--conditional mc: labels drawn per example")
       ->check(count_in(1, 1000000))
       ->capture_default_str();
-  cmd->add_option("--form", f->form, "--conditional: diag (the .npy [P] in parameter order)")
+  cmd->add_option("--form", f->form,
+                  "--conditional: diag (an .npy [P] in parameter order), kfac (per Linear/Conv2d "
+                  "layer A and G, one .npz) or ekfac (K-FAC's eigenbases and re-fitted scalings)")
       ->check(CLI::IsMember({"diag", "kfac", "ekfac"}))
       ->capture_default_str();
   cmd->add_flag("--stats", f->stats,
@@ -191,7 +226,8 @@ void add_fisher_command(CLI::App& app) {
   cmd->add_option("--batch-size", f->batch_size, "Examples per batch (batched: its B)")
       ->check(count_in(1, 1 << 20))
       ->capture_default_str();
-  cmd->add_option("--out", f->out, "Fisher diagonal [P] as .npy")->required();
+  cmd->add_option("--out", f->out, "Fisher diagonal [P] as .npy (kfac/ekfac: an .npz of factors)")
+      ->required();
   cmd->add_option("--mean-out", f->mean_out, "NFK score: also write the mean score z [P] as .npy");
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   f->dist.add_to(cmd);

@@ -150,6 +150,11 @@ expect_fail "fisher --estimator mc without --conditional" 'conditional' "$o/f.np
   fisher "${clf[@]}" --estimator mc --data "$w/x.npy" --out "$o/f.npy"
 expect_fail "fisher --conditional on a discriminator" 'classifier' "$o/f.npy" -- \
   fisher --model "$w/disc.pt" --kind gan --conditional --data "$w/x.npy" --out "$o/f.npy"
+expect_fail "fisher --form kfac with the batched estimator" 'batched' "$o/f.npz" -- \
+  fisher "${clf[@]}" --conditional --form kfac --estimator batched --data "$w/x.npy" \
+  --labels "$w/y_ok.npy" --out "$o/f.npz"
+expect_fail "fisher --form kfac --stats" 'stats' "$o/f.npz" -- \
+  fisher "${clf[@]}" --conditional --form kfac --stats --data "$w/x.npy" --out "$o/f.npz"
 expect_fail "fisher --conditional NaN in the data" 'nan' "$o/f.npy" -- \
   fisher "${clf[@]}" --conditional --data "$w/x_nan.npy" --out "$o/f.npy"
 

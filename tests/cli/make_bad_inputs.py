@@ -92,6 +92,7 @@ def main():
     np.save(os.path.join(out, "y_big.npy"), np.full(20, 1000, np.int64))
     np.save(os.path.join(out, "y_float.npy"), np.zeros(20, np.float32))
     np.save(os.path.join(out, "y_short.npy"), np.zeros(19, np.int64))
+    np.save(os.path.join(out, "y_ok.npy"), np.zeros(20, np.int64))
 
     # Corrupt .npy: random bytes, and a valid file cut short.
     with open(os.path.join(out, "random.npy"), "wb") as f:
