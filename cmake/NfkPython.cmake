@@ -49,7 +49,7 @@ else()
                  ", pybind11 ${pybind11_VERSION})")
   # nfk_module.cpp holds PYBIND11_MODULE and registers the bind_*.cpp units (python/bindings.h).
   set(nfk_python_bindings nfk_module.cpp arrays.cpp call_scope.cpp errors.cpp bind_models.cpp
-                          bind_projector.cpp bind_fit.cpp)
+                          bind_projector.cpp bind_fit.cpp bind_classifier_fisher.cpp)
   list(TRANSFORM nfk_python_bindings PREPEND ${CMAKE_SOURCE_DIR}/python/)
   pybind11_add_module(_nfk MODULE NO_EXTRAS ${nfk_python_bindings})
   target_link_libraries(_nfk PRIVATE nfk_lib)

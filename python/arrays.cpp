@@ -29,6 +29,8 @@ torch::Dtype dtype_of(const py::array& a) {
                        " (float32, float64, uint8, int32 or int64)");
 }
 
+}  // namespace
+
 /// A C-order copy of `a` as a CPU tensor of the same dtype and shape.
 torch::Tensor to_tensor(const py::array& a) {
   const torch::Dtype dtype = dtype_of(a);
@@ -36,8 +38,6 @@ torch::Tensor to_tensor(const py::array& a) {
   std::vector<int64_t> shape(a.shape(), a.shape() + a.ndim());
   return torch::from_blob(const_cast<void*>(a.data()), shape, dtype).clone();
 }
-
-}  // namespace
 
 torch::Tensor to_inputs(const py::array& a, const std::string& what) {
   torch::Tensor x = to_tensor(a);

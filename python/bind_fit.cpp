@@ -119,7 +119,8 @@ py::tuple set_distance(const nfk::Projector& proj, nfk::ScoreModel& model, const
   return py::make_tuple(d.fisher, d.embedding);
 }
 
-/// ∇θ s(x_i) of one batch x [B, ...] → J [B, P] (model dtype); `first_index` fixes per-example noise.
+/// ∇θ s(x_i) of one batch x [B, ...] → J [B, P] (model dtype); `first_index` fixes per-example
+/// noise.
 py::array per_example_gradients(nfk::ScoreModel& model, const py::array& x, int64_t first_index) {
   CallScope scope;
   const torch::Tensor inputs = to_inputs(x, "inputs");
@@ -150,9 +151,8 @@ py::array class_distances(const nfk::Projector& proj, nfk::ScoreModel& model, co
 }
 
 /// d(a_i, b_j) = ‖V_{a_i} − V_{b_j}‖ [N_A, N_B] float64 (nfk::pairwise_fisher_distances).
-py::array pairwise_distances(const nfk::Projector& proj, nfk::ScoreModel& model,
-                             const py::array& a, const py::array& b, int64_t batch_size,
-                             const py::object& progress) {
+py::array pairwise_distances(const nfk::Projector& proj, nfk::ScoreModel& model, const py::array& a,
+                             const py::array& b, int64_t batch_size, const py::object& progress) {
   CallScope scope;
   const torch::Tensor xa = to_inputs(a, "a"), xb = to_inputs(b, "b");
   torch::Tensor d;

@@ -62,18 +62,24 @@ void bind_projector(py::module_& m) {
       .def_property_readonly("generator_path",
                              [](const nfk::Projector& p) { return p.model.generator_path; })
       .def_property_readonly("seed", [](const nfk::Projector& p) { return p.model.seed; })
-      .def_property_readonly("latent_dim", [](const nfk::Projector& p) { return p.model.latent_dim; })
+      .def_property_readonly("latent_dim",
+                             [](const nfk::Projector& p) { return p.model.latent_dim; })
       .def_property_readonly("output", [](const nfk::Projector& p) { return p.model.output; })
       .def_property_readonly("device", [](const nfk::Projector& p) { return p.model.device.str(); })
-      .def_property_readonly("estimator",
-                             [](const nfk::Projector& p) { return nfk::to_string(p.fisher.estimator); })
+      .def_property_readonly(
+          "estimator", [](const nfk::Projector& p) { return nfk::to_string(p.fisher.estimator); })
       .def_property_readonly("fisher_reference",
                              [](const nfk::Projector& p) { return p.fisher.reference; })
-      .def_property_readonly("n_reference", [](const nfk::Projector& p) { return p.fisher.n_reference; })
-      .def_property_readonly("floor_value", [](const nfk::Projector& p) { return p.fisher.floor_value; })
-      .def_property_readonly("n_floored", [](const nfk::Projector& p) { return p.fisher.n_floored; })
-      .def_property_readonly("svd_oversample", [](const nfk::Projector& p) { return p.svd.oversample; })
-      .def_property_readonly("svd_power_iters", [](const nfk::Projector& p) { return p.svd.power_iters; })
+      .def_property_readonly("n_reference",
+                             [](const nfk::Projector& p) { return p.fisher.n_reference; })
+      .def_property_readonly("floor_value",
+                             [](const nfk::Projector& p) { return p.fisher.floor_value; })
+      .def_property_readonly("n_floored",
+                             [](const nfk::Projector& p) { return p.fisher.n_floored; })
+      .def_property_readonly("svd_oversample",
+                             [](const nfk::Projector& p) { return p.svd.oversample; })
+      .def_property_readonly("svd_power_iters",
+                             [](const nfk::Projector& p) { return p.svd.power_iters; })
       .def_property_readonly("singular_values",
                              [](const nfk::Projector& p) { return to_array(p.singular_values); })
       .def_property_readonly("basis", [](const nfk::Projector& p) { return to_array(p.basis); })

@@ -30,6 +30,9 @@ torch::Tensor to_inputs(const py::array& a, const std::string& what);
 /// Class labels int64 [N] from a 1-d int64 array (the Python layer converts other integers).
 torch::Tensor to_labels(const py::array& a);
 
+/// A tensor over a copy of a float/integer array (its dtype kept), on the CPU.
+torch::Tensor to_tensor(const py::array& a);
+
 /// A NumPy copy of `t` (float32, float64, uint8 or int64), on the CPU.
 py::array to_array(const torch::Tensor& t);
 
@@ -77,7 +80,8 @@ class CallScope {
 
  private:
   WarningCollector collector_;
-  std::optional<nfk::WarningHandlerGuard> guard_;  // LibTorch 1.13 and 2.x  // declared after the collector
+  std::optional<nfk::WarningHandlerGuard>
+      guard_;  // LibTorch 1.13 and 2.x  // declared after the collector
   bool finished_ = false;
 };
 
@@ -93,5 +97,8 @@ void bind_models(py::module_& m);
 void bind_projector(py::module_& m);
 /// fit, transform, fisher_stats, set_distance (bind_fit.cpp).
 void bind_fit(py::module_& m);
+/// classifier_fisher_diag, fisher_capacity, fisher_vector_product, kfac_factors, KfacFactors
+/// (bind_classifier_fisher.cpp).
+void bind_classifier_fisher(py::module_& m);
 
 }  // namespace nfk_python

@@ -16,6 +16,7 @@ PYBIND11_MODULE(_nfk, m) {
   nfk_python::bind_models(m);
   nfk_python::bind_projector(m);
   nfk_python::bind_fit(m);
+  nfk_python::bind_classifier_fisher(m);
 
   m.def("get_num_threads", [] { return at::get_num_threads(); });
   m.def("set_tf32", &nfk::set_tf32, py::arg("allowed"));

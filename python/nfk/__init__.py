@@ -8,7 +8,8 @@ Python front end of the nfk C++ library (the same library calls, with the same d
     m.singular_values_            # sigma [k]
     e = m.transform(x_test)       # e(x) = P^T V_x  [N, k]
     m.spectrum_                   # the dict of `nfk spectrum --json`
-    i = nfk.fisher_diag("classifier.pt", x_train, kind="classifier")       # I [P]
+    i = nfk.fisher_diag("classifier.pt", x_train, kind="classifier")       # I [P] (NFK score)
+    f = nfk.fisher("classifier.pt", x_train, estimator="true")              # F_jj of p(y|x)
     d = nfk.fisher_distance(m, x_a, x_b)                                     # (fisher, embedding)
 
 ``nfk.NFK`` is a scikit-learn transformer (clone, Pipeline, GridSearchCV, pickle); see
@@ -29,7 +30,8 @@ model), ``TypeError`` (an argument of the wrong type, an array of an unsupported
 LibTorch's warnings during a call come out as ``warnings.warn`` (UserWarning), progress as tqdm
 bars (``verbose=0``: none), and Ctrl-C stops a long call (``KeyboardInterrupt``) between batches.
 """
-# The package: estimator.py (NFK), fisher.py (fisher_stats, fisher_diag, fisher_distance), data.py
+# The package: estimator.py (NFK), score_fisher.py (fisher_stats, fisher_diag, fisher_distance),
+# classifier_fisher.py (fisher: the classifier's Fisher of p(y|x), KFAC), data.py
 # (load_dataset, arrays and tensors as the extension reads them), settings.py (threads, TF32),
 # _validate.py (argument checks), _model_file.py (models as files), _io.py (inputs, outputs,
 # batches), _state.py (pickling), _progress.py (tqdm), _nfk (the C++ extension).
@@ -57,11 +59,14 @@ from .data import load_dataset
 from .estimator import NFK
 from . import plot  # matplotlib is imported when a figure is drawn
 from .distances import class_distances, fisher_vectors, pairwise_distances, per_example_gradients
-from .fisher import FisherStats, SetDistance, fisher_diag, fisher_distance, fisher_stats
+from .classifier_fisher import (KFAC, FisherCapacity, fisher, fisher_capacity,
+                                fisher_vector_product)
+from .score_fisher import FisherStats, SetDistance, fisher_diag, fisher_distance, fisher_stats
 from .settings import get_num_threads, set_num_threads, set_tf32, tf32_allowed
 
 __version__ = _nfk.__version__
-__all__ = ["NFK", "fisher_diag", "fisher_stats", "fisher_distance", "load_dataset",
+__all__ = ["NFK", "fisher", "fisher_capacity", "fisher_vector_product", "KFAC",
+           "FisherCapacity", "fisher_diag", "fisher_stats", "fisher_distance", "load_dataset",
            "FisherStats", "SetDistance", "per_example_gradients", "fisher_vectors",
            "pairwise_distances", "class_distances",
            "get_num_threads", "set_num_threads", "set_tf32", "tf32_allowed"]
