@@ -203,6 +203,7 @@ def baseline_empirical(net, params, x, y):
 
 def baseline_batched(net, params, x, y, b):
     """(1/n_B) Σ_batches ḡ_b², ḡ_b = ∇ mean CE of the batch (contiguous batches)."""
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
     out = None
     for s in range(0, x.shape[0], b):
         loss = F.cross_entropy(functional_call(net, params, (x[s:s + b],)), y[s:s + b])
@@ -249,6 +250,68 @@ def phase_baseline(a):
             json.dump(j, open(base + ".json", "w"), indent=1)
             print(f"baseline {arch} {stage}: acc {acc:.4f}  true {w_true:.1f} s, "
                   f"empirical {w_emp:.1f} s", flush=True)
+
+
+def phase_batchnoise(a, n_perm=100):
+    """The batched estimator over random partitions of the N examples into batches of B
+    (per-example gradients G [N, P], float32): mean and spread of its trace, and the relative
+    diagonal difference of one partition from the expectation — the noise level against which
+    nfk's one contiguous partition is judged."""
+    x, y = load_mnist_train(N_EVAL)
+    gen = torch.Generator().manual_seed(SEED)
+    out = {}
+    for arch in ARCHS:
+        for stage in ("e0", "e3"):
+            net = load_torch_model(os.path.join(model_dir(a.work, arch, stage), "classifier.pt"),
+                                   arch)
+            params = {k: v.detach() for k, v in net.named_parameters()}
+            g = -per_example_grads(net, params, x, y)  # ∇ CE
+            emp, g2 = g.square().mean(0).double(), g.mean(0).double().square()
+            r = {}
+            for b in BATCHED_B:
+                fpc = g2 + (N_EVAL - b) / (b * (N_EVAL - 1)) * (emp - g2)
+                traces, rels = [], []
+                for _ in range(n_perm):
+                    perm = torch.randperm(N_EVAL, generator=gen)
+                    d = g[perm].view(N_EVAL // b, b, -1).mean(1).double().square().mean(0)
+                    traces.append(d.sum().item())
+                    rels.append((torch.linalg.norm(d - fpc) / torch.linalg.norm(fpc)).item())
+                r[str(b)] = {"trace_mean": float(np.mean(traces)), "trace_std": float(np.std(traces)),
+                             "rel_diff_fpc_median": float(np.median(rels)),
+                             "rel_diff_fpc_p90": float(np.percentile(rels, 90))}
+            out[f"{arch}-{stage}"] = r
+            print(arch, stage, r, flush=True)
+    json.dump(out, open(os.path.join(a.work, "batchnoise.json"), "w"), indent=1)
+
+
+def phase_eigcheck(a):
+    """Top eigenvalues of the trained models' true Fisher on mnist:train[:256]: nfk --stats
+    against the dense eigendecomposition of W Wᵀ, W the rows √(p_c/N) g_c (float64)."""
+    n = 256
+    x, _ = load_mnist_train(n)
+    out = {}
+    for arch in ARCHS:
+        model = os.path.join(model_dir(a.work, arch, "e3"), "classifier.pt")
+        cmd = [a.nfk, "fisher", "--model", model, "--kind", "classifier", "--conditional",
+               "--data", f"mnist:train[:{n}]", "--seed", str(SEED), "--estimator", "true",
+               "--stats", "--top-k", str(TOP_K), "--out",
+               os.path.join(a.work, f"eig-{arch}.npy"), "--json", "--quiet"]
+        j = json.loads(sh(cmd)[0])
+        net = load_torch_model(model, arch).double()
+        params = {k: v.detach() for k, v in net.named_parameters()}
+        xd = x.double()
+        with torch.no_grad():
+            prob = torch.softmax(net(xd), 1)
+        rows = [per_example_grads(net, params, xd, torch.full((n,), c, dtype=torch.long))
+                * (prob[:, c:c + 1] / n).sqrt() for c in range(prob.shape[1])]
+        w = torch.cat(rows)
+        lam = torch.linalg.eigvalsh(w @ w.T).flip(0)[:TOP_K].tolist()
+        nfk_lam = j["stats"]["top_eigenvalues"]
+        out[arch] = {"nfk": nfk_lam, "dense": lam,
+                     "max_rel_diff": max(abs(p - q) / q for p, q in zip(nfk_lam, lam)),
+                     "cmd": cmd}
+        print(arch, out[arch]["max_rel_diff"], flush=True)
+    json.dump(out, open(os.path.join(a.work, "eigcheck.json"), "w"), indent=1)
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -332,6 +395,12 @@ def phase_report(a):
                                                             / np.abs(ref).max())}
                 m["nfk_vs_baseline"] = agree
             res["models"][key] = m
+    bn = os.path.join(a.work, "batchnoise.json")
+    if os.path.exists(bn):
+        res["batched_random_partitions"] = json.load(open(bn))
+    eig = os.path.join(a.work, "eigcheck.json")
+    if os.path.exists(eig):
+        res["eigcheck_n256"] = json.load(open(eig))
     res["machine"] = subprocess.run("lscpu | grep 'Model name'", shell=True, text=True,
                                     capture_output=True).stdout.strip()
     res["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, text=True,
@@ -368,7 +437,10 @@ def figures(a, res):
     xs = np.arange(len(steps))
     for arch in ARCHS:
         ms = [res["models"][f"{arch}-{s['name']}"] for s in res["stages"]]
-        axes[0].plot(xs, [m["vs_true"]["empirical"]["rel_diff"] for m in ms], "o-", label=arch)
+        line, = axes[0].plot(xs, [m["vs_true"]["empirical"]["rel_diff"] for m in ms], "o-",
+                             label=f"{arch} empirical")
+        axes[0].plot(xs, [m["vs_true"]["mc1"]["rel_diff"] for m in ms], "x--",
+                     color=line.get_color(), label=f"{arch} mc S=1 (same row count)")
         axes[1].plot(xs, [m["vs_true"]["empirical"]["spearman"] for m in ms], "o-", label=arch)
         axes[2].plot(xs, [m["vs_true"]["empirical"]["trace_ratio"] for m in ms], "o-",
                      label=arch)
@@ -404,6 +476,91 @@ def figures(a, res):
     fig.tight_layout()
     fig.savefig(os.path.join(HERE, "batched_vs_B.png"), dpi=110)
     plt.close(fig)
+
+
+def phase_tables(a):
+    """Markdown tables of results.json (pasted into README.md)."""
+    res = json.load(open(os.path.join(HERE, "results.json")))
+    tags = ["empirical", "mc1", "mc10", "batched32", "batched128", "batched512"]
+    print("\n### Estimators vs true (Spearman / relative difference / trace ratio)\n")
+    print("| model | stage | train-subset acc | trace true | " + " | ".join(tags) + " |")
+    print("|---|---|---|---|" + "---|" * len(tags))
+    for key, m in res["models"].items():
+        arch, stage = key.split("-")
+        cells = [f"{m['vs_true'][t]['spearman']:.3f} / {m['vs_true'][t]['rel_diff']:.3f} / "
+                 f"{m['vs_true'][t]['trace_ratio']:.3g}" for t in tags]
+        print(f"| {arch} | {stage} | {100 * m.get('train_subset_accuracy', float('nan')):.1f}% | "
+              f"{m['nfk']['true']['trace']:.4g} | " + " | ".join(cells) + " |")
+    print("\n### Batched: observed trace vs expectation (relative diagonal difference)\n")
+    print("| model | stage | tr F_emp | tr ḡ² | B | tr batched | tr E (iid) | tr E (w/o repl.) "
+          "| rel diff iid | rel diff w/o repl. |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for key, m in res["models"].items():
+        arch, stage = key.split("-")
+        for b, v in m["batched"]["by_B"].items():
+            print(f"| {arch} | {stage} | {m['batched']['trace_empirical']:.4g} | "
+                  f"{m['batched']['trace_gbar2']:.4g} | {b} | {v['trace']:.4g} | "
+                  f"{v['trace_expected_iid']:.4g} | {v['trace_expected_fpc']:.4g} | "
+                  f"{v['rel_diff_iid']:.3f} | {v['rel_diff_fpc']:.3f} |")
+    if "batched_random_partitions" in res:
+        print("\n### Batched over 100 random partitions vs nfk's contiguous batches\n")
+        print("| model | stage | B | nfk trace | random: trace mean ± std | z | nfk rel diff "
+              "(w/o repl.) | random: rel diff median / 90% |")
+        print("|---|---|---|---|---|---|---|---|")
+        for key, r in res["batched_random_partitions"].items():
+            arch, stage = key.split("-")
+            for b, v in r.items():
+                o = res["models"][key]["batched"]["by_B"][b]
+                z = (o["trace"] - v["trace_mean"]) / v["trace_std"]
+                print(f"| {arch} | {stage} | {b} | {o['trace']:.4g} | {v['trace_mean']:.4g} ± "
+                      f"{v['trace_std']:.2g} | {z:+.1f} | {o['rel_diff_fpc']:.3f} | "
+                      f"{v['rel_diff_fpc_median']:.3f} / {v['rel_diff_fpc_p90']:.3f} |")
+    print("\n### Timings (s; min / median over the 4 stages, wall and CPU user+sys)\n")
+    print("| model | what | wall min | wall median | CPU min | CPU median |")
+    print("|---|---|---|---|---|---|")
+    for arch in ARCHS:
+        ms = [res["models"][f"{arch}-{s['name']}"] for s in res["stages"]]
+        ov = res["overhead"][arch]
+        print(f"| {arch} | nfk overhead (1 example) | {min(ov['wall_s']):.2f} | "
+              f"{np.median(ov['wall_s']):.2f} | {min(ov['cpu_s']):.2f} | "
+              f"{np.median(ov['cpu_s']):.2f} |")
+        for t in ["true", "mc1", "mc10", "empirical", "batched32", "batched128", "batched512"]:
+            w = [m["nfk"][t]["wall_s"] for m in ms]
+            c = [m["nfk"][t]["cpu_s"] for m in ms]
+            print(f"| {arch} | nfk {t} | {min(w):.2f} | {np.median(w):.2f} | {min(c):.2f} | "
+                  f"{np.median(c):.2f} |")
+        for t in ["true", "empirical"]:
+            w = [m["baseline"][t]["wall_s"] for m in ms]
+            c = [m["baseline"][t]["cpu_s"] for m in ms]
+            print(f"| {arch} | torch vmap(grad) {t} | {min(w):.2f} | {np.median(w):.2f} | "
+                  f"{min(c):.2f} | {np.median(c):.2f} |")
+        m3 = res["models"][f"{arch}-e3"]["nfk"].get("truestats")
+        if m3:
+            print(f"| {arch} | nfk true --stats --top-k 10 (e3) | {m3['wall_s']:.2f} | | "
+                  f"{m3['cpu_s']:.2f} | |")
+    print("\n### nfk vs the torch baseline (relative difference of the diagonals, float32)\n")
+    keys = ["true", "empirical", "batched32", "batched128", "batched512", "gbar2"]
+    print("| model | stage | " + " | ".join(keys) + " |")
+    print("|---|---|" + "---|" * len(keys))
+    for key, m in res["models"].items():
+        arch, stage = key.split("-")
+        print(f"| {arch} | {stage} | " + " | ".join(
+            f"{m['nfk_vs_baseline'][k]['rel_diff']:.1e}" for k in keys) + " |")
+    print("\n### Spectrum of the true Fisher, trained (e3) models, N = 2048\n")
+    for arch in ARCHS:
+        st = res["models"][f"{arch}-e3"]["nfk"].get("truestats", {}).get("stats")
+        if st:
+            print(f"- {arch}: trace {st['trace']:.4g}; top-10 " +
+                  ", ".join(f"{v:.4g}" for v in st["top_eigenvalues"]) +
+                  f"; top-10 share {st['top_k_share']:.3f}; effective rank (entropy) "
+                  f"{st['effective_rank_entropy']:.2f}, (Σλ)²/Σλ² {st['effective_rank_ratio']:.2f}"
+                  f"; sloppy share {100 * st['sloppy_fraction']:.1f}%")
+    if "eigcheck_n256" in res:
+        print("\nDense check (N = 256):")
+        for arch, v in res["eigcheck_n256"].items():
+            print(f"- {arch}: nfk " + ", ".join(f"{x:.5g}" for x in v["nfk"]) + "; dense " +
+                  ", ".join(f"{x:.5g}" for x in v["dense"]) +
+                  f"; max rel diff {v['max_rel_diff']:.1e}")
 
 
 def main():
