@@ -6,8 +6,10 @@
 ///   mc         y ~ p(y|x), S labels per example, seeded: (1/NS) Σ_x Σ_s g_{y_s} g_{y_s}ᵀ;
 ///   empirical  y = the data's label: (1/N) Σ_x g_{y_x} g_{y_x}ᵀ (a different matrix);
 ///   batched    (1/n_B) Σ_batches ḡ_b ḡ_bᵀ, ḡ_b the batch's mean gradient of the cross-entropy on
-///              the data's labels — the common error in EWC code, *not* a Fisher estimate: its
-///              expectation is F_emp / B + (1 − 1/B) E[g] E[g]ᵀ.
+///              the data's labels — the common error in EWC code, *not* a Fisher estimate: for
+///              batches of B examples drawn with replacement its expectation is
+///              F_emp / B + (1 − 1/B) ḡḡᵀ (ḡ the full-data mean gradient); over the batches of a
+///              random partition of N examples, ḡḡᵀ + (N − B) / (B (N − 1)) (F_emp − ḡḡᵀ).
 /// Every estimator is a sum of outer products of "Fisher rows": one per (example, output-space
 /// factor) — C rows √p_c g_c (true), S rows g_{y_s}/√S (mc), one row g_y (empirical) — or one
 /// per batch (batched). Each row is ∂⟨c, f(x)⟩/∂θ for a logit cotangent c, so the rows of a

@@ -7,8 +7,10 @@ For logits f(x), p = softmax(f) and g_y = grad_theta log p(y|x), all uncentred (
 * ``"mc"``: y ~ p(y|x), ``mc_samples`` labels per example, seeded by ``seed``;
 * ``"empirical"``: y = the data's label (needs ``y``): a different matrix;
 * ``"batched"``: the squared mean gradient of each batch of ``batch_size`` examples, averaged
-  over batches -- the common error in EWC code, **not** a Fisher estimate (its expectation is
-  F_emp / B + (1 - 1/B) E[g] E[g]^T); offered to show the difference.
+  over batches -- the common error in EWC code, **not** a Fisher estimate (for batches drawn
+  with replacement its expectation is F_emp / B + (1 - 1/B) g g^T, g the mean gradient; over a
+  random partition of N examples g g^T + (N - B) / (B (N - 1)) (F_emp - g g^T)); offered to show
+  the difference.
 
 Forms: ``"diag"`` (F_jj [P] in the model's parameter order), ``"kfac"`` (per Linear / Conv2d
 layer, F ~ A (x) G: A the layer inputs' second moment with a bias column, G the output
