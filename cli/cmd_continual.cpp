@@ -51,6 +51,7 @@ void run(const ContinualFlags& f) {
   penalty.method = parse_continual_method(f.method);
   penalty.fisher.estimator = parse_fisher_estimator(f.fisher);
   penalty.fisher.mc_samples = f.mc_samples;
+  penalty.form = parse_fisher_form(f.form);
   penalty.gamma = f.gamma;
   penalty.fisher_examples = f.fisher_examples;
   const bool penalised = penalty.method != ContinualMethod::kFinetune;
@@ -159,8 +160,8 @@ void add_continual_command(CLI::App& app) {
                   "gradient: not a Fisher, offered to show the difference)")
       ->check(CLI::IsMember({"true", "mc", "empirical", "batched"}))
       ->capture_default_str();
-  cmd->add_option("--form", f->form, "Fisher form: diag")
-      ->check(CLI::IsMember({"diag", "kfac"}))
+  cmd->add_option("--form", f->form, "EWC's Fisher form: diag, kfac (per layer A and G) or ekfac")
+      ->check(CLI::IsMember({"diag", "kfac", "ekfac"}))
       ->capture_default_str();
   cmd->add_option("--lambda", f->lambdas,
                   "lambda, or a comma-separated grid chosen on the validation split")

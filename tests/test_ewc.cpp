@@ -68,10 +68,10 @@ TEST(Ewc, PenaltyAndGradientAreTheSumOfTaskQuadratics) {
     ewc.consolidate(m, d);
     perturb(m, 0.3, 20 + t);
   }
-  ASSERT_EQ(ewc.fishers().size(), 2u);
+  ASSERT_EQ(ewc.terms().size(), 2u);
   for (int64_t t = 0; t < 2; ++t) {
-    test::expect_close(ewc.fishers()[t], fishers[t], 1e-14, "F_t");
-    test::expect_close(ewc.anchors()[t], anchors[t], 0, "anchor");
+    test::expect_close(ewc.terms()[t].diag, fishers[t], 1e-14, "F_t");
+    test::expect_close(ewc.terms()[t].anchor, anchors[t], 0, "anchor");
   }
   auto theta = flat(m);
   double expected = 0;
@@ -99,15 +99,55 @@ TEST(Ewc, OnlineEwcKeepsOneDecayedFisherAndTheLatestAnchor) {
     auto f = fisher_of(m, d, o, t + 1);
     running = running.defined() ? 0.6 * running + f : f;
     online.consolidate(m, d);
-    ASSERT_EQ(online.fishers().size(), 1u);
-    test::expect_close(online.fishers()[0], running, 1e-14, "F~_t");
-    test::expect_close(online.anchors()[0], flat(m), 0, "latest anchor");
+    ASSERT_EQ(online.terms().size(), 1u);
+    test::expect_close(online.terms()[0].diag, running, 1e-14, "F~_t");
+    test::expect_close(online.terms()[0].anchor, flat(m), 0, "latest anchor");
     perturb(m, 0.2, 40 + t);
   }
   auto theta = flat(m);
   const double expected =
-      0.5 * 3.5 * (running * (theta - online.anchors()[0]).square()).sum().item<double>();
+      0.5 * 3.5 * (running * (theta - online.terms()[0].anchor).square()).sum().item<double>();
   EXPECT_NEAR(online.value(m).item<double>(), expected, 1e-12 * expected);
+}
+
+// K-FAC and EK-FAC forms: the penalty is ½λ Σ_t w_t Δ_tᵀ F̃_t Δ_t with F̃_t the factors' dense
+// matrix (built from mv on the identity), its gradient λ Σ_t w_t F̃_t Δ_t; online EWC keeps
+// every task's factors with weights γ^{T−t} at the latest anchor.
+TEST(Ewc, FactoredFormsPenaliseTheFactorsQuadratic) {
+  for (auto form : {FisherForm::kKfac, FisherForm::kEkfac}) {
+    for (auto method : {ContinualMethod::kEwc, ContinualMethod::kOnlineEwc}) {
+      auto m = small_mlp(7);
+      auto o = options(method);
+      o.form = form;
+      EwcPenalty ewc(o);
+      for (int64_t t = 0; t < 2; ++t) {
+        ewc.consolidate(m, task_data(70 + t));
+        perturb(m, 0.2, 80 + t);
+      }
+      ASSERT_EQ(ewc.terms().size(), 2u);
+      const auto p = flat(m).numel();
+      auto eye = torch::eye(p, torch::kFloat64);
+      double expected = 0;
+      auto grad = torch::zeros({p}, torch::kFloat64);
+      for (const auto& term : ewc.terms()) {
+        ASSERT_TRUE(term.factors != nullptr);
+        auto dense = term.factors->mv(eye);
+        test::expect_close(dense, dense.t(), 1e-12, "symmetric");
+        auto d = flat(m) - term.anchor;
+        expected += 0.5 * 3.5 * term.weight * d.dot(dense.mv(d)).item<double>();
+        grad += 3.5 * term.weight * dense.mv(d);
+      }
+      if (method == ContinualMethod::kOnlineEwc) {
+        EXPECT_DOUBLE_EQ(ewc.terms()[0].weight, 0.6);
+        EXPECT_TRUE(torch::equal(ewc.terms()[0].anchor, ewc.terms()[1].anchor));
+      }
+      auto value = ewc.value(m);
+      EXPECT_NEAR(value.item<double>(), expected, 1e-12 * expected) << to_string(form);
+      auto params = m.module->parameters();
+      auto g = flatten_like(torch::autograd::grad({value}, params), params);
+      test::expect_close(g, grad, 1e-12, to_string(form) + " gradient");
+    }
+  }
 }
 
 TEST(Ewc, L2AndFinetuneBaselines) {
@@ -140,7 +180,7 @@ TEST(Ewc, TaskClassesRestrictTheFisherToTheirSoftmax) {
     auto lp = torch::log_softmax(sub, 0)[d.labels[i].item<int64_t>() == 3 ? 0 : 1];
     sum += flatten_like(torch::autograd::grad({lp}, params), params).square();
   }
-  test::expect_close(ewc.fishers()[0], sum / static_cast<double>(d.inputs.size(0)), 1e-12,
+  test::expect_close(ewc.terms()[0].diag, sum / static_cast<double>(d.inputs.size(0)), 1e-12,
                      "subset F");
   auto bad = d;
   bad.labels = torch::zeros_like(d.labels);  // class 0 is not in the task

@@ -10,7 +10,8 @@
 ///
 /// F_t is the classifier's Fisher of p(y|x) at θ*_t on task t's data, by any estimator of
 /// include/nfk/classifier_fisher.h (true, mc, empirical, or the "batched" error to show it), in
-/// diagonal form.
+/// diagonal form or as K-FAC / EK-FAC factors (include/nfk/kfac.h; online EWC then keeps the
+/// decayed sum Σ_t γ^{T−t} F_t exactly, as a list of factored terms).
 /// Example: after each task, `ewc.consolidate(net, task_data)`; the trainer adds
 /// `ewc.loss_term()` to every step's loss.
 
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "nfk/classifier_fisher.h"
+#include "nfk/kfac.h"
 #include "nfk/trainer.h"
 #include "nfk/zoo.h"
 
@@ -33,12 +35,13 @@ std::string to_string(ContinualMethod method);
 
 struct EwcOptions {
   ContinualMethod method = ContinualMethod::kEwc;
-  ClassifierFisherOptions fisher;  // the estimator of F_t (ewc, online-ewc)
-  double lambda = 1;               // λ
-  double gamma = 1;                // online-ewc: decay of the running Fisher, in (0, 1]
-  int64_t fisher_examples = 1000;  // F_t over the task's first n examples (0: all)
-  int64_t batch_size = 256;        // of the Fisher pass (and the B of `batched`)
-  uint64_t seed = 0;               // mc labels
+  ClassifierFisherOptions fisher;       // the estimator of F_t (ewc, online-ewc)
+  FisherForm form = FisherForm::kDiag;  // F_t's form: diag, kfac or ekfac
+  double lambda = 1;                    // λ
+  double gamma = 1;                     // online-ewc: decay of the running Fisher, in (0, 1]
+  int64_t fisher_examples = 1000;       // F_t over the task's first n examples (0: all)
+  int64_t batch_size = 256;             // of the Fisher pass (and the B of `batched`)
+  uint64_t seed = 0;                    // mc labels
 };
 
 /// The state of a continual-learning penalty: anchors θ*_t and diagonal Fishers F_t per
@@ -63,16 +66,23 @@ class EwcPenalty {
 
   const EwcOptions& options() const { return options_; }
   int64_t consolidated() const { return consolidated_; }
-  /// The anchors and diagonal Fishers, flattened [P] in the module's parameter order: one pair
-  /// per task for ewc, the running pair for online-ewc (F̃) and l2 (F = 1).
-  const std::vector<torch::Tensor>& anchors() const { return anchors_; }
-  const std::vector<torch::Tensor>& fishers() const { return fishers_; }
+
+  /// One quadratic of the penalty: weight · (θ − anchor)ᵀ F (θ − anchor), F diagonal (`diag`
+  /// [P], ones for l2) or factored (`factors`).
+  struct Term {
+    torch::Tensor anchor;                        // θ* [P], flattened in parameter order
+    torch::Tensor diag;                          // [P] (diag form and l2), else undefined
+    std::shared_ptr<const KfacFactors> factors;  // kfac / ekfac form, else null
+    double weight = 1;                           // online-ewc: γ^{T−t}
+  };
+  /// One term per task for ewc; for online-ewc one diagonal term (F̃, the latest anchor) or one
+  /// factored term per task (decayed weights, the latest anchor); for l2 one term (F = 1).
+  const std::vector<Term>& terms() const { return terms_; }
 
  private:
   EwcOptions options_;
   int64_t consolidated_ = 0;
-  std::vector<torch::Tensor> anchors_;
-  std::vector<torch::Tensor> fishers_;
+  std::vector<Term> terms_;
 };
 
 }  // namespace nfk

@@ -65,8 +65,7 @@ void EwcPenalty::consolidate(const ZooModule& model, const ClassifierData& data,
   if (method == ContinualMethod::kFinetune) return;
   auto theta = flat_parameters(model);
   if (method == ContinualMethod::kL2) {
-    anchors_ = {theta};
-    fishers_ = {torch::ones_like(theta)};
+    terms_ = {{theta, torch::ones_like(theta), nullptr, 1}};
     return;
   }
   const int64_t n = options_.fisher_examples > 0
@@ -87,29 +86,51 @@ void EwcPenalty::consolidate(const ZooModule& model, const ClassifierData& data,
   RunOptions run;
   run.batch_size = options_.batch_size;
   run.seed = options_.seed + static_cast<uint64_t>(consolidated_);
-  auto f = classifier_fisher_diag(score_model, subset, options_.fisher, run).diag;
-  if (method == ContinualMethod::kEwc) {
-    anchors_.push_back(theta);
-    fishers_.push_back(f);
-  } else {  // online: F̃_t = γ F̃_{t−1} + F_t, anchored at the latest θ*
-    fishers_ = {fishers_.empty() ? f : options_.gamma * fishers_.front() + f};
-    anchors_ = {theta};
+  Term term{theta, {}, nullptr, 1};
+  if (options_.form == FisherForm::kDiag) {
+    term.diag = classifier_fisher_diag(score_model, subset, options_.fisher, run).diag;
+  } else {
+    term.factors = std::make_shared<const KfacFactors>(
+        options_.form == FisherForm::kKfac
+            ? kfac_factors(score_model, subset, options_.fisher, run)
+            : ekfac_factors(score_model, subset, options_.fisher, run));
   }
+  if (method == ContinualMethod::kEwc) {
+    terms_.push_back(std::move(term));
+    return;
+  }
+  // online: F̃_t = γ F̃_{t−1} + F_t, anchored at the latest θ*.
+  if (term.diag.defined()) {
+    if (!terms_.empty()) term.diag = options_.gamma * terms_.front().diag + term.diag;
+    terms_ = {std::move(term)};
+    return;
+  }
+  for (auto& t : terms_) {
+    t.weight *= options_.gamma;
+    t.anchor = theta;
+  }
+  terms_.push_back(std::move(term));
 }
 
 torch::Tensor EwcPenalty::value(const ZooModule& model) const {
   auto params = model.module->parameters();
   auto total = torch::zeros({}, params.front().options());
-  for (size_t t = 0; t < anchors_.size(); ++t) {
-    int64_t offset = 0;
-    for (const auto& p : params) {
-      auto anchor = anchors_[t].narrow(0, offset, p.numel()).view_as(p);
-      auto fisher = fishers_[t].narrow(0, offset, p.numel()).view_as(p);
-      total = total + (fisher * (p - anchor).square()).sum();
-      offset += p.numel();
-    }
-    TORCH_CHECK(offset == anchors_[t].numel(),
+  if (terms_.empty()) return total;
+  std::vector<torch::Tensor> flat;
+  for (const auto& p : params) flat.push_back(p.reshape(-1));
+  auto theta = torch::cat(flat);
+  for (const auto& t : terms_) {
+    TORCH_CHECK(theta.numel() == t.anchor.numel(),
                 "nfk: EWC: the model's parameters changed shape since it was consolidated");
+    auto delta = theta - t.anchor;
+    if (t.diag.defined()) {
+      total = total + t.weight * (t.diag * delta.square()).sum();
+    } else {
+      // Δᵀ F Δ with F applied to the detached Δ: u = F Δ, value 2 Δ·u − Δ̄·u = Δᵀ F Δ and
+      // gradient 2 u, as for the quadratic itself (F is symmetric).
+      auto u = t.factors->mv(delta.detach());
+      total = total + t.weight * (2 * (delta * u).sum() - (delta.detach() * u).sum());
+    }
   }
   return 0.5 * options_.lambda * total;
 }
