@@ -37,9 +37,6 @@ double stddev(const std::vector<double>& v) {  // sample standard deviation (n â
 }
 
 void run(const ContinualFlags& f) {
-  TORCH_CHECK(f.form == "diag", "nfk: --form ", f.form,
-              " is not available yet for continual "
-              "learning (diag is)");
   namespace fs = std::filesystem;
   const std::string result_path = f.out + "/result.json";
   TORCH_CHECK(!fs::exists(f.out) || fs::is_directory(f.out), "nfk: --out ", f.out,
