@@ -8,11 +8,16 @@ void add_train_classifier(CLI::App* train) {
   struct Flags {
     TrainFlags run;
     ClassifierTrainOptions options;
+    struct {
+      std::string estimator = "true";
+      bool tikhonov = false;
+    } natural_flags;
   };
   auto f = std::make_shared<Flags>();
-  auto* cmd = train->add_subcommand("classifier",
-                                    "Train a classifier by cross-entropy (Adam); "
-                                    "writes DIR/classifier.pt");
+  auto* cmd = train->add_subcommand(
+      "classifier",
+      "Train a classifier by cross-entropy (Adam, SGD, or natural gradient: ngd-diag, kfac); "
+      "writes DIR/classifier.pt");
   f->run.add_to(cmd, /*default_epochs=*/1, /*default_batch=*/64);
   cmd->add_option("--arch", f->options.arch, "Architecture")
       ->check(CLI::IsMember({"lenet5", "mlp", "wrn"}))
@@ -23,8 +28,55 @@ void add_train_classifier(CLI::App* train) {
                   "WideResNet widen factor k (--arch wrn only)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--lr", f->options.learning_rate, "Adam learning rate")->capture_default_str();
+  cmd->add_option("--optimizer", f->options.optimizer,
+                  "adam | sgd (with --momentum) | ngd-diag (SGD along (diag F + damping)^-1 g) | "
+                  "kfac (SGD along the K-FAC natural gradient); F: the classifier's Fisher of "
+                  "p(y|x) on the batch, a running average")
+      ->check(CLI::IsMember({"adam", "sgd", "ngd-diag", "kfac"}))
+      ->capture_default_str();
+  cmd->add_option("--lr", f->options.learning_rate, "Learning rate (Adam's or SGD's)")
+      ->check(finite_in(0, 100))
+      ->capture_default_str();
+  cmd->add_option("--momentum", f->options.momentum, "sgd, ngd-diag, kfac: SGD momentum")
+      ->check(CLI::Range(0.0, 0.999))
+      ->capture_default_str();
+  auto& n = f->natural_flags;
+  cmd->add_option("--fisher", n.estimator,
+                  "ngd-diag, kfac: the batch Fisher's estimator: true | "
+                  "mc | empirical")
+      ->check(CLI::IsMember({"true", "mc", "empirical"}))
+      ->capture_default_str();
+  cmd->add_option("--mc-samples", f->options.natural.fisher.mc_samples,
+                  "ngd-diag, kfac with --fisher mc: labels drawn per example")
+      ->check(count_in(1, 10000))
+      ->capture_default_str();
+  cmd->add_option("--damping", f->options.natural.damping, "ngd-diag, kfac: damping lambda")
+      ->check(finite_in(0, 1e6))
+      ->capture_default_str();
+  cmd->add_flag(
+      "--tikhonov", n.tikhonov,
+      "kfac: factored Tikhonov damping (A + pi sqrt(l) I) x (G + sqrt(l)/pi I) instead of "
+      "the exact (A x G + l I)^-1");
+  cmd->add_option("--fisher-decay", f->options.natural.decay,
+                  "ngd-diag, kfac: running-average decay of the Fisher")
+      ->check(CLI::Range(0.0, 0.999999))
+      ->capture_default_str();
+  cmd->add_option("--update-every", f->options.natural.update_every,
+                  "ngd-diag, kfac: steps between Fisher refreshes")
+      ->check(count_in(1, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--inverse-every", f->options.natural.inverse_every,
+                  "kfac: steps between the factors' eigendecompositions")
+      ->check(count_in(1, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--kl-clip", f->options.natural.kl_clip,
+                  "ngd-diag, kfac: > 0 clips lr^2 g.d to this (0: off)")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
   cmd->callback([f] {
+    f->options.natural.fisher.estimator = parse_fisher_estimator(f->natural_flags.estimator);
+    f->options.natural.damping_kind =
+        f->natural_flags.tikhonov ? KfacDamping::kFactoredTikhonov : KfacDamping::kExact;
     const auto t0 = std::chrono::steady_clock::now();
     auto run = f->run.to_run();
     auto [train_set, test] = f->run.load_sets();
@@ -32,8 +84,8 @@ void add_train_classifier(CLI::App* train) {
     auto log = train_classifier(train_set, test, run, f->options, progress.fn());
     progress.finish();
     if (f->run.quiet) return;
-    std::printf("nfk train classifier: %s, %lld epochs", f->options.arch.c_str(),
-                static_cast<long long>(run.epochs));
+    std::printf("nfk train classifier: %s, %s, %lld epochs", f->options.arch.c_str(),
+                f->options.optimizer.c_str(), static_cast<long long>(run.epochs));
     if (!log["epochs"].empty()) {
       std::printf(", final loss %.4f", log["epochs"].back()["loss"].get<double>());
     }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "nfk/data.h"
+#include "nfk/natural_gradient.h"
 #include "nfk/progress.h"
 #include "nfk/trainer.h"
 #include "nfk/zoo.h"
@@ -22,14 +23,20 @@
 namespace nfk {
 
 struct ClassifierTrainOptions {
-  std::string arch = "lenet5";   // "lenet5", "mlp" or "wrn"
-  double learning_rate = 1e-3;   // Adam
-  int64_t wrn_depth = 16;        // wrn only: depth 6n + 4
-  int64_t wrn_widen_factor = 1;  // wrn only: widen factor k
+  std::string arch = "lenet5";  // "lenet5", "mlp" or "wrn"
+  std::string optimizer =
+      "adam";  // "adam" | "sgd" | "ngd-diag" | "kfac" (include/nfk/natural_gradient.h)
+  double learning_rate = 1e-3;     // Adam's, or SGD's (also stepping ngd-diag / kfac)
+  double momentum = 0.9;           // sgd, ngd-diag, kfac
+  NaturalGradientOptions natural;  // ngd-diag / kfac: estimator, damping, intervals, KL clip
+  int64_t wrn_depth = 16;          // wrn only: depth 6n + 4
+  int64_t wrn_widen_factor = 1;    // wrn only: widen factor k
 };
 
-/// Trains a zoo classifier by cross-entropy with Adam on `train` (inputs [N, C, H, W], labels
-/// [N]); writes run.out_dir/classifier.pt and train_log.json (loss per epoch, test accuracy).
+/// Trains a zoo classifier by cross-entropy on `train` (inputs [N, C, H, W], labels [N]) with
+/// Adam, SGD with momentum, or SGD with momentum along a natural gradient (ngd-diag: the diagonal
+/// classifier Fisher; kfac: K-FAC), a gradient transform that composes with `hooks`' loss terms;
+/// writes run.out_dir/classifier.pt and train_log.json (loss per epoch, test accuracy).
 /// Returns the log. Example: `nfk::train_classifier(train, test, run, {});`
 nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const TrainRun& run,
                                 const ClassifierTrainOptions& options,

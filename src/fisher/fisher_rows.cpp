@@ -104,6 +104,9 @@ torch::Tensor logit_cotangents(const torch::Tensor& logits_bc, const torch::Tens
       // Drawn on the CPU in float64: the same labels on every device and dtype.
       auto gen = at::make_generator<at::CPUGeneratorImpl>(batch_seed(seed, first_index));
       auto p64 = torch::softmax(logits_bc.to(torch::kCPU, torch::kFloat64), /*dim=*/1);
+      TORCH_CHECK(torch::isfinite(p64).all().item<bool>(),
+                  "nfk: the classifier's logits are NaN or Inf on examples from ", first_index,
+                  " (a diverged model?): no labels can be drawn from them");
       auto y_bs = torch::multinomial(p64, options.mc_samples, /*replacement=*/true, gen)
                       .to(logits_bc.device());
       auto onehot = torch::one_hot(y_bs.t(), classes).to(p.options());  // [S, B, C]

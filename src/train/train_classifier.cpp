@@ -48,11 +48,32 @@ nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const
   }
   ZooModule net = make_zoo_module(o.arch, arch_options);
   net.module->to(run.device);
-  torch::optim::Adam opt(net.module->parameters(), torch::optim::AdamOptions(o.learning_rate));
-
+  TORCH_CHECK(o.optimizer == "adam" || o.optimizer == "sgd" || o.optimizer == "ngd-diag" ||
+                  o.optimizer == "kfac",
+              "nfk: unknown optimizer `", o.optimizer, "`; use adam, sgd, ngd-diag or kfac");
+  const bool adam = o.optimizer == "adam";
+  std::unique_ptr<torch::optim::Optimizer> opt;
+  if (adam) {
+    opt = std::make_unique<torch::optim::Adam>(net.module->parameters(),
+                                               torch::optim::AdamOptions(o.learning_rate));
+  } else {
+    opt = std::make_unique<torch::optim::SGD>(
+        net.module->parameters(), torch::optim::SGDOptions(o.learning_rate).momentum(o.momentum));
+  }
+  std::unique_ptr<NaturalGradient> natural;
   TrainLoopOptions loop;
   loop.run = run;
   TrainHooks all = hooks;
+  if (o.optimizer == "ngd-diag" || o.optimizer == "kfac") {
+    auto n = o.natural;
+    n.form = o.optimizer == "kfac" ? FisherForm::kKfac : FisherForm::kDiag;
+    n.learning_rate = o.learning_rate;
+    n.seed = run.seed;
+    natural = std::make_unique<NaturalGradient>(n);
+    // First, so that the user's transforms see the natural gradient.
+    all.gradient_transforms.insert(all.gradient_transforms.begin(), natural->transform());
+  }
+  const std::string opt_name = adam ? "adam" : o.optimizer;
   all.epoch_begin.insert(all.epoch_begin.begin(), [&](Trainer&, int64_t) { net.module->train(); });
   if (test.labels.defined()) {
     all.epoch_end.insert(all.epoch_end.begin(),
@@ -62,12 +83,15 @@ nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const
   }
   Trainer trainer(loop, all);
   trainer.add_module("classifier", &net);
-  trainer.add_optimizer("adam", &opt, &net);
-  trainer.log() = {{"family", "classifier"}, {"arch", o.arch}, {"epochs", nlohmann::json::array()}};
+  trainer.add_optimizer(opt_name, opt.get(), &net);
+  trainer.log() = {{"family", "classifier"},
+                   {"arch", o.arch},
+                   {"optimizer", o.optimizer},
+                   {"epochs", nlohmann::json::array()}};
   trainer.resume();
   auto step = [&](Trainer& t, const Batch& b) {
     auto loss = torch::nn::functional::cross_entropy(net.forward(b.inputs), b.labels);
-    t.optimize("adam", loss, b);
+    t.optimize(opt_name, loss, b);
     return StepMetrics{{"loss", loss.item<double>()}};
   };
   nlohmann::json log = trainer.run(train, step, progress);
