@@ -65,7 +65,7 @@ TEST(DenseOperator, ApplyGramIsVtVQ) {
 // Well-separated spectrum 0.8^i: the one-pass subspace iteration and block Krylov (fused and
 // two-pass) agree with the exact SVD to 1e-10, with the passes each form promises.
 TEST(FewerPasses, FusedSubspaceAndBlockKrylovMatchExactInFloat64) {
-  const int64_t n = 150, p = 400, k = 12, iters = 8;
+  const int64_t n = 200, p = 400, k = 12, iters = 8;
   auto v = with_spectrum(n, p, torch::pow(0.8, torch::arange(n, torch::kFloat64)), 5);
   auto e = exact_svd(v, k);
   struct Case {

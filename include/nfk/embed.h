@@ -82,7 +82,7 @@ struct FitPlan {
 /// rank plans alike), splits the rows over `options.group` and picks the method (kAuto: V
 /// resident when this rank's rows fit the memory budget; else per-example blocks recomputed per
 /// pass where the tape covers the model, else matrix-free), and the SVD's solver (block Krylov
-/// where its basis takes at most a quarter of the memory budget, else subspace iteration;
+/// where its basis takes at most 1 GiB or a quarter of the memory budget, else subspace iteration;
 /// subspace with two-pass products and no early stop when checkpointing). Costs one probe batch.
 FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& options);
 

@@ -20,7 +20,7 @@ GradientPathChoice probe_gradients(ScoreModel& model, const torch::Tensor& input
 }
 
 // The SVD's solver, products and tolerance: block Krylov where its basis (P·u·(L + 1) values)
-// takes at most a quarter of the memory budget; a checkpointed fit runs the resumable form
+// takes at most 1 GiB or a quarter of the memory budget, whichever is more; a checkpointed fit runs the resumable form
 // (subspace, two passes, all L iterations: a resumed run is the uninterrupted one bit for bit).
 SvdOptions plan_svd(const FitOptions& o, int64_t n, int64_t p, int64_t value_bytes,
                     std::vector<std::string>& reasons) {
@@ -38,12 +38,12 @@ SvdOptions plan_svd(const FitOptions& o, int64_t n, int64_t p, int64_t value_byt
                       std::to_string(svd.power_iters) +
                       " iterations: checkpointed, so that a resumed fit is the uninterrupted one");
   } else if (svd.solver == SvdSolver::kAuto) {
-    const bool fits = krylov_bytes <= o.memory_budget / 4;
+    const bool fits = krylov_bytes <= std::max(o.memory_budget / 4, int64_t{1} << 30);
     svd.solver = fits ? SvdSolver::kBlockKrylov : SvdSolver::kSubspace;
     reasons.push_back(std::string(fits ? "block Krylov" : "subspace iteration") + ": its basis (" +
                       mib(krylov_bytes) + " at " + std::to_string(svd.power_iters) +
                       " iterations) " + (fits ? "fits" : "exceeds") +
-                      " a quarter of the memory budget");
+                      " 1 GiB or a quarter of the memory budget");
   }
   return svd;
 }
