@@ -39,20 +39,24 @@ struct KrylovRun {
     auto t = torch::zeros({max_cols, max_cols}, torch::dtype(torch::kFloat64));
     const double min_ratio = fused_gram_min_ratio(z0_pu.scalar_type());
     ConvergenceMonitor monitor;
-    int64_t cols = u, iterations = 0;
+    // Blocks of u columns; the last one narrower where the space reaches max_cols.
+    int64_t start = 0, width = u, cols = u, iterations = 0;
     while (iterations < o.power_iters) {
       tick();
-      auto w_pu = finite(op.apply_gram(basis.narrow(1, cols - u, u)));
-      auto column = basis.narrow(1, 0, cols).t().mm(w_pu).to(torch::kCPU, torch::kFloat64);
-      t.narrow(0, 0, cols).narrow(1, cols - u, u).copy_(column);
-      t.narrow(0, cols - u, u).narrow(1, 0, cols).copy_(column.t());
+      auto w_pw = finite(op.apply_gram(basis.narrow(1, start, width)));
+      auto column = basis.narrow(1, 0, cols).t().mm(w_pw).to(torch::kCPU, torch::kFloat64);
+      t.narrow(0, 0, cols).narrow(1, start, width).copy_(column);
+      t.narrow(0, start, width).narrow(1, 0, cols).copy_(column.t());
       ++iterations;
       auto sigma_k = gram_ritz_sigma(t.narrow(0, 0, cols).narrow(1, 0, cols), o.rank);
       if (o.gram == GramProducts::kAuto && ritz_ratio(sigma_k, o.rank) < min_ratio) return {};
       monitor.update(sigma_k);
-      if (monitor.converged(o.tol) || cols + u > max_cols || iterations == o.power_iters) break;
-      basis.narrow(1, cols, u).copy_(orthogonalize_against(basis.narrow(1, 0, cols), w_pu));
-      cols += u;
+      if (monitor.converged(o.tol) || cols >= max_cols || iterations == o.power_iters) break;
+      width = std::min(u, max_cols - cols);
+      basis.narrow(1, cols, width)
+          .copy_(orthogonalize_against(basis.narrow(1, 0, cols), w_pw).narrow(1, 0, width));
+      start = cols;
+      cols += width;
     }
     torch::Tensor q_pu = basis.narrow(1, 0, u);
     if (iterations > 0) {
@@ -78,17 +82,20 @@ struct KrylovRun {
     auto m_all = torch::empty({n, max_cols}, z0_pu.options());
     basis.narrow(1, 0, u).copy_(z0_pu);
     ConvergenceMonitor monitor;
-    int64_t cols = 0, iterations = 0;
+    int64_t start = 0, width = u, cols = 0, iterations = 0;
     while (true) {
       tick();
-      auto m_nu = finite(op.apply(basis.narrow(1, cols, u)));
-      m_all.narrow(1, cols, u).copy_(m_nu);
-      cols += u;
+      auto m_nw = finite(op.apply(basis.narrow(1, start, width)));
+      m_all.narrow(1, start, width).copy_(m_nw);
+      cols = start + width;
       monitor.update(at::linalg_svdvals(m_all.narrow(1, 0, cols)).slice(0, 0, o.rank));
-      if (monitor.converged(o.tol) || cols + u > max_cols || iterations == o.power_iters) break;
+      if (monitor.converged(o.tol) || cols >= max_cols || iterations == o.power_iters) break;
       tick();
-      auto y_pu = finite(op.apply_t(orthonormal_basis(m_nu)));  // VᵀV Z_j, up to R⁻¹
-      basis.narrow(1, cols, u).copy_(orthogonalize_against(basis.narrow(1, 0, cols), y_pu));
+      auto y_pw = finite(op.apply_t(orthonormal_basis(m_nw)));  // VᵀV Z_j, up to R⁻¹
+      width = std::min(u, max_cols - cols);
+      basis.narrow(1, cols, width)
+          .copy_(orthogonalize_against(basis.narrow(1, 0, cols), y_pw).narrow(1, 0, width));
+      start = cols;
       ++iterations;
     }
     auto r = svd_from_basis(basis.narrow(1, 0, cols), m_all.narrow(1, 0, cols), o.rank, op, total);
@@ -104,8 +111,9 @@ SvdResult block_krylov_svd(LinearOperator& op, const SvdOptions& o, const Progre
   const int64_t n = op.rows(), p = op.cols();
   KrylovRun run{op, o, progress};
   run.u = std::min(o.rank + o.oversample, std::min(n, p));
-  // The Krylov space cannot outgrow min(N, P): whole blocks up to it.
-  run.max_cols = run.u * std::min(o.power_iters + 1, std::max<int64_t>(1, std::min(n, p) / run.u));
+  // The Krylov space cannot outgrow min(N, P): a narrower last block fills it (then the
+  // Rayleigh–Ritz is exact).
+  run.max_cols = std::min(run.u * (o.power_iters + 1), std::min(n, p));
   const bool fuse = o.gram != GramProducts::kTwoPass && op.fuses_gram();
   run.steps = (fuse ? 1 : 2) * o.power_iters + 2;
 
