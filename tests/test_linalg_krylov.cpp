@@ -3,7 +3,9 @@
 #include <cmath>
 
 #include "nfk/embed.h"
+#include "nfk/fisher.h"
 #include "nfk/linalg.h"
+#include "nfk/zoo.h"
 #include "support.h"
 
 namespace nfk {
@@ -60,6 +62,30 @@ TEST(DenseOperator, ApplyGramIsVtVQ) {
   DenseOperator op(v);
   EXPECT_TRUE(op.fuses_gram());
   test::expect_close(op.apply_gram(q), v.t().mm(v.mm(q)), 1e-12, "VtVQ");
+}
+
+// The streamed per-example operator's VᵀV Q: the explicit Fisher vectors' Vᵀ(V Q), from one
+// pass (one progress report, so one gradient block, per batch).
+TEST(PerExampleOperator, ApplyGramIsVtVQInOnePass) {
+  test::seed(0);
+  auto zoo = make_zoo_module("lenet5", {{"image_size", 12}});
+  ModelOptions mo;
+  mo.dtype = torch::kFloat64;
+  ScoreModel model(ModelKind::kClassifier, wrap_zoo_module(zoo), nullptr, mo);
+  test::seed(1);
+  auto x = torch::rand({9, 1, 12, 12}, torch::kFloat64);
+  auto stats = compute_fisher_stats(model, x, FisherOptions{});
+  auto v = (test::explicit_jacobian(model, x, 4) - stats.mean_score) * stats.inv_sqrt();
+  int reports = 0;
+  PerExampleOperator op(model, x, stats, /*batch_size=*/4,
+                        [&](const std::string& stage, int64_t, int64_t) {
+                          EXPECT_EQ(stage, "VtVQ");
+                          ++reports;
+                        });
+  EXPECT_TRUE(op.fuses_gram());
+  auto q = torch::randn({op.cols(), 5}, torch::kFloat64);
+  test::expect_close(op.apply_gram(q), v.t().mm(v.mm(q)), 1e-10, "VtVQ");
+  EXPECT_EQ(reports, 3);  // ceil(9 / 4) batches
 }
 
 // Well-separated spectrum 0.8^i: the one-pass subspace iteration and block Krylov (fused and

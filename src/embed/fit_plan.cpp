@@ -20,8 +20,9 @@ GradientPathChoice probe_gradients(ScoreModel& model, const torch::Tensor& input
 }
 
 // The SVD's solver, products and tolerance: block Krylov where its basis (P·u·(L + 1) values)
-// takes at most 1 GiB or a quarter of the memory budget, whichever is more; a checkpointed fit runs the resumable form
-// (subspace, two passes, all L iterations: a resumed run is the uninterrupted one bit for bit).
+// takes at most 1 GiB or a quarter of the memory budget, whichever is more; a checkpointed fit runs
+// the resumable form (subspace, two passes, all L iterations: a resumed run is the uninterrupted
+// one bit for bit).
 SvdOptions plan_svd(const FitOptions& o, int64_t n, int64_t p, int64_t value_bytes,
                     std::vector<std::string>& reasons) {
   SvdOptions svd = o.svd;
