@@ -91,7 +91,7 @@ FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOption
 /// eigendecomposes it (about 9·m³); the randomized SVD at its cap L makes 2L + 2 products of
 /// N·P·u (fused or not) plus, for block Krylov, the basis orthogonalisation (about 2·P·u²·L²).
 /// Exact when it costs no more. Example: LeNet-5 (P = 61,706), k = 32, u = 42, L = 10: exact up
-/// to N ≈ 470 with subspace iteration, ≈ 550 with block Krylov.
+/// to N = 447 with subspace iteration, 685 with block Krylov.
 bool exact_is_cheaper(int64_t n, int64_t p, const SvdOptions& svd);
 
 /// Where a fit's time went: wall seconds of each stage, the device synchronised at every stage
