@@ -4,14 +4,21 @@
 //   JSON
 //   nfk_bench torchscript MODEL.pt SIZE N REPS BATCH DTYPE   the same for a TorchScript classifier
 //   on [N, 3, SIZE, SIZE] inputs (REPS = 0: only which path, why, and the tape's error vs the loop)
+//   nfk_bench solvers MODEL N [K] [CONFIGS]   randomized SVD solvers on a resident LeNet-5 V
+//   (classifier, mnist:train[:N], float32, empirical Fisher): per solver/products/oversample/tol,
+//   time, passes, iterations, estimated and true max relative error of the top-K σ against the
+//   float64-Gram exact SVD of the same V; one JSON line each
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "nfk/data.h"
 #include "nfk/fisher.h"
+#include "nfk/linalg.h"
 #include "nfk/zoo.h"
 
 namespace {
@@ -146,6 +153,62 @@ int gradients(int64_t n, int reps, const std::string& only) {
   return 0;
 }
 
+// CONFIGS: "solver:gram:oversample:tol:power_iters" separated by commas, gram f|t|a.
+int solvers(const std::string& model_path, int64_t n, int64_t k, const std::string& configs) {
+  auto ds = nfk::load_dataset("mnist:train[:" + std::to_string(n) + "]");
+  nfk::ModelOptions mo;
+  mo.model_path = model_path;
+  auto model = nfk::load_score_model(nfk::ModelKind::kClassifier, mo, ds.inputs);
+  nfk::FisherOptions fo;
+  fo.estimator = nfk::Estimator::kEmpirical;
+  nfk::FisherStats stats;
+  auto t0 = std::chrono::steady_clock::now();
+  auto v = nfk::materialize_fisher_vectors(model, ds.inputs, fo, {}, &stats);
+  const double gradients_s = seconds(t0);
+  t0 = std::chrono::steady_clock::now();
+  auto exact = nfk::exact_svd(v, k);
+  std::printf(
+      "{\"n\": %lld, \"p\": %lld, \"gradients_s\": %.3f, \"exact_s\": %.3f, "
+      "\"sigma_k_over_sigma_1\": %.3e}\n",
+      static_cast<long long>(n), static_cast<long long>(v.size(1)), gradients_s, seconds(t0),
+      (exact.singular_values[k - 1] / exact.singular_values[0]).item<double>());
+  std::fflush(stdout);
+  auto truth = exact.singular_values.to(torch::kFloat64);
+  std::stringstream list(configs);
+  std::string c;
+  while (std::getline(list, c, ',')) {
+    std::stringstream parts(c);
+    std::string solver, gram, os, tol, iters;
+    std::getline(parts, solver, ':');
+    std::getline(parts, gram, ':');
+    std::getline(parts, os, ':');
+    std::getline(parts, tol, ':');
+    std::getline(parts, iters, ':');
+    nfk::SvdOptions o;
+    o.rank = k;
+    o.oversample = std::stoll(os);
+    o.tol = std::stod(tol);
+    o.power_iters = std::stoll(iters);
+    o.solver = nfk::parse_svd_solver(solver);
+    o.gram = gram == "f"   ? nfk::GramProducts::kFused
+             : gram == "t" ? nfk::GramProducts::kTwoPass
+                           : nfk::GramProducts::kAuto;
+    nfk::DenseOperator op(v);
+    t0 = std::chrono::steady_clock::now();
+    auto r = nfk::randomized_svd(op, o);
+    const double s = seconds(t0);
+    const double err =
+        ((r.singular_values.to(torch::kFloat64) - truth).abs() / truth).max().item<double>();
+    std::printf(
+        "{\"config\": \"%s\", \"seconds\": %.3f, \"passes\": %lld, \"iterations\": "
+        "%lld, \"fused\": %s, \"estimated_error\": %.3e, \"max_rel_err\": %.3e}\n",
+        c.c_str(), s, static_cast<long long>(r.passes), static_cast<long long>(r.iterations),
+        r.fused ? "true" : "false", r.estimated_error, err);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 int make_models(const std::string& dir) {
   std::filesystem::create_directories(dir);
   for (const auto& b : bench_nets()) {
@@ -169,9 +232,15 @@ int main(int argc, char** argv) {
       return torchscript(argv[2], std::stoll(argv[3]), std::stoll(argv[4]), std::stoi(argv[5]),
                          std::stoll(argv[6]), argv[7]);
     }
+    if (cmd == "solvers" && argc >= 4) {
+      return solvers(argv[2], std::stoll(argv[3]), argc > 4 ? std::stoll(argv[4]) : 32,
+                     argc > 5 ? argv[5]
+                              : "subspace:t:10:0:10,subspace:f:10:0:10,subspace:a:10:2e-4:10,"
+                                "block-krylov:a:10:2e-4:10,block-krylov:t:10:2e-4:10");
+    }
     std::fprintf(stderr,
                  "usage: nfk_bench make-models DIR | gradients [N] [REPS] [NET] | torchscript "
-                 "MODEL.pt SIZE N REPS BATCH DTYPE\n");
+                 "MODEL.pt SIZE N REPS BATCH DTYPE | solvers MODEL N [K] [CONFIGS]\n");
     return 2;
   } catch (const c10::Error& e) {  // one line, without LibTorch's backtrace
     const std::string what = e.what_without_backtrace();

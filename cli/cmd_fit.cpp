@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstdio>
 
 #include "commands.h"
@@ -16,6 +17,7 @@ struct FitFlags {
   int64_t rank = 32, oversample = 10, power_iters = 10, batch_size = 256;
   int64_t reference_samples = 0, memory_budget_mib = 4096;
   double fisher_floor = 1e-8;
+  std::string tol = "auto";
   bool quiet = false, json = false, resume = false, embed_model = false;
 };
 
@@ -40,6 +42,13 @@ void print_profile(const FitProfile& p) {
     std::printf(")");
   }
   part("factorizations", p.factorizations_s);
+  if (p.passes > 0) {
+    std::printf("; %lld passes over V, %lld iterations%s", static_cast<long long>(p.passes),
+                static_cast<long long>(p.iterations), p.fused ? " (VtV in one pass)" : "");
+    if (p.estimated_error >= 0) {
+      std::printf(", estimated error of the top-k sigma %.1e", p.estimated_error);
+    }
+  }
   if (p.peak_device_bytes >= 0) {
     std::printf("; device memory peak %.0f MiB",
                 static_cast<double>(p.peak_device_bytes) / (1 << 20));
@@ -56,6 +65,7 @@ void run_fit(const FitFlags& f, dist::Group& group) {
   FitOptions o;
   o.method = parse_fit_method(f.method);
   o.svd = {f.rank, f.oversample, f.power_iters};
+  o.svd.tol = f.tol == "auto" ? -1.0 : std::stod(f.tol);
   o.fisher.estimator = parse_estimator(f.estimator);
   o.fisher.reference_samples = f.reference_samples;
   o.fisher.floor = f.fisher_floor;
@@ -146,8 +156,26 @@ void add_fit_command(CLI::App& app) {
       ->check(count_in(0, 1 << 20))
       ->capture_default_str();
   cmd->add_option("--power-iters", f->power_iters,
-                  "Power (subspace) iterations (randomized SVD; sketch makes none)")
+                  "The most power / block Krylov iterations of the randomized SVD (it stops "
+                  "earlier once --tol is reached; sketch makes none)")
       ->check(count_in(0, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--tol", f->tol,
+                  "Stop the randomized SVD once the estimated relative error of the top-k "
+                  "singular values (from successive iterates) is at most this; auto: 2e-4 in "
+                  "float32, 1e-8 in float64; 0: always make --power-iters iterations")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            if (v == "auto") return "";
+            try {
+              size_t used = 0;
+              const double t = std::stod(v, &used);
+              if (used == v.size() && std::isfinite(t) && t >= 0 && t < 1) return "";
+            } catch (const std::exception&) {
+            }
+            return "must be auto or a number in [0, 1), got " + v;
+          },
+          "auto|[0,1)"))
       ->capture_default_str();
   cmd->add_option(
          "--method", f->method,

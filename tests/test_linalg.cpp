@@ -93,13 +93,17 @@ TEST(RandomizedSvd, IsReproducibleForASeedAndCountsItsPasses) {
       return DenseOperator::apply_t(m);
     }
   } op(v);
-  SvdOptions o;
+  SvdOptions o;  // paper Alg. 4 as it was: subspace iteration, two passes, all L iterations
   o.rank = 5;
   o.power_iters = 4;
   o.seed = 9;
+  o.solver = SvdSolver::kSubspace;
+  o.gram = GramProducts::kTwoPass;
+  o.tol = 0;
   auto a = randomized_svd(op, o);
   EXPECT_EQ(op.applies, o.power_iters + 1);    // paper Alg. 4: L + 1 JVP passes
   EXPECT_EQ(op.applies_t, o.power_iters + 1);  // and L + 1 VJP passes
+  EXPECT_EQ(a.passes, 2 * o.power_iters + 2);
   auto b = randomized_svd(op, o);
   EXPECT_TRUE(torch::equal(a.right, b.right));
   EXPECT_TRUE(torch::equal(a.singular_values, b.singular_values));

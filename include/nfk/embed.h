@@ -25,7 +25,9 @@ namespace nfk {
 /// kMatrixFree: randomized SVD by streaming JVP/VJP passes (paper Alg. 4);
 /// kSketch: single-pass sketch SVD (Tropp et al. 2017) on per-example blocks: after the Fisher
 ///   statistics, V is read once (instead of 2L + 2 times); less accurate on flat spectra;
-/// kAuto: per-example with V resident when it fits the budget; otherwise per-example recomputed
+/// kAuto: exact where V fits the budget and its Gram eigendecomposition costs fewer flops than
+///   the randomized SVD at its iteration cap (`exact_is_cheaper`); else per-example with V
+///   resident when it fits the budget; otherwise per-example recomputed
 ///   where the layer tape covers the model (a pass costs about one batched backward instead of
 ///   one forward-mode pass per probe), else matrix-free. `Projector::method_note` says why.
 enum class FitMethod { kAuto, kExact, kPerExample, kMatrixFree, kSketch };
@@ -34,7 +36,8 @@ std::string to_string(FitMethod m);
 
 struct FitOptions {
   FitMethod method = FitMethod::kAuto;
-  SvdOptions svd;  // rank, oversample, power iterations (svd.seed is ignored: run.seed rules)
+  SvdOptions svd;  // rank, oversample, power iterations (the cap), tol, solver, VᵀV products
+                   // (svd.seed is ignored: run.seed rules; the plan resolves the autos)
   FisherOptions fisher;
   int64_t memory_budget = int64_t{4} << 30;  // bytes V (this rank's rows) may take in memory
   /// Batch size, the one seed of every random choice, progress, and the data-parallel ranks:
@@ -56,6 +59,7 @@ struct FitPlan {
   FitMethod method = FitMethod::kAuto;  // resolved: never kAuto
   bool v_resident = false;   // V's rows held in memory (exact; per-example within the budget)
   VOperatorSpec v_operator;  // a streaming V's products, gradient path and batch size
+  SvdOptions svd;  // what the randomized SVD runs: solver and tol resolved (not kAuto / < 0)
   std::string gradient_path_reason;  // why per-example gradients take the loop ("" for the tape)
   int64_t n_examples = 0, n_params = 0;
   int64_t v_bytes = 0;           // all of V in the model's dtype
@@ -77,8 +81,18 @@ struct FitPlan {
 /// tape on the first examples (choose_gradient_path; every rank probes the same ones, so every
 /// rank plans alike), splits the rows over `options.group` and picks the method (kAuto: V
 /// resident when this rank's rows fit the memory budget; else per-example blocks recomputed per
-/// pass where the tape covers the model, else matrix-free). Costs one probe batch.
+/// pass where the tape covers the model, else matrix-free), and the SVD's solver (block Krylov
+/// where its basis takes at most 1 GiB or a quarter of the memory budget, else subspace iteration;
+/// subspace with two-pass products and no early stop when checkpointing). Costs one probe batch.
 FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& options);
+
+/// The cost model behind kAuto's exact choice, in multiply-adds, m = min(N, P): the exact method
+/// forms the float64 Gram (m·N·P, counted twice: float64 runs at half the float32 rate) and
+/// eigendecomposes it (about 9·m³); the randomized SVD at its cap L makes 2L + 2 products of
+/// N·P·u (fused or not) plus, for block Krylov, the basis orthogonalisation (about 2·P·u²·L²).
+/// Exact when it costs no more. Example: LeNet-5 (P = 61,706), k = 32, u = 42, L = 10: exact up
+/// to N = 447 with subspace iteration, 685 with block Krylov.
+bool exact_is_cheaper(int64_t n, int64_t p, const SvdOptions& svd);
 
 /// Where a fit's time went: wall seconds of each stage, the device synchronised at every stage
 /// boundary (CUDA runs asynchronously), so the stages add up to the fit. Not saved.
@@ -90,6 +104,12 @@ struct FitProfile {
   double factorizations_s = 0;  // QR, small SVDs, the Gram eigendecomposition
   double total_s = 0;           // the whole fit (≥ the sum of the stages)
   int64_t products = 0;         // operator products (VQ and VᵀM count one each)
+  int64_t passes = 0;           // passes over V by the SVD (a fused VᵀV Q counts one; the
+                                // exact method and the sketch one)
+  int64_t iterations = 0;       // power / Krylov iterations made (≤ the cap)
+  double estimated_error = -1;  // the SVD's estimate of the max relative error of the top-k σ
+                                // (0: exact; -1: not estimated, e.g. the sketch)
+  bool fused = false;           // iterations multiplied by VᵀV in one pass
   double product_flops = 0;     // GEMM flops of those products when V is resident (2·N·P·u each)
   int64_t peak_device_bytes = -1;  // CUDA caching allocator peak during the fit; -1 on the CPU
   nlohmann::json to_json() const;

@@ -209,6 +209,9 @@ class PerExampleOperator : public StreamingVOperator {
   /// V Q and Vᵀ M from one pass over the per-example blocks.
   std::pair<torch::Tensor, torch::Tensor> apply_pair(const torch::Tensor& q_pu,
                                                      const torch::Tensor& m_nl) override;
+  /// VᵀV Q from one pass: each block's V_b Q and V_bᵀ(V_b Q) from the same J_b.
+  torch::Tensor apply_gram(const torch::Tensor& q_pu) override;
+  bool fuses_gram() const override { return true; }
 
  private:
   torch::Tensor j_bp_;  // [B, P] reused gradient block

@@ -25,6 +25,9 @@ class ShardedOperator : public LinearOperator {
   /// (V Q, Vᵀ M) from one local pass: rows all-gathered, Vᵀ M all-reduced.
   std::pair<torch::Tensor, torch::Tensor> apply_pair(const torch::Tensor& q_pu,
                                                      const torch::Tensor& m_nl) override;
+  /// VᵀV Q [P, u]: this rank's Σ_b V_bᵀ(V_b Q), all-reduced (one pass where `local` fuses).
+  torch::Tensor apply_gram(const torch::Tensor& q_pu) override;
+  bool fuses_gram() const override { return local_.fuses_gram(); }
   /// V [N, P]: local rows, all-gathered (on every rank).
   torch::Tensor dense() override;
   /// Σ over ranks of the local ‖V_r‖_F² (every rank's local operator must know it, or none).

@@ -52,6 +52,7 @@ nlohmann::json fit_fingerprint(ScoreModel& model, const torch::Tensor& inputs, c
            detail::crc32_of(static_cast<const char*>(x.data_ptr()), x.numel() * x.element_size())},
           {"method", to_string(o.method)},
           {"svd", {o.svd.rank, o.svd.oversample, o.svd.power_iters}},
+          {"svd_solver", {to_string(o.svd.solver), o.svd.tol, static_cast<int>(o.svd.gram)}},
           {"fisher", {to_string(o.fisher.estimator), o.fisher.reference_samples, o.fisher.floor}},
           {"run_seed", o.run.seed},
           {"batch_size", o.run.batch_size},
@@ -85,8 +86,7 @@ class FitRun {
     fisher_options_.gradient_path = plan.v_operator.gradient_path;
     run_ = o.run;
     run_.group = group_;
-    svd_options_ = o.svd;
-    svd_options_.seed = o.run.seed;
+    svd_options_ = plan.svd;  // solver and tol resolved, seeded by run.seed
   }
 
   // V's rows in memory: one pass gives J (and z, I), then GEMMs or the Gram eigendecomposition.
@@ -97,6 +97,7 @@ class FitRun {
       if (group_ != nullptr) v_np = group_->allgather_rows(v_np, plan_.shard_rows);
       auto r = exact_svd(v_np, svd_options_.rank);
       proj.profile.factorizations_s = stage_.lap();
+      record(proj.profile, r);
       return r;
     }
     DenseOperator local(v_np);
@@ -137,6 +138,13 @@ class FitRun {
     return f;
   }
 
+  static void record(FitProfile& profile, const SvdResult& r) {
+    profile.passes = r.passes;
+    profile.iterations = r.iterations;
+    profile.estimated_error = r.estimated_error;
+    profile.fused = r.fused;
+  }
+
   // The randomized (or sketch) SVD of this rank's operator, sharded over the group.
   // `gemm_rows` > 0: `local` is V's resident rows (for the GEMM flop count).
   SvdResult svd(LinearOperator& local, Projector& proj, int64_t gemm_rows) {
@@ -150,6 +158,7 @@ class FitRun {
                    : randomized_svd(timed, svd_options_, progress_, checkpoint_.svd_state(),
                                     checkpoint_.svd_saver());
       proj.profile.factorizations_s += watch.lap() - (proj.profile.products_s - products_before);
+      record(proj.profile, r);
       return r;
     };
     if (group_ == nullptr) return solve(local);
@@ -191,8 +200,7 @@ FitResult fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& 
   proj.method = result.plan.method;
   proj.method_note = result.plan.summary();
   proj.gradient_path = result.plan.v_operator.gradient_path;
-  proj.svd = o.svd;
-  proj.svd.seed = o.run.seed;
+  proj.svd = result.plan.svd;
   proj.basis = r.right;
   proj.singular_values = r.singular_values;
   proj.total_variance = r.total_variance;

@@ -19,7 +19,48 @@ GradientPathChoice probe_gradients(ScoreModel& model, const torch::Tensor& input
   return choose_gradient_path(model, inputs.slice(/*dim=*/0, 0, rows), /*first_index=*/0);
 }
 
+// The SVD's solver, products and tolerance: block Krylov where its basis (P·u·(L + 1) values)
+// takes at most 1 GiB or a quarter of the memory budget, whichever is more; a checkpointed fit runs
+// the resumable form (subspace, two passes, all L iterations: a resumed run is the uninterrupted
+// one bit for bit).
+SvdOptions plan_svd(const FitOptions& o, int64_t n, int64_t p, int64_t value_bytes,
+                    std::vector<std::string>& reasons) {
+  SvdOptions svd = o.svd;
+  svd.seed = o.run.seed;
+  const auto dtype = value_bytes == 8 ? torch::kFloat64 : torch::kFloat32;
+  if (svd.tol < 0) svd.tol = default_svd_tol(dtype);
+  const int64_t u = std::min(svd.rank + svd.oversample, std::min(n, p));
+  const int64_t krylov_bytes = p * u * (svd.power_iters + 1) * value_bytes;
+  if (!o.checkpoint_dir.empty()) {
+    svd.solver = SvdSolver::kSubspace;
+    svd.gram = GramProducts::kTwoPass;
+    svd.tol = 0;
+    reasons.push_back("subspace iteration, two passes per iteration, all " +
+                      std::to_string(svd.power_iters) +
+                      " iterations: checkpointed, so that a resumed fit is the uninterrupted one");
+  } else if (svd.solver == SvdSolver::kAuto) {
+    const bool fits = krylov_bytes <= std::max(o.memory_budget / 4, int64_t{1} << 30);
+    svd.solver = fits ? SvdSolver::kBlockKrylov : SvdSolver::kSubspace;
+    reasons.push_back(std::string(fits ? "block Krylov" : "subspace iteration") + ": its basis (" +
+                      mib(krylov_bytes) + " at " + std::to_string(svd.power_iters) +
+                      " iterations) " + (fits ? "fits" : "exceeds") +
+                      " 1 GiB or a quarter of the memory budget");
+  }
+  return svd;
+}
+
 }  // namespace
+
+bool exact_is_cheaper(int64_t n, int64_t p, const SvdOptions& svd) {
+  const double m = static_cast<double>(std::min(n, p));
+  const double nd = static_cast<double>(n), pd = static_cast<double>(p);
+  const double u = std::min(static_cast<double>(svd.rank + svd.oversample), m);
+  const double l = static_cast<double>(svd.power_iters);
+  const double exact = 2 * m * nd * pd + 9 * m * m * m;
+  double randomized = (2 * l + 2) * nd * pd * u;
+  if (svd.solver != SvdSolver::kSubspace) randomized += 2 * pd * u * u * l * l;
+  return exact <= randomized;
+}
 
 FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOptions& o) {
   FitPlan plan;
@@ -57,6 +98,8 @@ FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOption
   plan.gradient_path_reason = gradients.reason;
   const bool tape = gradients.path == GradientPath::kLayerTape;
 
+  std::vector<std::string> svd_reasons;
+  plan.svd = plan_svd(o, n, p, value_bytes, svd_reasons);
   plan.method = o.method;
   const bool fits =
       (plan.method == FitMethod::kExact ? plan.v_bytes : plan.v_bytes_per_rank) <= o.memory_budget;
@@ -74,7 +117,16 @@ FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOption
       plan.reasons.push_back("exact, as asked: V materialised, its Gram matrix eigendecomposed");
       break;
     case FitMethod::kAuto:
-      if (fits) {
+      if (plan.v_bytes <= o.memory_budget && plan.world_size == 1 &&
+          exact_is_cheaper(n, p, plan.svd)) {
+        plan.method = FitMethod::kExact;
+        plan.v_resident = true;
+        plan.reasons.push_back("exact (Gram eigendecomposition in float64): " + v_size +
+                               ", within " + budget + ", and N = " + std::to_string(n) +
+                               " is small enough that it costs fewer flops than the randomized "
+                               "SVD at its cap of " +
+                               std::to_string(plan.svd.power_iters) + " iterations");
+      } else if (fits) {
         plan.method = FitMethod::kPerExample;
         plan.v_resident = true;
         plan.reasons.push_back("per-example with V resident: " + v_size + ", within " + budget);
@@ -106,6 +158,9 @@ FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOption
           "statistics");
       break;
   }
+  if (plan.method != FitMethod::kExact && plan.method != FitMethod::kSketch) {
+    plan.reasons.insert(plan.reasons.end(), svd_reasons.begin(), svd_reasons.end());
+  }
   plan.v_operator.products =
       plan.method == FitMethod::kMatrixFree ? VProducts::kMatrixFree : VProducts::kPerExampleBlocks;
   return plan;
@@ -133,6 +188,19 @@ std::string FitPlan::describe() const {
             : "one backward per example (the layer tape does not cover the model: " +
                   gradient_path_reason + ")")
     << "\n";
+  if (method != FitMethod::kExact && method != FitMethod::kSketch) {
+    s << "  SVD: " << to_string(svd.solver) << ", k = " << svd.rank << " + " << svd.oversample
+      << " probes, VtV products "
+      << (svd.gram == GramProducts::kTwoPass ? "in two passes"
+                                             : "in one pass where V's operator fuses them")
+      << ", ";
+    if (svd.tol > 0) {
+      s << "stop at an estimated " << svd.tol << " relative error of the top-k sigma, at most "
+        << svd.power_iters << " iterations\n";
+    } else {
+      s << svd.power_iters << " iterations\n";
+    }
+  }
   s << "  " << n_examples << " examples x " << n_params << " parameters, batches of "
     << v_operator.batch_size;
   if (world_size > 1) {
@@ -157,7 +225,14 @@ nlohmann::json FitPlan::to_json() const {
           {"memory_budget", memory_budget},
           {"processes", world_size},
           {"shard_rows", shard_rows},
-          {"reasons", reasons}};
+          {"reasons", reasons},
+          {"svd",
+           {{"solver", to_string(svd.solver)},
+            {"gram", svd.gram == GramProducts::kTwoPass ? "two-pass" : "fused where possible"},
+            {"rank", svd.rank},
+            {"oversample", svd.oversample},
+            {"power_iters", svd.power_iters},
+            {"tol", svd.tol}}}};
 }
 
 }  // namespace nfk

@@ -13,7 +13,11 @@ nlohmann::json FitProfile::to_json() const {
                       {"factorizations_s", factorizations_s},
                       {"total_s", total_s},
                       {"products", products},
-                      {"product_flops", product_flops}};
+                      {"product_flops", product_flops},
+                      {"passes", passes},
+                      {"iterations", iterations},
+                      {"fused", fused}};
+  j["estimated_error"] = estimated_error >= 0 ? nlohmann::json(estimated_error) : nullptr;
   j["peak_device_bytes"] = peak_device_bytes >= 0 ? nlohmann::json(peak_device_bytes) : nullptr;
   return j;
 }
@@ -67,6 +71,13 @@ std::pair<torch::Tensor, torch::Tensor> TimedOperator::apply_pair(const torch::T
   Stopwatch watch(device_);
   auto out = inner_.apply_pair(q_pu, m_nl);
   add(watch, 2, q_pu.size(1) + m_nl.size(1));
+  return out;
+}
+
+torch::Tensor TimedOperator::apply_gram(const torch::Tensor& q_pu) {
+  Stopwatch watch(device_);
+  auto out = inner_.apply_gram(q_pu);
+  add(watch, 2, 2 * q_pu.size(1));  // V Q and Vᵀ(V Q): two products, in one pass where fused
   return out;
 }
 

@@ -39,6 +39,8 @@ class TimedOperator : public LinearOperator {
   torch::Tensor apply_t(const torch::Tensor& m_nu) override;
   std::pair<torch::Tensor, torch::Tensor> apply_pair(const torch::Tensor& q_pu,
                                                      const torch::Tensor& m_nl) override;
+  torch::Tensor apply_gram(const torch::Tensor& q_pu) override;
+  bool fuses_gram() const override { return inner_.fuses_gram(); }
   torch::Tensor dense() override { return inner_.dense(); }
   double squared_frobenius() override { return inner_.squared_frobenius(); }
 

@@ -61,4 +61,26 @@ std::pair<torch::Tensor, torch::Tensor> PerExampleOperator::apply_pair(const tor
   return {out_nu, acc_pl};
 }
 
+// VᵀV Q = I^{-1/2} ⊙ (Σ_b J_bᵀ W_b − z Σ_i w_i) with W_b = V_b Q: J_b computed once per block.
+torch::Tensor PerExampleOperator::apply_gram(const torch::Tensor& q_pu) {
+  TORCH_CHECK(q_pu.dim() == 2 && q_pu.size(0) == cols(), "nfk: V products expect Q [", cols(),
+              ", u], got ", q_pu.sizes());
+  const int64_t n = rows();
+  auto t_pu = q_pu.to(options()) * inv_sqrt_.unsqueeze(1);
+  auto offset_u = z_.unsqueeze(0).mm(t_pu);  // [1, u] zᵀ T
+  auto acc_pu = torch::zeros({cols(), q_pu.size(1)}, options());
+  auto w_sum_u = torch::zeros({1, q_pu.size(1)}, options());
+  for (int64_t start = 0; start < n; start += batch_size_) {
+    const int64_t end = std::min(n, start + batch_size_);
+    auto j_bp = j_bp_.narrow(0, 0, end - start);
+    gradients_(inputs_.slice(0, start, end), first_index_ + start, j_bp);
+    torch::NoGradGuard no_grad;
+    auto w_bu = j_bp.mm(t_pu).sub_(offset_u);
+    acc_pu.addmm_(j_bp.t(), w_bu);
+    w_sum_u += w_bu.sum(/*dim=*/0, /*keepdim=*/true);
+    if (progress_) progress_("VtVQ", end, n);
+  }
+  return acc_pu.sub_(z_.unsqueeze(1) * w_sum_u).mul_(inv_sqrt_.unsqueeze(1));
+}
+
 }  // namespace nfk

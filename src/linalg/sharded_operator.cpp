@@ -36,6 +36,10 @@ std::pair<torch::Tensor, torch::Tensor> ShardedOperator::apply_pair(const torch:
   return {group_.allgather_rows(vq, rows_per_rank_), group_.allreduce_sum(vtm)};
 }
 
+torch::Tensor ShardedOperator::apply_gram(const torch::Tensor& q_pu) {
+  return group_.allreduce_sum(local_.apply_gram(q_pu));
+}
+
 torch::Tensor ShardedOperator::dense() {
   return group_.allgather_rows(local_.dense(), rows_per_rank_);
 }

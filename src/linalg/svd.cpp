@@ -1,28 +1,16 @@
 #include <algorithm>
+#include <cmath>
 
 #include "linalg/cholesky_qr2.h"
+#include "linalg/svd_common.h"
 #include "nfk/linalg.h"
 
 namespace nfk {
-namespace {
-
-// Makes each component's largest-magnitude entry of `right` positive, flipping `left` alike,
-// so that the same input always gives the same signs.
-void fix_signs(SvdResult& r) {
-  auto idx = r.right.abs().argmax(/*dim=*/0);                            // [k]
-  auto picked = r.right.gather(/*dim=*/0, idx.unsqueeze(0)).squeeze(0);  // [k]
-  auto signs = torch::where(picked < 0, -torch::ones_like(picked), torch::ones_like(picked));
-  r.right = r.right * signs.unsqueeze(0);
-  r.left = r.left * signs.to(r.left.dtype()).unsqueeze(0);
-}
-
-void check_rank(int64_t rank, int64_t n, int64_t p, const char* who) {
-  TORCH_CHECK(rank > 0, "nfk::", who, ": rank must be positive, got ", rank);
-  TORCH_CHECK(rank <= std::min(n, p), "nfk::", who, ": rank ", rank,
-              " exceeds min(examples, parameters) = ", std::min(n, p));
-}
-
-}  // namespace
+using detail::check_rank;
+using detail::finite;
+using detail::fix_signs;
+using detail::fix_thread_count;
+using detail::set_total_variance;
 
 torch::Tensor LinearOperator::dense() {
   const int64_t n = rows();
@@ -43,12 +31,59 @@ std::pair<torch::Tensor, torch::Tensor> LinearOperator::apply_pair(const torch::
   return {vq, apply_t(m_nl)};
 }
 
-// ATen sets the OpenMP thread count on its first parallel region; until then OpenBLAS runs with
-// OpenMP's default, which can differ (e.g. logical vs physical cores). Settling it before the
-// first product keeps every call's blocking, and so its last bits, the same.
-namespace {
+torch::Tensor LinearOperator::apply_gram(const torch::Tensor& q_pu) {
+  return apply_t(apply(q_pu));
+}
+
+torch::Tensor DenseOperator::apply_gram(const torch::Tensor& q_pu) {
+  TORCH_CHECK(q_pu.dim() == 2 && q_pu.size(0) == cols(), "nfk: apply_gram expects Q [", cols(),
+              ", u], got ", q_pu.sizes());
+  // Blocks of about 64 MiB of V: V_b Q and V_bᵀ(V_b Q) while V_b is still in the (last-level)
+  // cache; fewer, larger blocks keep the accumulator's traffic (P·u per block) small.
+  const int64_t n = rows();
+  const int64_t row_bytes = std::max<int64_t>(1, cols() * v_np_.element_size());
+  const int64_t block = std::max<int64_t>(64, (int64_t{64} << 20) / row_bytes);
+  auto q = q_pu.to(v_np_.options());
+  auto acc_pu = torch::zeros({cols(), q.size(1)}, v_np_.options());
+  for (int64_t start = 0; start < n; start += block) {
+    auto v_bp = v_np_.slice(/*dim=*/0, start, std::min(n, start + block));
+    acc_pu.addmm_(v_bp.t(), v_bp.mm(q));
+  }
+  return acc_pu;
+}
+
+double fused_gram_min_ratio(torch::Dtype dtype) {
+  // √eps: (σ_k/σ_1)² below the unit roundoff is lost in a product with VᵀV.
+  return std::sqrt(dtype == torch::kFloat64 ? 2.220446049250313e-16 : 1.1920928955078125e-07);
+}
+
+double default_svd_tol(torch::Dtype dtype) {
+  return dtype == torch::kFloat64 ? 1e-8 : 2e-4;
+}
+
+SvdSolver parse_svd_solver(const std::string& name) {
+  if (name == "auto") return SvdSolver::kAuto;
+  if (name == "subspace") return SvdSolver::kSubspace;
+  if (name == "block-krylov") return SvdSolver::kBlockKrylov;
+  TORCH_CHECK(false, "nfk: unknown SVD solver '", name, "' (auto | subspace | block-krylov)");
+}
+
+std::string to_string(SvdSolver s) {
+  return s == SvdSolver::kBlockKrylov ? "block-krylov"
+         : s == SvdSolver::kSubspace  ? "subspace"
+                                      : "auto";
+}
+
+namespace detail {
+
 void fix_thread_count() {
   at::init_num_threads();
+}
+
+void check_rank(int64_t rank, int64_t n, int64_t p, const char* who) {
+  TORCH_CHECK(rank > 0, "nfk::", who, ": rank must be positive, got ", rank);
+  TORCH_CHECK(rank <= std::min(n, p), "nfk::", who, ": rank ", rank,
+              " exceeds min(examples, parameters) = ", std::min(n, p));
 }
 
 // A product with V that is NaN or Inf would make the factorizations fail with LibTorch's
@@ -59,78 +94,22 @@ const torch::Tensor& finite(const torch::Tensor& product) {
               "gradient is not finite on some examples (or overflows its dtype)");
   return product;
 }
-}  // namespace
 
-namespace {
+void fix_signs(SvdResult& r) {
+  auto idx = r.right.abs().argmax(/*dim=*/0);                            // [k]
+  auto picked = r.right.gather(/*dim=*/0, idx.unsqueeze(0)).squeeze(0);  // [k]
+  auto signs = torch::where(picked < 0, -torch::ones_like(picked), torch::ones_like(picked));
+  r.right = r.right * signs.unsqueeze(0);
+  r.left = r.left * signs.to(r.left.dtype()).unsqueeze(0);
+}
 
-// The operator's exact ‖V‖_F² where it knows it, else the SVD's estimate.
 void set_total_variance(SvdResult& r, LinearOperator& op, double estimate) {
   const double exact = op.squared_frobenius();
   r.total_variance = exact >= 0 ? exact : estimate;
   r.total_variance_exact = exact >= 0;
 }
 
-}  // namespace
-
-SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress,
-                         const SvdState* resume, const SvdCheckpointFn& checkpoint) {
-  fix_thread_count();
-  const int64_t n = op.rows(), p = op.cols();
-  check_rank(o.rank, n, p, "randomized_svd");
-  TORCH_CHECK(o.oversample >= 0 && o.power_iters >= 0,
-              "nfk::randomized_svd: oversample and power_iters must be >= 0");
-  const int64_t u = std::min(o.rank + o.oversample, std::min(n, p));
-  const int64_t steps = 2 * o.power_iters + 2;
-  int64_t step = 0;
-  auto tick = [&] {
-    if (progress) progress("svd", step, steps);
-    ++step;
-  };
-
-  torch::Tensor q_pu;
-  double total = 0;
-  int64_t first_iteration = 0;
-  if (resume != nullptr) {
-    TORCH_CHECK(resume->q_pu.dim() == 2 && resume->q_pu.size(0) == p && resume->q_pu.size(1) == u &&
-                    resume->iteration >= 0 && resume->iteration <= o.power_iters,
-                "nfk::randomized_svd: the state to resume from does not fit (", p, " x ", u,
-                " basis after at most ", o.power_iters, " iterations expected)");
-    q_pu = resume->q_pu.to(op.options());
-    total = resume->total_variance;
-    first_iteration = resume->iteration;
-    step = 1 + 2 * first_iteration;
-  } else {
-    // Probes come from a CPU float64 stream so every device and dtype sees the same numbers.
-    auto gen = at::detail::createCPUGenerator(o.seed);
-    auto omega_nu =
-        at::normal(0.0, 1.0, {n, u}, gen, torch::dtype(torch::kFloat64)).to(op.options());
-    tick();
-    auto y_pu = finite(op.apply_t(omega_nu));
-    // E‖VᵀΩ‖_F² = u‖V‖_F² for Gaussian Ω: a free estimate of the total variance.
-    total = squared_norm(y_pu) / static_cast<double>(u);
-    q_pu = orthonormal_basis(y_pu);
-    if (checkpoint) checkpoint({0, q_pu, total});
-  }
-  for (int64_t i = first_iteration; i < o.power_iters; ++i) {
-    tick();
-    auto z_nu = orthonormal_basis(finite(op.apply(q_pu)));
-    tick();
-    q_pu = orthonormal_basis(finite(op.apply_t(z_nu)));
-    if (checkpoint) checkpoint({i + 1, q_pu, total});
-  }
-  tick();
-  auto b_nu = finite(op.apply(q_pu));  // B = V Q
-  auto [ub, sb, vhb] = torch::linalg::svd(b_nu, /*full_matrices=*/false, /*driver=*/{});
-  if (progress) progress("svd", steps, steps);
-
-  SvdResult r;
-  r.left = ub.slice(/*dim=*/1, 0, o.rank).contiguous();
-  r.singular_values = sb.slice(0, 0, o.rank).contiguous();
-  r.right = q_pu.mm(vhb.t()).slice(/*dim=*/1, 0, o.rank).contiguous();
-  set_total_variance(r, op, total);
-  fix_signs(r);
-  return r;
-}
+}  // namespace detail
 
 SvdResult sketch_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress) {
   fix_thread_count();
@@ -164,10 +143,33 @@ SvdResult sketch_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& 
   r.left = q_ns.mm(ux.slice(/*dim=*/1, 0, o.rank)).contiguous();
   r.singular_values = sx.slice(0, 0, o.rank).contiguous();
   r.right = vhx.slice(/*dim=*/0, 0, o.rank).t().contiguous();
+  r.passes = 1;
   set_total_variance(r, op, total);
   fix_signs(r);
   return r;
 }
+
+namespace {
+
+// The Gram matrix VVᵀ [N, N] (`rows`) or VᵀV [P, P] in float64, V converted a slab of about
+// 16 MiB at a time. A Gram formed in float32 keeps σ_j only to eps·σ_1²/σ_j² (the float32 rule:
+// nothing of σ_j/σ_1 below √eps = 3.45e-4), the float64 one to about 1e-16·σ_1²/σ_j².
+torch::Tensor gram_float64(const torch::Tensor& v_np, bool rows) {
+  if (v_np.scalar_type() == torch::kFloat64) return rows ? v_np.mm(v_np.t()) : v_np.t().mm(v_np);
+  const int64_t n = v_np.size(0), p = v_np.size(1);
+  const int64_t side = rows ? n : p, length = rows ? p : n;
+  const int64_t slab = std::max<int64_t>(1, (int64_t{2} << 20) / std::max<int64_t>(1, side));
+  auto gram = torch::zeros({side, side}, v_np.options().dtype(torch::kFloat64));
+  for (int64_t start = 0; start < length; start += slab) {
+    const int64_t end = std::min(length, start + slab);
+    auto part = (rows ? v_np.slice(/*dim=*/1, start, end).t() : v_np.slice(/*dim=*/0, start, end))
+                    .to(torch::kFloat64);  // [slab, side]
+    gram.addmm_(part.t(), part);
+  }
+  return gram;
+}
+
+}  // namespace
 
 SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank) {
   fix_thread_count();
@@ -175,12 +177,12 @@ SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank) {
   const int64_t n = v_np.size(0), p = v_np.size(1);
   check_rank(rank, n, p, "exact_svd");
   const bool gram_rows = n <= p;
-  auto gram = gram_rows ? v_np.mm(v_np.t()) : v_np.t().mm(v_np);  // [N,N] or [P,P]
-  auto [evals, evecs] = torch::linalg::eigh(gram, "L");           // ascending
+  auto gram = gram_float64(v_np, gram_rows);             // [N,N] or [P,P], float64
+  auto [evals, evecs] = torch::linalg::eigh(gram, "L");  // ascending
   auto top = torch::arange(evals.size(0) - 1, evals.size(0) - 1 - rank, -1,
                            torch::dtype(torch::kLong).device(evals.device()));
-  auto lambda = evals.index_select(0, top).clamp_min(0);
-  auto vecs = evecs.index_select(1, top);
+  auto lambda = evals.index_select(0, top).clamp_min(0).to(v_np.scalar_type());
+  auto vecs = evecs.index_select(1, top).to(v_np.scalar_type());
   auto sigma = lambda.sqrt();
   // Components with σ = 0 have no defined partner vector; leave them zero.
   auto inv_sigma = torch::where(sigma > 0, 1.0 / sigma, torch::zeros_like(sigma));
@@ -197,6 +199,8 @@ SvdResult exact_svd(const torch::Tensor& v_np, int64_t rank) {
   r.total_variance = squared_norm(v_np);
   r.total_variance_exact = true;
   r.all_eigenvalues = evals.flip(0).clamp_min(0).to(torch::kFloat64).cpu();
+  r.passes = 1;
+  r.estimated_error = 0;
   fix_signs(r);
   return r;
 }

@@ -163,7 +163,10 @@ expect_fail "class distances with a label that has no example" 'label 2 has no e
 # --- a fit killed mid-way resumes to the uninterrupted projector, bit for bit -----------------
 long_fit=(--model "$w/clf.pt" --kind classifier --data "$w/x_240.npy" --rank 4
           --method matrix-free --power-iters 150 --seed 3)
-must "uninterrupted long fit" fit "${long_fit[@]}" --out "$tmp/uninterrupted.nfk" --quiet
+# A checkpointed fit runs the resumable form of the SVD (subspace iteration, all iterations; see
+# plan_fit), so the uninterrupted reference is checkpointed too.
+must "uninterrupted long fit" fit "${long_fit[@]}" --checkpoint "$tmp/ckpt_full" \
+  --out "$tmp/uninterrupted.nfk" --quiet
 "$nfk" fit "${long_fit[@]}" --checkpoint "$tmp/ckpt" --out "$tmp/resumed.nfk" --quiet &
 pid=$!
 for _ in $(seq 600); do  # until 20 power iterations are saved
