@@ -45,7 +45,9 @@ class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         rank: k, the number of NFK components (32).
         estimator: reference for z and I: ``"auto"``, ``"true"`` or ``"empirical"``.
         method: ``"auto"``, ``"exact"``, ``"per-example"``, ``"matrix-free"`` or ``"sketch"``.
-        oversample, power_iters: randomized SVD probes beyond k (10) and iterations (10).
+        oversample, power_iters: randomized SVD probes beyond k (10) and the most iterations (10).
+        tol: stop iterating once the estimated relative error of the top-k sigma is at most tol
+            ("auto": 2e-4 in float32, 1e-8 in float64; 0: run all power_iters).
         dtype: ``"float32"`` or ``"float64"``; device: ``"cpu"`` or ``"cuda"``.
         batch_size (256), seed (0), reference_samples (0: as many as the data),
         fisher_floor (1e-8, relative to mean I), memory_budget_mib (4096).
@@ -76,7 +78,8 @@ class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, model=None, kind="classifier", rank=32, *, estimator="auto",
-                 method="auto", oversample=10, power_iters=10, dtype="float32", device="cpu",
+                 method="auto", oversample=10, power_iters=10, tol="auto", dtype="float32",
+                 device="cpu",
                  batch_size=256, seed=0, reference_samples=0, fisher_floor=1e-8,
                  memory_budget_mib=4096, generator=None, latent_dim=0, output=-1, verbose=1):
         self.model = model
@@ -86,6 +89,7 @@ class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.method = method
         self.oversample = oversample
         self.power_iters = power_iters
+        self.tol = tol
         self.dtype = dtype
         self.device = device
         self.batch_size = batch_size
@@ -120,6 +124,10 @@ class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         method = _check_choice("method", self.method, _METHODS)
         oversample = _check_int("oversample", self.oversample, 0, _INT64_MAX >> 1)
         power_iters = _check_int("power_iters", self.power_iters, 0, _INT64_MAX >> 2)
+        tol = -1.0 if isinstance(self.tol, str) and self.tol == "auto" else self.tol
+        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not (
+                tol == -1.0 or 0 <= tol < 1):
+            raise ValueError(f"nfk: tol must be 'auto' or a number in [0, 1), got {self.tol!r}")
         memory_budget_mib = _check_int("memory_budget_mib", self.memory_budget_mib, 0,
                                        _INT64_MAX >> 20)
         x, source, like = as_inputs(X)
@@ -132,7 +140,7 @@ class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         with progress(self.verbose, "fit") as bars:
             projector, embedding, plan = _nfk.fit(
                 score_model, x, rank=rank, oversample=oversample, power_iters=power_iters,
-                method=method, memory_budget_mib=memory_budget_mib, data_source=source,
+                tol=float(tol), method=method, memory_budget_mib=memory_budget_mib, data_source=source,
                 progress=bars, **fo)
         self.projector_, self._model, self._files = projector, score_model, files
         self.plan_ = json.loads(plan)
