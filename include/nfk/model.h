@@ -55,6 +55,10 @@ std::unique_ptr<Network> wrap_zoo_module(const ZooModule& zoo);
 std::unique_ptr<Network> class_subset_network(std::unique_ptr<Network> net,
                                               std::vector<int64_t> classes);
 
+/// Labels [N] in the full model's numbering → positions in `classes` (the numbering of
+/// `class_subset_network`). Throws "nfk: ..." if a label is not one of `classes`.
+torch::Tensor labels_in_subset(const torch::Tensor& labels, const std::vector<int64_t>& classes);
+
 /// How to build a score model; the CLI fills it from its flags.
 struct ModelOptions {
   std::string model_path;      // network file (discriminator for `gan`)

@@ -186,6 +186,17 @@ std::unique_ptr<Network> class_subset_network(std::unique_ptr<Network> net,
   return std::make_unique<ClassSubsetNetwork>(std::move(net), std::move(classes));
 }
 
+torch::Tensor labels_in_subset(const torch::Tensor& labels, const std::vector<int64_t>& classes) {
+  TORCH_CHECK(!classes.empty(), "nfk: a class subset needs classes");
+  auto y = labels.to(torch::kLong);
+  auto out = torch::full_like(y, -1);
+  for (size_t k = 0; k < classes.size(); ++k)
+    out.masked_fill_(y == classes[k], static_cast<int64_t>(k));
+  TORCH_CHECK(out.numel() == 0 || out.min().item<int64_t>() >= 0,
+              "nfk: a label is not one of the task's classes");
+  return out;
+}
+
 std::unique_ptr<Network> load_network(const std::string& path) {
   detail::check_input_file(path, "model");
   if (is_zoo_archive(path)) return std::make_unique<ZooNetwork>(load_zoo_module(path));

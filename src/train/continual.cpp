@@ -19,11 +19,7 @@ torch::Tensor task_logits(const ZooModule& net, const torch::Tensor& x,
 
 // Labels in the task's numbering (positions in `classes`), or unchanged.
 torch::Tensor task_labels(const torch::Tensor& y, const std::vector<int64_t>& classes) {
-  if (classes.empty()) return y;
-  auto out = torch::full_like(y, -1);
-  for (size_t k = 0; k < classes.size(); ++k)
-    out.masked_fill_(y == classes[k], static_cast<int64_t>(k));
-  return out;
+  return classes.empty() ? y : labels_in_subset(y, classes);
 }
 
 double accuracy(const ZooModule& net, const Dataset& d, const std::vector<int64_t>& classes) {

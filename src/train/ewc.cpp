@@ -13,18 +13,6 @@ torch::Tensor flat_parameters(const ZooModule& model) {
   return torch::cat(flat).clone();
 }
 
-// Labels in the model's numbering → positions in `classes`.
-torch::Tensor subset_labels(const torch::Tensor& labels, const std::vector<int64_t>& classes) {
-  const int64_t top =
-      std::max(*std::max_element(classes.begin(), classes.end()), labels.max().item<int64_t>());
-  auto position = torch::full({top + 1}, -1, torch::kLong);
-  for (size_t k = 0; k < classes.size(); ++k) position[classes[k]] = static_cast<int64_t>(k);
-  auto mapped = position.index_select(0, labels.to(torch::kLong).cpu());
-  TORCH_CHECK(mapped.min().item<int64_t>() >= 0,
-              "nfk: EWC: a label of the task's data is not one of the task's classes");
-  return mapped;
-}
-
 }  // namespace
 
 ContinualMethod parse_continual_method(const std::string& name) {
@@ -76,7 +64,7 @@ void EwcPenalty::consolidate(const ZooModule& model, const ClassifierData& data,
   auto net = wrap_zoo_module(model);
   if (!classes.empty()) {
     net = class_subset_network(std::move(net), classes);
-    if (subset.labels.defined()) subset.labels = subset_labels(subset.labels, classes);
+    if (subset.labels.defined()) subset.labels = labels_in_subset(subset.labels, classes);
   }
   ModelOptions mo;
   mo.model_path = "the model after task " + std::to_string(consolidated_);
