@@ -160,7 +160,8 @@ class Trainer {
   torch::Tensor optimize(const std::string& optimizer, const torch::Tensor& loss,
                          const Batch& batch);
 
-  /// The JSON log: the caller sets its header fields; run appends to "epochs".
+  /// The JSON log: the caller sets its header fields; run appends to "epochs" and the wall time
+  /// of each epoch's steps to "epoch_seconds".
   nlohmann::json& log() { return log_; }
   TrainHooks& hooks() { return hooks_; }
   const TrainLoopOptions& options() const { return options_; }

@@ -1,6 +1,7 @@
 // The shared training loop: one place for shuffling, steps, EMA, the log and checkpoints.
 #include "nfk/trainer.h"
 
+#include <chrono>
 #include <utility>
 
 namespace nfk {
@@ -120,8 +121,11 @@ const nlohmann::json& Trainer::run(const Dataset& train, const StepFn& step,
   const bool labelled = train.labels.defined();
   if (!log_.contains("epochs")) log_["epochs"] = nlohmann::json::array();
 
+  if (!log_.contains("epoch_seconds")) log_["epoch_seconds"] = nlohmann::json::array();
+
   for (int64_t epoch = first; epoch < run.epochs; ++epoch) {
     for (const auto& begin : hooks_.epoch_begin) begin(*this, epoch);
+    const auto started = std::chrono::steady_clock::now();
     Batch batch;
     batch.generator = epoch_generator(run.seed, options_.shuffle_stream, epoch);
     batch.epoch = epoch;
@@ -145,6 +149,10 @@ const nlohmann::json& Trainer::run(const Dataset& train, const StepFn& step,
       weight += w;
       if (progress) progress("train", (epoch - first) * n + end, (run.epochs - first) * n);
     }
+    // Wall time of the epoch's steps (not its hooks), kept apart from "epochs": a resumed run's
+    // curve equals the uninterrupted one's, its clock does not.
+    log_["epoch_seconds"].push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     nlohmann::json entry = {{"epoch", epoch + 1}};
     for (const auto& [key, sum] : sums) entry[key] = sum / weight;
     for (const auto& hook : hooks_.epoch_end) {
