@@ -22,20 +22,6 @@ struct ContinualFlags {
   bool quiet = false;
 };
 
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / static_cast<double>(v.size());
-}
-
-double stddev(const std::vector<double>& v) {  // sample standard deviation (n − 1)
-  if (v.size() < 2) return 0;
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / static_cast<double>(v.size() - 1));
-}
-
 void run(const ContinualFlags& f) {
   namespace fs = std::filesystem;
   const std::string result_path = f.out + "/result.json";

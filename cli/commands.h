@@ -14,5 +14,6 @@ void add_probe_commands(CLI::App& app);  // probe, knn, semisup
 void add_features_command(CLI::App& app);
 void add_gan_eval_commands(CLI::App& app);  // monitor, invert
 void add_continual_command(CLI::App& app);
+void add_distill_command(CLI::App& app);
 
 }  // namespace nfk::cli

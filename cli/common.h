@@ -89,4 +89,8 @@ torch::Device parse_device(const std::string& name);
 /// Seconds since `t0`.
 double seconds_since(std::chrono::steady_clock::time_point t0);
 
+/// Mean and sample standard deviation (n − 1; 0 for fewer than two values) of runs over seeds.
+double mean(const std::vector<double>& v);
+double stddev(const std::vector<double>& v);
+
 }  // namespace nfk::cli

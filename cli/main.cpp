@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   nfk::cli::add_spectrum_command(app);
   nfk::cli::add_fisher_command(app);
   nfk::cli::add_continual_command(app);
+  nfk::cli::add_distill_command(app);
   nfk::cli::add_distance_command(app);
   nfk::cli::add_features_command(app);
   nfk::cli::add_probe_commands(app);

@@ -23,15 +23,21 @@
 #include "nfk/zoo_wrn.h"
 
 // Training: one loop with hooks (loss terms, gradient transforms, tasks), the zoo's trainers.
+#include "nfk/continual.h"
+#include "nfk/distill.h"
+#include "nfk/ewc.h"
+#include "nfk/natural_gradient.h"
 #include "nfk/train.h"
 #include "nfk/trainer.h"
 
 // Fisher scores, the NFK projector, and what is built on it.
+#include "nfk/classifier_fisher.h"
 #include "nfk/distance.h"
 #include "nfk/embed.h"
 #include "nfk/features.h"
 #include "nfk/fisher.h"
 #include "nfk/gan_eval.h"
+#include "nfk/kfac.h"
 #include "nfk/plot.h"
 #include "nfk/knn.h"
 #include "nfk/probe.h"

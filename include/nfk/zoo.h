@@ -28,6 +28,9 @@ struct LeNet5Impl : torch::nn::Cloneable<LeNet5Impl> {
   torch::Tensor forward(const torch::Tensor& x);
   /// Penultimate activations (after fc2 and ReLU) [B, 84]: the zoo method "features".
   torch::Tensor features(const torch::Tensor& x);
+  /// The last layer on those features → logits: the zoo method "classify";
+  /// forward(x) = classify(features(x)).
+  torch::Tensor classify(const torch::Tensor& features);
 
   LeNet5Options options;
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
@@ -47,6 +50,11 @@ struct MlpImpl : torch::nn::Cloneable<MlpImpl> {
   explicit MlpImpl(const MlpOptions& options = {});
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// The last hidden layer's activations [B, hidden.back()] (the input, flattened, without
+  /// hidden layers): the zoo method "features".
+  torch::Tensor features(const torch::Tensor& x);
+  /// The output layer on those features: "classify"; forward(x) = classify(features(x)).
+  torch::Tensor classify(const torch::Tensor& features);
 
   MlpOptions options;
   torch::nn::ModuleList layers{nullptr};
@@ -99,7 +107,9 @@ struct DcganGeneratorImpl : torch::nn::Cloneable<DcganGeneratorImpl> {
 TORCH_MODULE(DcganGenerator);
 
 /// A zoo module: architecture name, its options (JSON), the module, and the protocol methods it
-/// offers (SPEC §3): "forward" always; "elbo" (VAE) or "log_prob" (density) where they apply,
+/// offers (SPEC §3): "forward" always; classifiers (lenet5, mlp, wrn) also "features" (the
+/// penultimate activations) and "classify" (features → logits, so a student head and the
+/// logits share one trunk pass); "elbo" (VAE) or "log_prob" (density) where they apply,
 /// and `sample(n)` for models that can draw from their own distribution.
 struct ZooModule {
   using Method = std::function<torch::Tensor(const torch::Tensor&)>;

@@ -63,6 +63,10 @@ struct WideResNetImpl : torch::nn::Cloneable<WideResNetImpl> {
   explicit WideResNetImpl(const WideResNetOptions& options = {});
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x);
+  /// After the final BN-ReLU and the global average pool [B, 64k]: the zoo method "features".
+  torch::Tensor features(const torch::Tensor& x);
+  /// The linear layer on those features → logits: "classify"; forward = classify ∘ features.
+  torch::Tensor classify(const torch::Tensor& features);
 
   WideResNetOptions options;
   torch::nn::Conv2d conv1{nullptr};

@@ -31,7 +31,11 @@ torch::Tensor LeNet5Impl::features(const torch::Tensor& x) {
 }
 
 torch::Tensor LeNet5Impl::forward(const torch::Tensor& x) {
-  return taped(*fc3, features(x));
+  return classify(features(x));
+}
+
+torch::Tensor LeNet5Impl::classify(const torch::Tensor& features) {
+  return taped(*fc3, features);
 }
 
 MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) {
@@ -49,12 +53,23 @@ void MlpImpl::reset() {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return classify(features(x));
+}
+
+namespace {
+torch::nn::LinearImpl& mlp_layer(torch::nn::ModuleList& layers, size_t i) {
+  return *layers[i]->as<torch::nn::Linear>();
+}
+}  // namespace
+
+torch::Tensor MlpImpl::features(const torch::Tensor& x) {
   auto h = x.flatten(/*start_dim=*/1);
-  const size_t n = layers->size();
-  for (size_t i = 0; i < n; ++i) {
-    h = taped(*layers[i]->as<torch::nn::Linear>(), h);
-    if (i + 1 < n) h = torch::tanh(h);
-  }
+  for (size_t i = 0; i + 1 < layers->size(); ++i) h = torch::tanh(taped(mlp_layer(layers, i), h));
+  return h;
+}
+
+torch::Tensor MlpImpl::classify(const torch::Tensor& features) {
+  auto h = taped(mlp_layer(layers, layers->size() - 1), features);
   return options.out_features() == 1 ? h.squeeze(/*dim=*/1) : h;
 }
 
@@ -130,7 +145,8 @@ ZooModule make_lenet5(const nlohmann::json& o) {
           options,
           net.ptr(),
           {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }},
-           {"features", [net](const torch::Tensor& x) mutable { return net->features(x); }}},
+           {"features", [net](const torch::Tensor& x) mutable { return net->features(x); }},
+           {"classify", [net](const torch::Tensor& h) mutable { return net->classify(h); }}},
           {}};
 }
 
@@ -140,7 +156,9 @@ ZooModule make_mlp(const nlohmann::json& o) {
   return {"mlp",
           options,
           net.ptr(),
-          {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }}},
+          {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }},
+           {"features", [net](const torch::Tensor& x) mutable { return net->features(x); }},
+           {"classify", [net](const torch::Tensor& h) mutable { return net->classify(h); }}},
           {}};
 }
 

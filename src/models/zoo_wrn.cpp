@@ -101,11 +101,18 @@ void WideResNetImpl::reset() {
 }
 
 torch::Tensor WideResNetImpl::forward(const torch::Tensor& x) {
+  return classify(features(x));
+}
+
+torch::Tensor WideResNetImpl::features(const torch::Tensor& x) {
   TORCH_CHECK(x.dim() == 4 && x.size(1) == options.in_channels(), "nfk: wrn expects images [B, ",
               options.in_channels(), ", H, W], got ", x.sizes());
   auto h = group3->forward(group2->forward(group1->forward(taped(*conv1, x))));
-  h = torch::relu(taped(*bn, h)).mean({2, 3});  // global average pool → [B, 64k]
-  return taped(*fc, h);
+  return torch::relu(taped(*bn, h)).mean({2, 3});  // global average pool → [B, 64k]
+}
+
+torch::Tensor WideResNetImpl::classify(const torch::Tensor& features) {
+  return taped(*fc, features);
 }
 
 // Builder: options JSON → module; the archive keeps every field (defaults made explicit).
@@ -118,7 +125,9 @@ ZooModule make_wide_resnet(const nlohmann::json& o) {
   return {"wrn",
           options,
           net.ptr(),
-          {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }}},
+          {{"forward", [net](const torch::Tensor& x) mutable { return net->forward(x); }},
+           {"features", [net](const torch::Tensor& x) mutable { return net->features(x); }},
+           {"classify", [net](const torch::Tensor& h) mutable { return net->classify(h); }}},
           {}};
 }
 
