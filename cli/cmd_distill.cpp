@@ -16,7 +16,7 @@ namespace nfk::cli {
 namespace {
 
 struct DistillFlags {
-  std::string teacher, projector, data, test_data, train_labels, test_labels, out,
+  std::string teacher, projector, targets, data, test_data, train_labels, test_labels, out,
       method = "nfkd", loss = "l2", arch = "mlp", device = "cpu";
   std::vector<int64_t> hidden = {100};
   int64_t depth = 16, widen_factor = 1, rank = 20, labels = 0, seeds = 1, epochs = 5,
@@ -88,8 +88,10 @@ void run(const DistillFlags& f) {
               " exists and is not a folder; give a folder for the students and result.json");
   const auto method = parse_distill_method(f.method);
   const std::string result_path = f.out + "/result.json", targets_path = f.out + "/nfk_targets.npy";
-  TORCH_CHECK(method == DistillMethod::kNfkd || f.projector.empty(),
-              "nfk: --projector is the teacher's NFK for --method nfkd only");
+  TORCH_CHECK(method == DistillMethod::kNfkd || (f.projector.empty() && f.targets.empty()),
+              "nfk: --projector and --targets are the teacher's NFK, for --method nfkd only");
+  TORCH_CHECK(f.projector.empty() || f.targets.empty(),
+              "nfk: give the teacher's NFK as --projector or as --targets, not both");
   auto train = load_labelled(f.data, f.train_labels, "--train-labels");
   auto test = load_labelled(f.test_data, f.test_labels, "--test-labels");
   TORCH_CHECK(f.labels <= train.inputs.size(0), "nfk: --labelled ", f.labels, " exceeds the ",
@@ -101,6 +103,13 @@ void run(const DistillFlags& f) {
   auto teacher = load_score_model(ModelKind::kClassifier, mo, train.inputs.slice(0, 0, 2));
   std::optional<Projector> projector;
   if (!f.projector.empty()) projector = given_projector(f, teacher, train);
+  std::optional<NfkTargets> file_targets;
+  if (!f.targets.empty()) {
+    file_targets = scaled_nfk_targets(read_npy(f.targets), f.rank);
+    TORCH_CHECK(file_targets->embedding.size(0) == train.inputs.size(0), "nfk: ", f.targets,
+                " has ", file_targets->embedding.size(0), " rows for ", train.inputs.size(0),
+                " training examples; give the embedding of --data's rows");
+  }
   DistillTeacher given;
   given.logits = teacher_logits(teacher.network(), train.inputs);
   const auto test_logits = teacher_logits(teacher.network(), test.inputs);
@@ -117,8 +126,8 @@ void run(const DistillFlags& f) {
     for (const char* file : {"student.pt", "head.pt", "train_log.json"})
       outputs.push_back(seed_dir(f, s) + "/" + file);
   }
-  check_outputs(outputs,
-                {f.teacher, f.projector, f.data, f.test_data, f.train_labels, f.test_labels});
+  check_outputs(outputs, {f.teacher, f.projector, f.targets, f.data, f.test_data, f.train_labels,
+                          f.test_labels});
 
   DistillOptions o;
   o.method = method;
@@ -159,23 +168,29 @@ void run(const DistillFlags& f) {
   if (method == DistillMethod::kKd) result["temperature"] = f.temperature;
   if (method == DistillMethod::kNfkd) {
     const auto ts = std::chrono::steady_clock::now();
-    if (!projector) projector = fit_teacher_projector(f, teacher, train);
-    ProgressLine progress("teacher NFK targets", f.quiet);
-    auto targets = nfk_targets(*projector, teacher, train.inputs, f.rank,
-                               {f.fit_batch_size, f.seed, nullptr, progress.fn()});
-    progress.finish();
-    write_npy(targets_path, targets.embedding);
+    NfkTargets targets;
+    if (file_targets) {
+      targets = *file_targets;
+      result["teacher_nfk"] = {{"targets", fs::absolute(f.targets).string()}};
+    } else {
+      if (!projector) projector = fit_teacher_projector(f, teacher, train);
+      ProgressLine progress("teacher NFK targets", f.quiet);
+      targets = nfk_targets(*projector, teacher, train.inputs, f.rank,
+                            {f.fit_batch_size, f.seed, nullptr, progress.fn()});
+      progress.finish();
+      write_npy(targets_path, targets.embedding);
+      result["teacher_nfk"] = {
+          {"projector", f.projector.empty() ? f.out + "/teacher_nfk.nfk" : f.projector},
+          {"fit_examples", projector->n_examples},
+          {"method_note", projector->method_note},
+          {"singular_values",
+           to_vector(projector->singular_values.slice(0, 0, std::min(f.rank, projector->rank())))}};
+    }
     given.targets = targets.q();
     result["rank"] = f.rank;
     result["target_loss"] = f.loss;
     result["target_scale"] = targets.scale;
     result["target_normalisation"] = "Q_t = e(x) / sqrt(mean over the training set of |e(x)|^2)";
-    result["teacher_nfk"] = {
-        {"projector", f.projector.empty() ? f.out + "/teacher_nfk.nfk" : f.projector},
-        {"fit_examples", projector->n_examples},
-        {"method_note", projector->method_note},
-        {"singular_values",
-         to_vector(projector->singular_values.slice(0, 0, std::min(f.rank, projector->rank())))}};
     result["targets_seconds"] = seconds_since(ts);
   }
   if (method != DistillMethod::kKd) given.logits = torch::Tensor();
@@ -258,6 +273,9 @@ void add_distill_command(CLI::App& app) {
   cmd->add_option("--projector", f->projector,
                   "nfkd: the teacher's NFK (nfk fit --kind classifier --model TEACHER) instead of "
                   "fitting it here; its top --rank components are used");
+  cmd->add_option("--targets", f->targets,
+                  "nfkd: the teacher's NFK embedding of --data's rows (.npy [N, >= rank]), e.g. "
+                  "an earlier run's nfk_targets.npy or nfk transform's output, instead of a fit");
   cmd->add_option("--fit-examples", f->fit_examples,
                   "nfkd: fit the teacher's NFK on this many training images drawn by --seed (0: "
                   "all); every image is then embedded")

@@ -56,6 +56,10 @@ struct NfkTargets {
   torch::Tensor q() const { return embedding / scale; }
 };
 
+/// NFK targets from an embedding [N, ≥ rank] (its first `rank` columns; 0: all), with the scale.
+/// Throws if it is not finite or is zero.
+NfkTargets scaled_nfk_targets(const torch::Tensor& embedding, int64_t rank);
+
 /// e(x) of every row of `inputs` by `projector` (its top `rank` components; 0: all) and the scale.
 /// Throws if the embedding is not finite or is zero.
 NfkTargets nfk_targets(const Projector& projector, ScoreModel& teacher, const torch::Tensor& inputs,

@@ -61,19 +61,26 @@ torch::Tensor kd_loss(const torch::Tensor& student_logits, const torch::Tensor& 
   return temperature * temperature * kl;
 }
 
-NfkTargets nfk_targets(const Projector& projector, ScoreModel& teacher, const torch::Tensor& inputs,
-                       int64_t rank, const RunOptions& run) {
-  TORCH_CHECK(rank >= 0 && rank <= projector.rank(), "nfk: --rank ", rank,
-              " exceeds the projector's rank ", projector.rank());
-  NfkTargets t;
-  auto e = transform(projector, teacher, inputs, run).to(torch::kCPU, torch::kFloat64);
+NfkTargets scaled_nfk_targets(const torch::Tensor& embedding, int64_t rank) {
+  TORCH_CHECK(embedding.dim() == 2 && rank >= 0 && rank <= embedding.size(1),
+              "nfk: NFK targets of shape ", embedding.sizes(), " have fewer than --rank ", rank,
+              " columns (the rank exceeds the embedding's)");
+  auto e = embedding.to(torch::kCPU, torch::kFloat64);
   if (rank > 0) e = e.slice(1, 0, rank);
   TORCH_CHECK(torch::isfinite(e).all().item<bool>(),
               "nfk: the teacher's NFK embedding has NaN/Inf entries; check the teacher");
+  NfkTargets t;
   t.scale = std::sqrt(e.pow(2).sum(1).mean().item<double>());
   TORCH_CHECK(t.scale > 0, "nfk: the teacher's NFK embedding is zero on the training set");
   t.embedding = e.to(torch::kFloat32).contiguous();
   return t;
+}
+
+NfkTargets nfk_targets(const Projector& projector, ScoreModel& teacher, const torch::Tensor& inputs,
+                       int64_t rank, const RunOptions& run) {
+  TORCH_CHECK(rank >= 0 && rank <= projector.rank(), "nfk: --rank ", rank,
+              " exceeds the projector's rank ", projector.rank());
+  return scaled_nfk_targets(transform(projector, teacher, inputs, run), rank);
 }
 
 torch::Tensor teacher_logits(Network& teacher, const torch::Tensor& inputs, int64_t batch_size) {

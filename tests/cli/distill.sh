@@ -58,6 +58,12 @@ EOF
 }
 check "nfkd targets equal nfk transform" same_targets
 
+# Targets given as a file (an earlier run's) train the same student as the run that made them.
+must "distill nfkd from --targets" distill "${common[@]}" --method nfkd --rank 4 --labelled 100 \
+  --targets "$w/nfkd/nfk_targets.npy" --out "$w/nfkd-file"
+check "targets from a file give the same accuracy" \
+  test "$(accuracy "$w/nfkd-file/result.json")" = "$(accuracy "$w/nfkd/result.json")"
+
 # The student is a zoo classifier every nfk command reads.
 must "fit the student's NFK" fit --model "$w/nfkd/seed_0/student.pt" --kind classifier \
   --data "$test" --rank 2 --out "$w/student.nfk" --quiet
@@ -81,6 +87,12 @@ expect_fail "projector of another model" 'another model|parameters' "$o/r" -- \
   distill "${common[@]}" --method nfkd --projector "$w/student.nfk" --out "$o/r"
 expect_fail "rank above the projector's" 'exceeds' "$o/r" -- \
   distill "${common[@]}" --method nfkd --rank 9 --projector "$w/nfkd/teacher_nfk.nfk" --out "$o/r"
+expect_fail "targets of another length" 'rows for 500' "$o/r" -- \
+  distill "${base[@]}" --teacher "$teacher" --data 'mnist:train[:500]' --method nfkd --rank 2 \
+  --targets "$w/e.npy" --out "$o/r"
+expect_fail "projector and targets" 'not both' "$o/r" -- \
+  distill "${common[@]}" --method nfkd --projector "$w/nfkd/teacher_nfk.nfk" \
+  --targets "$w/e.npy" --out "$o/r"
 expect_fail "alpha above 1" 'alpha' "$o/r" -- \
   distill "${common[@]}" --method kd --alpha 1.5 --out "$o/r"
 touch "$w/a-file"
