@@ -179,8 +179,12 @@ void run_tasks(Trainer& trainer, const std::vector<TrainTask>& tasks, const Step
     trainer.resume();  // a finished task restores its final state, so after_task sees it again
     trainer.run(tasks[t].train, step, progress);
     auto& tasks_log = trainer.log()["tasks"];
-    tasks_log.push_back({{"task", t}, {"name", tasks[t].name}, {"epochs", log["epochs"]}});
+    tasks_log.push_back({{"task", t},
+                         {"name", tasks[t].name},
+                         {"epochs", log["epochs"]},
+                         {"epoch_seconds", log["epoch_seconds"]}});
     trainer.log()["epochs"] = nlohmann::json::array();
+    trainer.log()["epoch_seconds"] = nlohmann::json::array();
     if (after_task) after_task(trainer, static_cast<int64_t>(t), tasks[t]);
   }
 }
