@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 
+#include "nfk/model.h"
 #include "nfk/zoo.h"
 #include "support.h"
 
@@ -49,6 +50,21 @@ TEST(ZooOptions, GivenFieldsOverrideDefaults) {
 // A wrongly typed field names itself (nlohmann's type_error), as before.
 TEST(ZooOptions, WrongTypeThrows) {
   EXPECT_ANY_THROW(make_zoo_module("lenet5", {{"num_classes", "ten"}}));
+}
+
+TEST(Zoo, AWrappedModuleGetsItsModeBackWhenTheWrapperGoes) {
+  // Natural gradient and EWC wrap the model in training to take its Fisher: eval mode inside
+  // (batch-norm on running statistics), the trainer's mode after.
+  auto m = make_zoo_module("wrn", {{"depth", 10}, {"in_channels", 1}, {"image_size", 8}});
+  for (bool training : {true, false}) {
+    m.module->train(training);
+    {
+      auto net = wrap_zoo_module(m);
+      net->to(torch::kCPU, torch::kFloat32);
+      EXPECT_FALSE(m.module->is_training());
+    }
+    EXPECT_EQ(m.module->is_training(), training);
+  }
 }
 
 }  // namespace

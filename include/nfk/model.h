@@ -46,7 +46,8 @@ std::unique_ptr<Network> load_network(const std::string& path);
 
 struct ZooModule;
 /// Wraps an in-memory zoo module as a Network (sharing its weights), e.g. to monitor a model
-/// while it trains.
+/// while it trains. The module is in eval mode while the wrapper lives and gets its own mode
+/// back when the wrapper is destroyed.
 std::unique_ptr<Network> wrap_zoo_module(const ZooModule& zoo);
 
 /// A classifier's logits restricted to `classes` (in that order), sharing `net`'s weights: the

@@ -120,7 +120,13 @@ class TorchScriptNetwork : public Network {
 
 class ZooNetwork : public Network {
  public:
-  explicit ZooNetwork(ZooModule zoo) : zoo_(std::move(zoo)) { zoo_.module->eval(); }
+  // Eval mode while wrapped (batch-norm on running statistics, no dropout); the module's own
+  // mode comes back when the wrapper goes, so a model wrapped mid-training keeps training.
+  explicit ZooNetwork(ZooModule zoo)
+      : zoo_(std::move(zoo)), was_training_(zoo_.module->is_training()) {
+    zoo_.module->eval();
+  }
+  ~ZooNetwork() override { zoo_.module->train(was_training_); }
 
   torch::Tensor call(const std::string& method, const torch::Tensor& x) override {
     return zoo_.call(method, x);
@@ -145,6 +151,7 @@ class ZooNetwork : public Network {
 
  private:
   ZooModule zoo_;
+  bool was_training_;
 };
 
 class ClassSubsetNetwork : public Network {

@@ -34,7 +34,6 @@ NaturalGradient::NaturalGradient(NaturalGradientOptions options) : options_(std:
 }
 
 void NaturalGradient::refresh(const ZooModule& model, const Batch& batch) {
-  const bool training = model.module->is_training();
   auto params = model.module->parameters();
   ModelOptions mo;
   mo.model_path = "the model in training";
@@ -61,7 +60,6 @@ void NaturalGradient::refresh(const ZooModule& model, const Batch& batch) {
       }
     }
   }
-  model.module->train(training);
 }
 
 torch::Tensor NaturalGradient::precondition(const torch::Tensor& g) const {
