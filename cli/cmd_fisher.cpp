@@ -133,7 +133,7 @@ void run_conditional_fisher(const FisherFlags& f, dist::Group& group) {
     c.sloppy_relative = f.sloppy;
     RunOptions single = run;
     single.group = nullptr;  // the spectrum runs on every rank alike (rows are not sharded)
-    capacity = fisher_capacity(model, data, o, single, diag.diag, c);
+    capacity = fisher_capacity(model, data, o, single, diag.diag, c, diag.path.path);
   }
   progress.finish();
   if (!group.is_root()) return;

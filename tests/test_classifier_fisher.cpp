@@ -238,6 +238,15 @@ TEST(ClassifierFisher, CapacityStatisticsMatchDenseEigh) {
   c.top_k = 4;
   c.power_iters = 8;
   auto cap = fisher_capacity(net.model, {net.x, {}}, o, batches_of(4), diag, c);
+  // The diagonal's gradient path given (no second probe) or forced: the same spectrum.
+  for (auto path : {GradientPath::kLayerTape, GradientPath::kLoop}) {
+    auto given = fisher_capacity(net.model, {net.x, {}}, o, batches_of(4), diag, c, path);
+    test::expect_close(given.top_eigenvalues, cap.top_eigenvalues, 1e-10, "path given");
+  }
+  EXPECT_NE(test::error_of([&] {
+              fisher_capacity(net.model, {net.x, {}}, o, batches_of(4), diag.slice(0, 1), c);
+            }).find("does not match"),
+            std::string::npos);
   EXPECT_NEAR(cap.trace, truth.trace().item<double>(), 1e-12 * cap.trace);
   test::expect_close(cap.top_eigenvalues, eig.slice(0, 0, 4), 1e-8, "top eigenvalues");
   auto top = eig.slice(0, 0, 4);

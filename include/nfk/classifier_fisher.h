@@ -81,8 +81,10 @@ ClassifierFisherDiag classifier_fisher_diag(ScoreModel& model, const ClassifierD
 /// are recomputed on every pass (never stored); row (i, r) of example i is row i·R + r.
 class ClassifierFisherRows : public LinearOperator {
  public:
+  /// `path`: the per-example gradient path (kAuto: probe it as classifier_fisher_diag does;
+  /// pass its `path.path` to skip a second probe).
   ClassifierFisherRows(ScoreModel& model, ClassifierData data, ClassifierFisherOptions options,
-                       RunOptions run);
+                       RunOptions run, GradientPath path = GradientPath::kAuto);
   int64_t rows() const override;
   int64_t cols() const override;
   torch::Tensor apply(const torch::Tensor& q_pu) override;
@@ -140,9 +142,11 @@ struct CapacityOptions {
 };
 
 /// Trace, top-k eigenvalues, effective ranks and the sloppy share of the Fisher whose diagonal
-/// is `diag` (from `classifier_fisher_diag` with the same options and data).
+/// is `diag` (from `classifier_fisher_diag` with the same options and data). `path`: the gradient
+/// path that call took (its `path.path`), or kAuto to probe it again.
 FisherCapacity fisher_capacity(ScoreModel& model, const ClassifierData& data,
                                const ClassifierFisherOptions& options, const RunOptions& run,
-                               const torch::Tensor& diag, const CapacityOptions& capacity = {});
+                               const torch::Tensor& diag, const CapacityOptions& capacity = {},
+                               GradientPath path = GradientPath::kAuto);
 
 }  // namespace nfk

@@ -44,11 +44,14 @@ ClassifierFisherDiag classifier_fisher_diag(ScoreModel& model, const ClassifierD
 }
 
 ClassifierFisherRows::ClassifierFisherRows(ScoreModel& model, ClassifierData data,
-                                           ClassifierFisherOptions options, RunOptions run)
+                                           ClassifierFisherOptions options, RunOptions run,
+                                           GradientPath path)
     : model_(model), data_(std::move(data)), options_(options), run_(std::move(run)) {
   const int64_t classes = detail::check_classifier_data(model_, data_, options_);
   rows_per_batch_unit_ = detail::cotangents_per_example(options_, classes);
-  path_ = detail::choose_classifier_path(model_, data_, options_).path;
+  path_ = path != GradientPath::kAuto
+              ? path
+              : detail::choose_classifier_path(model_, data_, options_).path;
   TORCH_CHECK(!run_.group || !run_.group->distributed(),
               "nfk: ClassifierFisherRows runs in one process (its rows are not sharded)");
 }
@@ -112,7 +115,8 @@ torch::Tensor ClassifierFisherRows::apply_t(const torch::Tensor& m_nu) {
 
 FisherCapacity fisher_capacity(ScoreModel& model, const ClassifierData& data,
                                const ClassifierFisherOptions& options, const RunOptions& run,
-                               const torch::Tensor& diag, const CapacityOptions& capacity) {
+                               const torch::Tensor& diag, const CapacityOptions& capacity,
+                               GradientPath path) {
   TORCH_CHECK(capacity.top_k >= 1, "nfk: --top-k must be positive, got ", capacity.top_k);
   TORCH_CHECK(capacity.sloppy_relative > 0, "nfk: the sloppy threshold must be positive");
   FisherCapacity out;
@@ -120,7 +124,10 @@ FisherCapacity fisher_capacity(ScoreModel& model, const ClassifierData& data,
   out.trace = d.sum().item<double>();
   out.sloppy_threshold = capacity.sloppy_relative * d.mean().item<double>();
   out.sloppy_fraction = (d < out.sloppy_threshold).to(torch::kFloat64).mean().item<double>();
-  ClassifierFisherRows w(model, data, options, run);
+  TORCH_CHECK(diag.dim() == 1 && diag.size(0) == model.num_parameters(),
+              "nfk: the Fisher diagonal ", diag.sizes(), " does not match the model's ",
+              model.num_parameters(), " parameters");
+  ClassifierFisherRows w(model, data, options, run, path);
   const int64_t k = std::min({capacity.top_k, w.rows(), w.cols()});
   SvdOptions svd;
   svd.rank = k;
