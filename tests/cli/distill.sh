@@ -76,6 +76,32 @@ must "distill nfkd, afresh" distill "${common[@]}" --method nfkd --rank 4 --labe
   --out "$w/nfkd" --no-resume
 check "rerun repeats the accuracy" test "$(accuracy "$w/nfkd/result.json")" = "$first"
 
+# A TorchScript teacher (the user's own module) and a WideResNet student.
+cat >"$w/ts_teacher.py" <<'EOF'
+import sys
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(784, 32)
+        self.b = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x.flatten(1))))
+
+
+torch.manual_seed(0)
+torch.jit.script(Net()).save(sys.argv[1])
+EOF
+"$py" "$w/ts_teacher.py" "$w/ts_teacher.pt"  # a file: torch.jit.script reads the source
+must "TorchScript teacher, wrn student" distill --teacher "$w/ts_teacher.pt" --data "$train" \
+  --test-data "$test" --epochs 1 --student-arch wrn --depth 10 --method nfkd --rank 3 \
+  --out "$w/ts" --quiet
+check "TorchScript teacher: targets and student written" \
+  test -f "$w/ts/nfk_targets.npy" -a -f "$w/ts/seed_0/student.pt" -a -f "$w/ts/seed_0/head.pt"
+
 # --- bad input: one line, nothing written -------------------------------------------------------
 expect_fail "missing teacher" 'no such file|not found|does not exist' "$o/r" -- \
   distill "${base[@]}" --data "$train" --teacher "$w/nope.pt" --method kd --out "$o/r"
