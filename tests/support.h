@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,6 +46,23 @@ inline std::string error_of(const std::function<void()>& fn) {
     return e.what_without_backtrace();
   }
   return "<no error>";
+}
+
+/// A training log without its wall clock: "epoch_seconds" (one entry per finished epoch, also
+/// per task) is checked for length and removed, so that a resumed run's log can equal the
+/// uninterrupted one's.
+inline nlohmann::json without_clock(nlohmann::json log) {
+  std::function<void(nlohmann::json&)> strip = [&](nlohmann::json& j) {
+    if (!j.is_object()) return;
+    if (j.contains("epoch_seconds")) {
+      EXPECT_EQ(j["epoch_seconds"].size(), j["epochs"].size());
+      j.erase("epoch_seconds");
+    }
+    if (j.contains("tasks"))
+      for (auto& t : j["tasks"]) strip(t);
+  };
+  strip(log);
+  return log;
 }
 
 /// A fresh temp folder per call.

@@ -129,7 +129,7 @@ TEST(TrainVae, ResumeRepeatsTheUninterruptedRun) {
   auto log_a = train_vae(train, test, small_run(a, 2), o);
   train_vae(train, test, small_run(b, 1), o);
   auto log_b = train_vae(train, test, small_run(b, 2), o);
-  EXPECT_EQ(log_a, log_b);
+  EXPECT_EQ(test::without_clock(log_a), test::without_clock(log_b));
   EXPECT_TRUE(same_parameters(load_zoo_module(a + "/vae.pt"), load_zoo_module(b + "/vae.pt")));
 }
 
@@ -172,7 +172,7 @@ TEST(TrainDensity, ResumeRepeatsTheUninterruptedRun) {
   auto log_a = train_density(train, test, small_run(a, 2), o);
   train_density(train, test, small_run(b, 1), o);
   auto log_b = train_density(train, test, small_run(b, 2), o);
-  EXPECT_EQ(log_a, log_b);
+  EXPECT_EQ(test::without_clock(log_a), test::without_clock(log_b));
   EXPECT_TRUE(
       same_parameters(load_zoo_module(a + "/density.pt"), load_zoo_module(b + "/density.pt")));
 }

@@ -1,7 +1,6 @@
 // The shared training loop and its hooks on toys with known answers: a loss term moves the
 // minimiser where the closed form says, a gradient transform equals hand-written preconditioned
 // SGD, task phases run in order on the trained model, and resumed runs repeat the weights.
-#include <functional>
 #include <stdexcept>
 
 #include "nfk/trainer.h"
@@ -212,22 +211,6 @@ ResumeRun mlp_run(const std::string& dir, std::pair<int64_t, int64_t> fail_at, i
   return {flat(net), flat(ema), trainer.log()};
 }
 
-// The log without its wall clock ("epoch_seconds": one entry per finished epoch, kept across a
-// resume, but never equal between runs).
-nlohmann::json without_clock(nlohmann::json log) {
-  std::function<void(nlohmann::json&)> strip = [&](nlohmann::json& j) {
-    if (!j.is_object()) return;
-    if (j.contains("epoch_seconds")) {
-      EXPECT_EQ(j["epoch_seconds"].size(), j["epochs"].size());
-      j.erase("epoch_seconds");
-    }
-    if (j.contains("tasks"))
-      for (auto& t : j["tasks"]) strip(t);
-  };
-  strip(log);
-  return log;
-}
-
 TEST(Trainer, ResumeAfterAKillRepeatsWeightsEmaAndLog) {
   const auto dir = test::temp_dir("trainer_resume");
   int ends_full = 0, ends_split = 0;
@@ -238,7 +221,7 @@ TEST(Trainer, ResumeAfterAKillRepeatsWeightsEmaAndLog) {
   EXPECT_TRUE(torch::equal(full.w, resumed.w));
   EXPECT_TRUE(torch::equal(full.ema, resumed.ema));
   EXPECT_FALSE(torch::equal(full.w, full.ema));
-  EXPECT_EQ(without_clock(full.log).dump(), without_clock(resumed.log).dump());
+  EXPECT_EQ(test::without_clock(full.log).dump(), test::without_clock(resumed.log).dump());
   EXPECT_EQ(full.log["epochs"].size(), 5u);
 }
 
@@ -302,7 +285,7 @@ TEST(Trainer, AKilledTaskSequenceResumesWithTheSameWeightsPhasesAndLog) {
   EXPECT_TRUE(torch::equal(full, resumed));
   ASSERT_EQ(seen_resumed.size(), 3u);
   for (size_t t = 0; t < 3; ++t) EXPECT_TRUE(torch::equal(seen_full[t], seen_resumed[t])) << t;
-  EXPECT_EQ(without_clock(log_full).dump(), without_clock(log_resumed).dump());
+  EXPECT_EQ(test::without_clock(log_full).dump(), test::without_clock(log_resumed).dump());
   EXPECT_TRUE(log_full["tasks"][2]["epochs"][0].contains("loss_anchor_1"));
 }
 
