@@ -18,9 +18,15 @@ struct ContinualFlags {
   std::string method = "ewc", fisher = "true", form = "diag", out;
   std::vector<double> lambdas = {100};
   double gamma = 1;
-  int64_t mc_samples = 1, fisher_examples = 1000, seeds = 1;
+  int64_t mc_samples = 1, fisher_examples = 1000, fisher_batch_size = 256, seeds = 1;
   bool quiet = false;
 };
+
+std::vector<int64_t> train_sizes(const std::vector<ContinualTask>& tasks) {
+  std::vector<int64_t> sizes;
+  for (const auto& t : tasks) sizes.push_back(t.train.inputs.size(0));
+  return sizes;
+}
 
 void run(const ContinualFlags& f) {
   namespace fs = std::filesystem;
@@ -37,6 +43,7 @@ void run(const ContinualFlags& f) {
   penalty.form = parse_fisher_form(f.form);
   penalty.gamma = f.gamma;
   penalty.fisher_examples = f.fisher_examples;
+  penalty.batch_size = f.fisher_batch_size;
   const bool penalised = penalty.method != ContinualMethod::kFinetune;
   const std::vector<double> grid = penalised ? f.lambdas : std::vector<double>{0};
   if (!f.quiet) {
@@ -94,6 +101,7 @@ void run(const ContinualFlags& f) {
       {"mc_samples", f.mc_samples},
       {"gamma", f.gamma},
       {"fisher_examples", f.fisher_examples},
+      {"fisher_batch_size", f.fisher_batch_size},
       {"lambda_grid", grid},
       {"lambda", chosen},
       {"lambda_chosen_on", "mean final validation accuracy over seeds"},
@@ -102,7 +110,8 @@ void run(const ContinualFlags& f) {
       {"batch_size", f.train.batch_size},
       {"learning_rate", f.train.learning_rate},
       {"optimizer", "adam"},
-      {"train_examples_per_task", tasks[0].train.inputs.size(0)},
+      {"train_examples_per_task", train_sizes(tasks)},
+      {"permutation_seed", f.bench.seed},
       {"average_test_accuracy_mean", mean(chosen_test)},
       {"average_test_accuracy_std", stddev(chosen_test)},
       {"runs", runs}};
@@ -160,6 +169,14 @@ void add_continual_command(CLI::App& app) {
   cmd->add_option("--fisher-examples", f->fisher_examples,
                   "Examples of each task's training set the Fisher is taken over (0: all)")
       ->check(count_in(0, int64_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--fisher-batch-size", f->fisher_batch_size,
+                  "Examples per batch of the Fisher pass; the B of --fisher batched")
+      ->check(count_in(1, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--permutation-seed", f->bench.seed,
+                  "permuted-*: seed of the tasks' pixel permutations (the same for every --seed, "
+                  "so seeds vary the network, not the tasks)")
       ->capture_default_str();
   cmd->add_option("--seeds", f->seeds, "Seeds per lambda (mean +- std)")
       ->check(count_in(1, 1000))

@@ -70,7 +70,9 @@ void add_train_classifier(CLI::App* train) {
       ->check(count_in(1, 1000000))
       ->capture_default_str();
   cmd->add_option("--kl-clip", f->options.natural.kl_clip,
-                  "ngd-diag, kfac: > 0 clips lr^2 g.d to this (0: off)")
+                  "ngd-diag, kfac: > 0 scales the step so that lr^2 g.d <= this (Martens & "
+                  "Grosse); while it "
+                  "binds, the step length no longer depends on --lr (0: off)")
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
   cmd->callback([f] {
