@@ -9,14 +9,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLORS = {"sgd": "tab:blue", "adam": "tab:orange", "ngd-diag": "tab:green", "kfac": "tab:red",
-          "kfac-empirical": "tab:purple"}
+          "kfac-empirical": "tab:purple", "sgd-long": "tab:cyan", "adam-long": "tab:brown"}
+BASE = {"kfac-empirical": "kfac", "sgd-long": "sgd", "adam-long": "adam"}
+EXTRA = ["kfac-empirical", "sgd-long", "adam-long"]
 
 
 def main(a, grid, optimizers, archs, targets, epochs, common, best_tag, reach, run_dir):
     runs, chosen = [], {}
     for arch in archs:
-        for opt in optimizers + ["kfac-empirical"]:
-            tags = [t for t, _ in grid(a, arch, "kfac" if opt == "kfac-empirical" else opt) or []]
+        for opt in optimizers + EXTRA:
+            tags = [t for t, _ in grid(a, arch, BASE.get(opt, opt)) or []]
             for tag in tags:
                 d = run_dir(a.work, arch, opt, tag)
                 f = os.path.join(d, "train_log.json")
@@ -34,11 +36,14 @@ def main(a, grid, optimizers, archs, targets, epochs, common, best_tag, reach, r
                     r[f"epochs_to_{int(t * 100)}"] = e
                     r[f"seconds_to_{int(t * 100)}"] = s
                 runs.append(r)
-            if opt != "kfac-empirical":
+            if opt not in EXTRA:
                 chosen[f"{arch}/{opt}"] = best_tag(a, arch, opt)
+            elif opt != "kfac-empirical":
+                chosen[f"{arch}/{opt}"] = chosen.get(f"{arch}/{BASE[opt]}")
         emp = [r for r in runs if r["arch"] == arch and r["optimizer"] == "kfac-empirical"]
-        if emp:
-            chosen[f"{arch}/kfac-empirical"] = emp[0]["setting"]
+        if emp:  # the ablation at K-FAC's chosen setting (other settings, if any, in the grid table)
+            same = [r for r in emp if r["setting"] == chosen.get(f"{arch}/kfac")]
+            chosen[f"{arch}/kfac-empirical"] = (same or emp)[0]["setting"]
     grids = {arch: {opt: grid(a, arch, opt) for opt in optimizers} for arch in archs}
     out = {"epochs": epochs, "common_flags": common, "grids": grids, "targets": targets,
            "selection": "per optimizer and network, fewest epochs to 98 %, then to 97 %, then the best final test accuracy "
@@ -60,14 +65,17 @@ def main(a, grid, optimizers, archs, targets, epochs, common, best_tag, reach, r
         lines.append("| optimizer | chosen | epochs (wall s) to 97 % | epochs (wall s) to 98 % | "
                      "best test acc. (epoch) | final test acc. | final loss | s / epoch |")
         lines.append("|---|---|---|---|---|---|---|---|")
-        for opt in optimizers + ["kfac-empirical"]:
+        for opt in optimizers + EXTRA:
             r = get(arch, opt, chosen.get(f"{arch}/{opt}"))
+            if r is None and opt in ("sgd-long", "adam-long"):
+                continue
             if r is None:
                 lines.append(f"| {opt} | (not run) | | | | | | |")
                 continue
             best = max(r["test_accuracy"])
             be = r["test_accuracy"].index(best) + 1
-            lines.append(f"| {opt} | {r['setting']} | {cell(r['epochs_to_97'], r['seconds_to_97'])}"
+            name = f"{opt} ({len(r['loss'])} epochs)" if opt.endswith("-long") else opt
+            lines.append(f"| {name} | {r['setting']} | {cell(r['epochs_to_97'], r['seconds_to_97'])}"
                          f" | {cell(r['epochs_to_98'], r['seconds_to_98'])} | {best:.4f} ({be}) | "
                          f"{r['test_accuracy'][-1]:.4f} | {r['loss'][-1]:.4f} | "
                          f"{sum(r['epoch_seconds']) / len(r['epoch_seconds']):.1f} |")
@@ -84,7 +92,7 @@ def main(a, grid, optimizers, archs, targets, epochs, common, best_tag, reach, r
 
     fig, ax = plt.subplots(len(archs), 3, figsize=(16, 4.3 * len(archs)), squeeze=False)
     for i, arch in enumerate(archs):
-        for opt in optimizers + ["kfac-empirical"]:
+        for opt in optimizers + EXTRA:
             r = get(arch, opt, chosen.get(f"{arch}/{opt}"))
             if r is None:
                 continue
@@ -94,7 +102,7 @@ def main(a, grid, optimizers, archs, targets, epochs, common, best_tag, reach, r
                 t += s
                 acc.append(t)
             lab = f"{opt} ({r['setting']})"
-            ls = "--" if opt == "kfac-empirical" else "-"
+            ls = "-" if opt in optimizers else "--"
             ax[i][0].semilogy(ep, r["loss"], ls, marker="o", color=COLORS[opt], label=lab)
             ax[i][1].plot(ep, r["test_accuracy"], ls, marker="o", color=COLORS[opt], label=lab)
             ax[i][2].plot(acc, r["test_accuracy"], ls, marker="o", color=COLORS[opt], label=lab)

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 EPOCHS = {"mlp": 6, "lenet5": 4}
+LONG = 20  # epochs of the MLP SGD/Adam runs that check whether 98 % is reachable
 COMMON = ["--data", "mnist:train", "--test-data", "mnist:test", "--batch-size", "128",
           "--seed", "0", "--checkpoint-every", "1000", "--no-resume", "--quiet"]
 # Natural-gradient settings shared by ngd-diag and kfac. With the KL clip active the update
@@ -92,10 +93,10 @@ def adopt(out, cmd):
         finish(out, cmd, os.path.getmtime(r) - os.path.getmtime(c))
 
 
-def command(a, arch, opt, flags, out):
-    optimizer = "kfac" if opt == "kfac-empirical" else opt
+def command(a, arch, opt, flags, out, epochs=None):
+    optimizer = {"kfac-empirical": "kfac", "sgd-long": "sgd", "adam-long": "adam"}.get(opt, opt)
     return [a.nfk, "train", "classifier", "--arch", arch, "--optimizer", optimizer, "--epochs",
-            str(EPOCHS[arch])] + COMMON + flags + ["--out", out]
+            str(epochs or EPOCHS[arch])] + COMMON + flags + ["--out", out]
 
 
 def jobs(a):
@@ -120,6 +121,12 @@ def jobs(a):
         flags = [("empirical" if f == "true" else f) for f in dict(g)[tag]]
         out = run_dir(a.work, arch, "kfac-empirical", tag)
         yield out, command(a, arch, "kfac-empirical", flags, out)
+    # Does the MLP reach 98 % at all? SGD and Adam (cheap here) at their chosen lr, LONG epochs.
+    for opt in ["sgd", "adam"]:
+        tag = best_tag(a, "mlp", opt)
+        if tag is not None:
+            out = run_dir(a.work, "mlp", opt + "-long", tag)
+            yield out, command(a, "mlp", opt + "-long", dict(BASE_GRIDS[opt])[tag], out, LONG)
 
 
 def next_job(a):
