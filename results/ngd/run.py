@@ -42,7 +42,7 @@ def ng_point(d, c):
 
 def grid(a, arch, opt):
     """[(tag, flags)], or None while it depends on runs not done. NGD on LeNet-5: NG_LENET; on
-    the MLP (a K-FAC epoch costs about 2x LeNet's here): only the setting chosen on LeNet-5."""
+    the MLP (a K-FAC epoch costs about 1.5x LeNet's here): only the setting chosen on LeNet-5."""
     if opt in BASE_GRIDS:
         return BASE_GRIDS[opt]
     if arch == "lenet5":
