@@ -9,6 +9,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+COLORS = {"finetune": "k", "ewc-true": "tab:blue", "ewc-mc": "tab:orange",
+          "ewc-empirical": "tab:green", "ewc-batched": "tab:red", "l2": "tab:purple",
+          "online-ewc-true": "tab:brown", "ewc-true-54k": "tab:cyan"}
 
 
 def load(path):
@@ -124,21 +127,24 @@ def figures(S):
     perm = [s for s in S if s["row"].startswith("permuted/")]
     if perm:
         fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
-        for s in perm:
+        for s in [s for s in perm if not s["row"].endswith(("-fine", "-high"))]:
             c = s["seen_average_curve_mean"]
             ax[0].plot(range(1, len(c) + 1), c, marker="o", ms=3,
+                       color=COLORS.get(s["row"].split("/")[1]),
                        label=f"{s['row'].split('/')[1]} (λ={lam_str(s['lambda_chosen'])})")
         ax[0].axhline(0.9, color="k", ls=":", lw=1, label="target 0.90")
         ax[0].set_xlabel("tasks trained")
         ax[0].set_ylabel("mean test accuracy on the tasks so far")
         ax[0].set_title("Permuted MNIST-10 (mean over seeds 0-2)")
         ax[0].legend(fontsize=7)
+        sweeps = {}  # rows of one method and Fisher on the 20k-per-task protocol, merged
         for s in perm:
-            if s["method"] not in ("ewc", "online-ewc"):
-                continue
-            sw = sorted(s["sweep_seed0"], key=lambda w: w["lambda"])
+            if s["method"] in ("ewc", "online-ewc") and not s["row"].endswith("54k"):
+                sweeps.setdefault(f"{s['method']}-{s['fisher']}", []).extend(s["sweep_seed0"])
+        for key, sw in sweeps.items():
+            sw = sorted(sw, key=lambda w: w["lambda"])
             ax[1].semilogx([w["lambda"] for w in sw], [w["test"] for w in sw], marker="o",
-                           label=s["row"].split("/")[1])
+                           color=COLORS.get(key), label=key)
         ax[1].set_xlabel("λ")
         ax[1].set_ylabel("final average test accuracy (seed 0)")
         ax[1].set_title("λ sweep: stability vs plasticity")

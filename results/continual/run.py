@@ -59,6 +59,11 @@ def rows():
               (f"{sc}/ewc-true", sc, ["--method", "ewc", "--fisher", "true"], SPLIT_GRID),
               (f"{sc}/online-ewc-true", sc,
                ["--method", "online-ewc", "--fisher", "true", "--gamma", str(GAMMA)], SPLIT_GRID)]
+    # Seed 0 only, extending two sweeps: between the true Fisher's decades, above batched's top.
+    r.append(("permuted/ewc-true-fine", "permuted", ["--method", "ewc", "--fisher", "true"],
+              [30, 300]))
+    r.append(("permuted/ewc-batched-high", "permuted", ["--method", "ewc", "--fisher", "batched"],
+              [1e6, 1e7]))
     # Evidence on training per task: all 54,000 training images of each permuted task, seed 0.
     r.append(("permuted/ewc-true-54k", "permuted54k", ["--method", "ewc", "--fisher", "true"],
               [1e2]))
@@ -129,7 +134,7 @@ def jobs():
     rest = [n for n in rest if n.startswith("split")] + [n for n in rest if not n.startswith("split")]
     order += [(n, "grid") for n in rest]
     order += [(n, "seeds12") for n in sorted(rest, key=lambda n: n.startswith("split"))
-              if not n.endswith("54k")]
+              if not n.endswith(("54k", "-fine", "-high"))]
     for name, kind in order:
         _, bench, flags, grid = R[name]
         base = BENCH[bench] + COMMON + flags
