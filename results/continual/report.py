@@ -64,8 +64,18 @@ def summarise_row(work, name):
     }
 
 
+EXTENSIONS = ("-fine", "-high", "-54k")  # seed-0 extensions, not rows of the main table
+
+
 def fmt(x):
     return f"{x:.3f}"
+
+
+def ms(s):
+    """mean ± std over seeds, or the one seed's value."""
+    if len(s["seeds"]) == 1:
+        return f"**{fmt(s['mean'])}** (seed 0 only)"
+    return f"**{fmt(s['mean'])} ± {fmt(s['std'])}**"
 
 
 def lam_str(v):
@@ -81,18 +91,30 @@ def tables(S):
                    "final average accuracy (mean ± std) | per seed | "
                    "each task just after training it (mean) |")
         out.append("|---|---|---|---|---|---|---|---|")
-        for s in perm:
+        for s in [s for s in perm if not s["row"].endswith(EXTENSIONS)]:
             out.append(f"| {s['method']} | {s['fisher'] if s['method'] in ('ewc', 'online-ewc') else '–'}"
                        f" | {', '.join(lam_str(g) for g in s['lambda_grid'])} | "
                        f"{lam_str(s['lambda_chosen'])} | {','.join(map(str, s['seeds']))} | "
-                       f"**{fmt(s['mean'])} ± {fmt(s['std'])}** | "
+                       f"{ms(s)} | "
                        f"{', '.join(fmt(v) for v in s['final_average_test'])} | "
                        f"{fmt(s['just_trained_mean'])} |")
+        big = [s for s in perm if s["row"].endswith("-54k")]
+        base = next((s for s in perm if s["row"] == "permuted/ewc-true"), None)
+        if big and base:
+            out.append("\n### Permuted MNIST-10, EWC (true Fisher, λ = 100, seed 0): training "
+                       "examples per task\n")
+            out.append("| training images per task (steps per task) | final average accuracy | "
+                       "each task just after training it | task 1 after 10 | run seconds |")
+            out.append("|---|---|---|---|---|")
+            for s, lab in [(base, "18,000 (141)"), (big[0], "54,000 (422)")]:
+                w = next(w for w in s["sweep_seed0"] if w["lambda"] == 100)
+                out.append(f"| {lab} | {fmt(w['test'])} | {fmt(w['just_trained'])} | "
+                           f"{fmt(w['first_task_final'])} | {w['seconds']:.0f} |")
         out.append("\n### Permuted MNIST-10: the λ sweep on seed 0 (final average accuracy)\n")
         out.append("| row | λ | validation | test | task 1 after 10 | task 10 after 10 | "
                    "each task just after training it | run seconds |")
         out.append("|---|---|---|---|---|---|---|---|")
-        for s in perm:
+        for s in [s for s in perm if not s["row"].endswith("-54k")]:
             for w in s["sweep_seed0"]:
                 out.append(f"| {s['row'].split('/')[1]} | {lam_str(w['lambda'])} | "
                            f"{fmt(w['validation'])} | {fmt(w['test'])} | "
@@ -112,7 +134,7 @@ def tables(S):
                            for w in s["sweep_seed0"])
             out.append(f"| {s['method']} | {', '.join(lam_str(g) for g in s['lambda_grid'])} | "
                        f"{lam_str(s['lambda_chosen'])} | {','.join(map(str, s['seeds']))} | "
-                       f"**{fmt(s['mean'])} ± {fmt(s['std'])}** | {fmt(s['just_trained_mean'])} | "
+                       f"{ms(s)} | {fmt(s['just_trained_mean'])} | "
                        f"{sw} |")
     out.append("\n### Wall time of each nfk call (seconds, 1 thread, shared 2-core machine)\n")
     out.append("| row | λ-grid call (seed 0) | chosen-λ call (seeds 1, 2) |")
