@@ -5,12 +5,15 @@ estimator, online EWC) and split MNIST (task- and class-incremental), sized for 
     /usr/bin/python3 results/continual/run.py --nfk /work/bin15/nfk --work /tmp/continual-work
     /usr/bin/python3 results/continual/run.py --phases report    # results.json, figures, tables.md
 
-Every row is a chain of two nfk calls (each skipped when its result.json exists, so a cut-off run
-resumes; a second instance on the same --work skips the jobs the first is running):
+Every row is a chain of two nfk calls, run by --workers threads in the priority order of jobs()
+(each call is skipped when its result.json exists, so a cut-off run resumes; a file `claimed`
+marks a running call, and at most --workers calls run under --work, whichever instance started
+them):
   1. `--lambda GRID --seed 0 --seeds 1`: nfk runs every λ on seed 0 and picks the one with the best
      mean final *validation* accuracy (10 % of each task's training examples held out);
   2. `--lambda λ* --seed 1 --seeds 2`: the chosen λ on seeds 1 and 2.
 The row reports the mean ± std of the final average test accuracy over seeds 0, 1, 2 at λ*.
+Three seed-0-only extensions (ewc-true-fine, ewc-batched-high, ewc-true-54k) have no second call.
 """
 import argparse
 import json
