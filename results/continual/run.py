@@ -2,7 +2,7 @@
 """Continual learning with `nfk continual`: permuted MNIST-10 (finetune, L2, EWC with each Fisher
 estimator, online EWC) and split MNIST (task- and class-incremental), sized for 2 shared CPU cores.
 
-    /usr/bin/python3 results/continual/run.py --nfk /work/bin15/nfk --work /tmp/continual-work
+    /usr/bin/python3 results/continual/run.py --nfk build/nfk --work /tmp/continual-work
     /usr/bin/python3 results/continual/run.py --phases report    # results.json, figures, tables.md
 
 Every row is a chain of two nfk calls, run by --workers threads in the priority order of jobs()
@@ -195,7 +195,7 @@ WORK = A = None
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--nfk", default="/work/bin15/nfk")
+    ap.add_argument("--nfk", default="build/nfk")
     ap.add_argument("--work", default="/tmp/continual-work")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--phases", default="run,report")

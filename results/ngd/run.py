@@ -3,7 +3,7 @@
 ngd-diag and K-FAC on the MLP and LeNet-5, each on a small grid; epochs and wall time to 97 % / 98 %
 test accuracy; K-FAC with the true vs the empirical Fisher as an ablation.
 
-    /usr/bin/python3 results/ngd/run.py --nfk /work/bin15/nfk --work /tmp/ngd-work
+    /usr/bin/python3 results/ngd/run.py --nfk build/nfk --work /tmp/ngd-work
     /usr/bin/python3 results/ngd/run.py --phases report     # results.json, figure, tables.md
 
 Each run writes WORK/<arch>/<tag>/train_log.json and is skipped when that exists (a cut-off run
@@ -207,7 +207,7 @@ def phase_run(a):
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--nfk", default="/work/bin15/nfk")
+    ap.add_argument("--nfk", default="build/nfk")
     ap.add_argument("--work", default="/tmp/ngd-work")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--phases", default="run,report")
