@@ -111,10 +111,12 @@ void run(const DistillFlags& f) {
                 " training examples; give the embedding of --data's rows");
   }
   DistillTeacher given;
-  given.logits = teacher_logits(teacher.network(), train.inputs);
+  // The training set's logits only for kd (they are its targets); the test set's for the
+  // teacher's accuracy and the check of its output count.
+  if (method == DistillMethod::kKd) given.logits = teacher_logits(teacher.network(), train.inputs);
   const auto test_logits = teacher_logits(teacher.network(), test.inputs);
-  TORCH_CHECK(given.logits.size(1) > train.labels.max().item<int64_t>(), "nfk: the teacher has ",
-              given.logits.size(1), " outputs but the labels go up to ",
+  TORCH_CHECK(test_logits.size(1) > train.labels.max().item<int64_t>(), "nfk: the teacher has ",
+              test_logits.size(1), " outputs but the labels go up to ",
               train.labels.max().item<int64_t>());
   const double teacher_accuracy =
       (test_logits.argmax(1) == test.labels).to(torch::kDouble).mean().item<double>();
@@ -193,7 +195,6 @@ void run(const DistillFlags& f) {
     result["target_normalisation"] = "Q_t = e(x) / sqrt(mean over the training set of |e(x)|^2)";
     result["targets_seconds"] = seconds_since(ts);
   }
-  if (method != DistillMethod::kKd) given.logits = torch::Tensor();
 
   nlohmann::json seeds = nlohmann::json::array();
   std::vector<double> accuracies;
