@@ -19,6 +19,7 @@
 #include "nfk/data.h"
 #include "nfk/fisher.h"
 #include "nfk/linalg.h"
+#include "nfk/run_options.h"
 #include "nfk/zoo.h"
 
 namespace {
@@ -221,6 +222,7 @@ int make_models(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  nfk::use_available_cpus();  // as the CLI does
   try {
     const std::string cmd = argc > 1 ? argv[1] : "";
     if (cmd == "make-models" && argc == 3) return make_models(argv[2]);

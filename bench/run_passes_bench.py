@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from run_fit_bench import cpu_name, peak_rss_cmd
+from run_fit_bench import cpu_name, device_peaks, peak_rss_cmd
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 NFK = os.path.join(ROOT, "build", "nfk")
@@ -43,6 +43,8 @@ def main():
                     help="the baseline's oversampling (32: what reaches 2e-4 at 10 iterations)")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="nfk_passes_")
+    ceilings = device_peaks("cpu")
+    floor_s.copy_gbs = ceilings["copy_gbs"]
     model = os.path.join(work, "lenet5_ts.pt")
     subprocess.run([sys.executable, USER, "--make-model", model], check=True)
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
@@ -52,7 +54,7 @@ def main():
               "streamed_repeats": a.streamed_repeats, "target_max_rel_err": 2e-4,
               "model": "LeNet-5 (61,706 parameters), seeded, trained one epoch (Adam, batch 64) "
                        "on the first 10,000 MNIST training images, TorchScript",
-              "load_avg_start": os.getloadavg(),
+              "load_avg_start": os.getloadavg(), "ceilings": ceilings,
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": []}
 
     def save():
@@ -95,7 +97,9 @@ def main():
                      "iterations": fit["profile"]["iterations"],
                      "estimated_error": fit["profile"]["estimated_error"],
                      "max_rel_err": err, "profile": fit["profile"],
-                     "svd": fit["plan"]["svd"], "method_note": fit["method_note"]})
+                     "svd": fit["plan"]["svd"], "method_note": fit["method_note"],
+                     "floor_s": floor_s(fit),
+                     "gemm_floor_s": fit["profile"]["product_flops"] / (ceilings["gemm_gflops"] * 1e9)})
                 s, rss, stdout, _ = peak_rss_cmd([sys.executable, USER, "--model", model,
                                                   "--n", str(n), "--mode", mode,
                                                   "--oversample", str(a.user_oversample)])
@@ -125,19 +129,32 @@ def main():
     print_table(report)
 
 
+def floor_s(fit):
+    """The copy-rate floor of the products: each pass over V reads its bytes once, at the rate
+    a large copy moves bytes (read + written); the products stage can go no faster."""
+    return fit["profile"]["passes"] * fit["plan"]["v_bytes"] / (floor_s.copy_gbs * 1e9)
+
+
 def print_table(report):
     print("| N | mode | implementation | fit s (min) | median | passes over V | max rel. err. "
-          "top-32 σ | user / nfk |")
-    print("|---:|---|---|---:|---:|---:|---:|---:|")
+          "top-32 σ | user / nfk | products s | copy floor s | GEMM floor s |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = report["rows"]
     for r in rows:
         if "impl" not in r or r["impl"] == "reference":
             continue
         ratio = [x["user_over_nfk_min"] for x in rows
                  if x.get("ratio") == r["mode"] and x["n"] == r["n"]]
-        print("| %d | %s | %s | %.2f | %.2f | %d | %.1e | %s |" % (
+        best = min(r["runs"], key=lambda x: x["seconds"])
+        products = best.get("profile", {}).get("products_s")
+        floor = best.get("floor_s")
+        gemm = best.get("gemm_floor_s")
+        print("| %d | %s | %s | %.2f | %.2f | %d | %.1e | %s | %s | %s | %s |" % (
             r["n"], r["mode"], r["impl"], r["min_s"], r["median_s"], r["passes"],
-            r["max_rel_err"], "%.2f×" % ratio[0] if ratio and r["impl"] == "nfk" else ""))
+            r["max_rel_err"], "%.2f×" % ratio[0] if ratio and r["impl"] == "nfk" else "",
+            "%.2f" % products if products is not None else "",
+            "%.2f" % floor if floor is not None and r["mode"] == "resident" else "",
+            "%.2f" % gemm if gemm is not None else ""))
 
 
 if __name__ == "__main__":

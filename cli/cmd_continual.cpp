@@ -105,7 +105,7 @@ void run(const ContinualFlags& f) {
       {"lambda_grid", grid},
       {"lambda", chosen},
       {"lambda_chosen_on", "mean final validation accuracy over seeds"},
-      {"network", {{"mlp_hidden", f.train.hidden}, {"activation", "tanh"}}},
+      {"network", {{"mlp_hidden", f.train.hidden}, {"activation", f.train.activation}}},
       {"epochs_per_task", f.train.epochs},
       {"batch_size", f.train.batch_size},
       {"learning_rate", f.train.learning_rate},
@@ -145,15 +145,15 @@ void add_continual_command(CLI::App& app) {
       ->check(CLI::IsMember({"task", "class"}))
       ->capture_default_str();
   cmd->add_option("--method", f->method, "finetune | l2 | ewc | online-ewc")
-      ->check(CLI::IsMember({"finetune", "l2", "ewc", "online-ewc"}))
+      ->check(CLI::IsMember(nfk::continual_method_names().all()))
       ->capture_default_str();
   cmd->add_option("--fisher", f->fisher,
                   "EWC's Fisher: true | mc | empirical | batched (the squared batch-mean "
                   "gradient: not a Fisher, offered to show the difference)")
-      ->check(CLI::IsMember({"true", "mc", "empirical", "batched"}))
+      ->check(CLI::IsMember(nfk::fisher_estimator_names().all()))
       ->capture_default_str();
   cmd->add_option("--form", f->form, "EWC's Fisher form: diag, kfac (per layer A and G) or ekfac")
-      ->check(CLI::IsMember({"diag", "kfac", "ekfac"}))
+      ->check(CLI::IsMember(nfk::fisher_form_names().all()))
       ->capture_default_str();
   cmd->add_option("--lambda", f->lambdas,
                   "lambda, or a comma-separated grid chosen on the validation split")
@@ -195,6 +195,9 @@ void add_continual_command(CLI::App& app) {
   cmd->add_option("--hidden", f->train.hidden, "MLP hidden widths, comma-separated")
       ->delimiter(',')
       ->check(count_in(1, 1 << 16))
+      ->capture_default_str();
+  cmd->add_option("--activation", f->train.activation, "MLP hidden-layer activation")
+      ->check(CLI::IsMember({"tanh", "relu"}))
       ->capture_default_str();
   cmd->add_option("--train-examples", f->bench.train_examples,
                   "Training examples per task before the validation split (0: all)")

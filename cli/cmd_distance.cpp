@@ -6,14 +6,14 @@
 #include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "nfk/distance.h"
-#include "nfk/image.h"
+#include "figures.h"
 
 namespace nfk::cli {
 namespace {
 
 struct Flags {
   std::string projector, a, b, model, data, labels, heatmap, out;
-  int64_t batch_size = 256, cell_pixels = 32;
+  int64_t batch_size = 256;
   bool pairwise = false, json = false, quiet = false;
 };
 
@@ -63,7 +63,11 @@ void class_distances(const Flags& f, Projector& proj, ScoreModel& model, Progres
   {
     OutputGroup outputs;  // both or neither
     if (!f.out.empty()) write_npy(f.out, d);
-    if (!f.heatmap.empty()) write_png(f.heatmap, heatmap_image(d, f.cell_pixels));
+    if (!f.heatmap.empty()) {
+      std::vector<std::string> names;
+      for (int64_t c = 0; c < d.size(0); ++c) names.push_back(std::to_string(c));
+      plot_class_distances(f.heatmap, d, names);
+    }
     outputs.commit();
   }
   if (f.json) {
@@ -100,8 +104,9 @@ void add_distance_command(CLI::App& app) {
                 "With --a/--b: every example-to-example distance [N_A, N_B] to --out");
   cmd->add_option("--data", f->data, "A labelled set: distances between its class means");
   cmd->add_option("--labels", f->labels, "Labels of --data if it carries none (.npy/IDX/set)");
-  cmd->add_option("--heatmap", f->heatmap, "With --data: the class distance matrix as a PNG");
-  cmd->add_option("--cell-pixels", f->cell_pixels, "Heat-map cell size")->capture_default_str();
+  cmd->add_option("--heatmap", f->heatmap,
+                  "With --data: the class distance matrix as a heat map (.png, .svg or .pdf, "
+                  "matplotlib)");
   cmd->add_option("--out", f->out, "Distance matrix .npy (--pairwise: required; --data: optional)");
   cmd->add_option("--model", f->model, "Model file if it moved since the fit (hash checked)");
   cmd->add_option("--batch-size", f->batch_size, "Examples per batch")
@@ -117,6 +122,7 @@ void add_distance_command(CLI::App& app) {
     auto proj = load_projector(f->projector);
     check_outputs({f->out, f->heatmap}, {f->projector, f->a, f->b, f->data, f->labels, f->model,
                                          proj.model.model_path, proj.model.generator_path});
+    check_figure("--heatmap", f->heatmap);
     auto model = load_projector_model(proj, f->model);
     ProgressLine progress("distance", f->quiet || f->json);
     if (sets) {

@@ -125,7 +125,7 @@ void run(const DistillFlags& f) {
   std::vector<std::string> outputs = {result_path, targets_path, f.out + "/teacher_nfk.nfk"};
   for (int64_t s = 0; s < f.seeds; ++s) {
     fs::create_directories(seed_dir(f, s));
-    for (const char* file : {"student.pt", "head.pt", "train_log.json"})
+    for (const char* file : {"student.zoo", "head.zoo", "train_log.json"})
       outputs.push_back(seed_dir(f, s) + "/" + file);
   }
   check_outputs(outputs, {f.teacher, f.projector, f.targets, f.data, f.test_data, f.train_labels,
@@ -246,7 +246,7 @@ void add_distill_command(CLI::App& app) {
   cmd->add_option("--method", f->method,
                   "none: CE only | kd: a*CE + (1-a)*T^2*KL(teacher/T || student/T) | nfkd: a*CE + "
                   "(1-a)*L_t(head(features), Q_t)")
-      ->check(CLI::IsMember({"none", "kd", "nfkd"}))
+      ->check(CLI::IsMember(nfk::distill_method_names().all()))
       ->capture_default_str();
   cmd->add_option("--student-arch", f->arch, "Student: mlp (tanh), lenet5 or wrn")
       ->check(CLI::IsMember({"mlp", "lenet5", "wrn"}))
@@ -266,7 +266,7 @@ void add_distill_command(CLI::App& app) {
       ->check(finite_in(-1e-300, 1))
       ->capture_default_str();
   cmd->add_option("--loss", f->loss, "nfkd: L_t, l2 (squared distance) or cosine (1 - cos)")
-      ->check(CLI::IsMember({"l2", "cosine"}))
+      ->check(CLI::IsMember(nfk::target_loss_names().all()))
       ->capture_default_str();
   cmd->add_option("--temperature", f->temperature, "kd: softmax temperature T")
       ->check(finite_in(0, 1000))
@@ -318,7 +318,7 @@ void add_distill_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--no-resume", f->no_resume, "Start every student afresh (no checkpoint resume)");
   cmd->add_option("--out", f->out,
-                  "Output folder: result.json, seed_S/ (student.pt, head.pt, train_log.json), "
+                  "Output folder: result.json, seed_S/ (student.zoo, head.zoo, train_log.json), "
                   "nfkd: nfk_targets.npy (e(x), unscaled) and teacher_nfk.nfk")
       ->required();
   cmd->add_flag("--quiet", f->quiet, "No plan, progress or per-seed lines");

@@ -205,7 +205,7 @@ void add_fisher_command(CLI::App& app) {
   cmd->add_option("--form", f->form,
                   "--conditional: diag (an .npy [P] in parameter order), kfac (per Linear/Conv2d "
                   "layer A and G, one .npz) or ekfac (K-FAC's eigenbases and re-fitted scalings)")
-      ->check(CLI::IsMember({"diag", "kfac", "ekfac"}))
+      ->check(CLI::IsMember(nfk::fisher_form_names().all()))
       ->capture_default_str();
   cmd->add_flag("--stats", f->stats,
                 "--conditional: also trace, top eigenvalues, effective ranks, sloppy share");

@@ -18,6 +18,7 @@ struct FitFlags {
   int64_t reference_samples = 0, memory_budget_mib = 4096;
   double fisher_floor = 1e-8;
   std::string tol = "auto";
+  std::string solver = "auto";
   bool quiet = false, json = false, resume = false, embed_model = false;
 };
 
@@ -66,6 +67,7 @@ void run_fit(const FitFlags& f, dist::Group& group) {
   o.method = parse_fit_method(f.method);
   o.svd = {f.rank, f.oversample, f.power_iters};
   o.svd.tol = f.tol == "auto" ? -1.0 : std::stod(f.tol);
+  o.svd.solver = nfk::parse_svd_solver(f.solver);
   o.fisher.estimator = parse_estimator(f.estimator);
   o.fisher.reference_samples = f.reference_samples;
   o.fisher.floor = f.fisher_floor;
@@ -177,6 +179,13 @@ void add_fit_command(CLI::App& app) {
           },
           "auto|[0,1)"))
       ->capture_default_str();
+  cmd->add_option("--solver", f->solver,
+                  "The randomized SVD's iteration: subspace (power iterations, keeps the last "
+                  "block), block-krylov (keeps every block and takes the SVD of their span: the "
+                  "same accuracy in fewer passes on slowly decaying spectra, more memory), auto "
+                  "(block Krylov where its basis fits 1 GiB or a quarter of --memory-budget)")
+      ->check(CLI::IsMember(nfk::svd_solver_names().all()))
+      ->capture_default_str();
   cmd->add_option(
          "--method", f->method,
          "auto | exact (Gram eigendecomposition) | per-example (GEMMs on per-example gradients: "
@@ -184,7 +193,7 @@ void add_fit_command(CLI::App& app) {
          "matrix-free (streaming JVP/VJP) | sketch (single-pass sketch on per-example "
          "gradients: V read once after the Fisher statistics, no power iterations, less "
          "accurate on flat spectra)")
-      ->check(CLI::IsMember({"auto", "exact", "per-example", "matrix-free", "sketch"}))
+      ->check(CLI::IsMember(nfk::fit_method_names().all()))
       ->capture_default_str();
   cmd->add_option(
          "--memory-budget", f->memory_budget_mib,

@@ -4,11 +4,11 @@
 
 #include "commands.h"
 #include "common.h"
+#include "figures.h"
 #include "nfk/output_files.h"
 #include "nfk/data.h"
 #include "nfk/features.h"
 #include "nfk/gan_eval.h"
-#include "nfk/image.h"
 
 namespace nfk::cli {
 namespace {
@@ -39,18 +39,27 @@ void add_monitor(CLI::App& app) {
   cmd->add_option("--batch-size", f->monitor.batch_size, "Examples per batch")
       ->capture_default_str();
   cmd->add_option("--device", f->device, "cpu or cuda")->capture_default_str();
-  cmd->add_option("--plot", f->plot, "PNG: train and test Fisher similarity by epoch");
+  cmd->add_option("--plot", f->plot,
+                  "Also draw the train and test Fisher similarity by epoch (.png, .svg or .pdf; "
+                  "matplotlib)");
   cmd->add_flag("--json", f->json, "Print one JSON object {points: [...]}");
   cmd->add_flag("--quiet", f->quiet, "No progress line");
   cmd->callback([f] {
     check_outputs({f->plot}, {f->train, f->test});
+    check_figure("--plot", f->plot);
     f->monitor.device = parse_device(f->device);
     auto train = load_dataset(f->train).inputs, test = load_dataset(f->test).inputs;
     ProgressLine progress("monitor", f->quiet || f->json);
     auto points = monitor_gan_snapshots(f->snapshots, train, test, f->monitor, progress.fn());
     progress.finish();
     if (!f->plot.empty()) {
-      write_png(f->plot, gan_monitor_plot(points, "GAN monitoring: Fisher similarity"));
+      nlohmann::json history = nlohmann::json::array();
+      for (const auto& p : points) {
+        history.push_back({{"epoch", p.epoch},
+                           {"train_similarity", p.train_similarity},
+                           {"test_similarity", p.test_similarity}});
+      }
+      plot_monitor(f->plot, history, "GAN monitoring: Fisher similarity");
     }
     if (f->json) {
       nlohmann::json out = {{"points", nlohmann::json::array()}};
@@ -103,7 +112,8 @@ void add_invert(CLI::App& app) {
   cmd->add_option("--batch-size", f->inversion.batch_size, "Examples per batch")
       ->capture_default_str();
   cmd->add_option("--grid", f->grid,
-                  "PNG: rows of real images, NFK-inversion reconstructions, PCA reconstructions");
+                  "A figure (.png, .svg or .pdf; matplotlib): rows of real images, NFK-inversion "
+                  "reconstructions, PCA reconstructions");
   cmd->add_option("--count", f->count, "Images per row of --grid")->capture_default_str();
   cmd->add_flag("--json", f->json, "Print one JSON object");
   cmd->add_flag("--quiet", f->quiet, "No progress line");
@@ -111,6 +121,7 @@ void add_invert(CLI::App& app) {
     auto proj = load_projector(f->projector);
     check_outputs({f->grid}, {f->projector, f->data, f->pca_data, proj.model.model_path,
                               proj.model.generator_path});
+    check_figure("--grid", f->grid);
     auto gan = load_projector_model(proj);
     TORCH_CHECK(!proj.model.generator_path.empty(), "nfk: the projector names no generator");
     auto generator = load_network(proj.model.generator_path);
@@ -130,9 +141,9 @@ void add_invert(CLI::App& app) {
     const double pca_mse = (pca_rec - real).square().mean().item<double>();
     if (!f->grid.empty()) {
       const int64_t n = std::min(f->count, real.size(0));
-      write_png(f->grid, image_grid(torch::cat({real.slice(0, 0, n), nfk_rec.slice(0, 0, n),
-                                                pca_rec.slice(0, 0, n)}),
-                                    n));
+      plot_images(f->grid,
+                  torch::cat({real.slice(0, 0, n), nfk_rec.slice(0, 0, n), pca_rec.slice(0, 0, n)}),
+                  n);
     }
     if (f->json) {
       nlohmann::json out = {{"nfk_mse", nfk_mse},

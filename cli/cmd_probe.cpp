@@ -4,10 +4,10 @@
 
 #include "commands.h"
 #include "common.h"
-#include "nfk/output_files.h"
+#include "figures.h"
 #include "nfk/data.h"
-#include "nfk/image.h"
 #include "nfk/knn.h"
+#include "nfk/output_files.h"
 #include "nfk/probe.h"
 #include "nfk/semi_supervised.h"
 
@@ -118,6 +118,25 @@ void add_probe(CLI::App& app) {
   });
 }
 
+// The first `rows` queries, each followed by its k nearest train images, nearest first:
+// [rows·(1 + k), C, H, W], drawn 1 + k per row.
+torch::Tensor neighbour_rows(const torch::Tensor& query_images, const torch::Tensor& train_images,
+                             const torch::Tensor& neighbors, int64_t rows) {
+  TORCH_CHECK(query_images.dim() == 4 && train_images.dim() == 4 &&
+                  query_images.sizes().slice(1) == train_images.sizes().slice(1),
+              "nfk: --grid needs --train-images and --test-images of images of one shape "
+              "[N, C, H, W], got ", train_images.sizes(), " and ", query_images.sizes());
+  rows = std::min(rows, query_images.size(0));
+  TORCH_CHECK(rows > 0, "nfk: --grid needs at least one query row");
+  std::vector<torch::Tensor> tiles;
+  for (int64_t i = 0; i < rows; ++i) {
+    tiles.push_back(query_images.slice(0, i, i + 1).to(torch::kFloat32));
+    tiles.push_back(
+        train_images.index_select(0, neighbors[i].to(torch::kLong)).to(torch::kFloat32));
+  }
+  return torch::cat(tiles);
+}
+
 void add_knn(CLI::App& app) {
   struct Flags {
     SplitFlags split;
@@ -134,10 +153,10 @@ void add_knn(CLI::App& app) {
   f->split.add_to(cmd);
   cmd->add_option("--k", f->knn.k, "Neighbours that vote")->capture_default_str();
   cmd->add_option("--metric", f->metric, "cosine or euclidean")
-      ->check(CLI::IsMember({"cosine", "euclidean"}))
+      ->check(CLI::IsMember(nfk::knn_metric_names().all()))
       ->capture_default_str();
   cmd->add_option("--grid", f->grid,
-                  "PNG: one row per query (first --queries test examples): the query, then its "
+                  "A figure (.png, .svg or .pdf; matplotlib): one row per query (first --queries test examples): the query, then its "
                   "k nearest train images, nearest first");
   cmd->add_option("--train-images", f->train_images, "Images of the train rows (for --grid)");
   cmd->add_option("--test-images", f->test_images, "Images of the test rows (for --grid)");
@@ -149,6 +168,7 @@ void add_knn(CLI::App& app) {
                 "nfk: --grid needs --train-images and --test-images");
     check_outputs({f->grid}, {f->split.train, f->split.test, f->split.train_labels,
                               f->split.test_labels, f->train_images, f->test_images});
+    check_figure("--grid", f->grid);
     auto train = load_labelled(f->split.train, f->split.train_labels);
     auto test = load_labelled(f->split.test, f->split.test_labels);
     auto r = knn_classify(train.features, train.labels, test.features, f->knn);
@@ -159,7 +179,8 @@ void add_knn(CLI::App& app) {
       TORCH_CHECK(
           train_img.size(0) == train.features.size(0) && test_img.size(0) == test.features.size(0),
           "nfk: --train-images/--test-images must have as many rows as the features");
-      write_png(f->grid, neighbor_grid(test_img, train_img, r.neighbors, f->queries));
+      plot_images(f->grid, neighbour_rows(test_img, train_img, r.neighbors, f->queries),
+                  1 + r.neighbors.size(1));
     }
     if (f->json) {
       nlohmann::json out = {{"test_accuracy", acc},

@@ -2,9 +2,9 @@
 
 #include "commands.h"
 #include "common.h"
+#include "figures.h"
 #include "nfk/output_files.h"
 #include "nfk/embed.h"
-#include "nfk/plot.h"
 
 namespace nfk::cli {
 
@@ -21,12 +21,15 @@ void add_spectrum_command(CLI::App& app) {
   cmd->add_flag("--json", f->json,
                 "Print one JSON object (singular_values, eigenvalues, explained_variance_ratio, "
                 "rank, method, dtype, n_examples, n_params, ...)");
-  cmd->add_option("--plot", f->plot, "Also draw the spectrum to this .svg file");
+  cmd->add_option("--plot", f->plot,
+                  "Also draw the spectrum (sigma^2 bars, cumulative explained variance) to this "
+                  ".png, .svg or .pdf file (matplotlib, through nfk's Python plotting module)");
   cmd->callback([f] {
     check_outputs({f->plot}, {f->projector});
+    check_figure("--plot", f->plot);
     auto proj = load_projector(f->projector);
-    if (!f->plot.empty()) write_spectrum_plot(f->plot, proj);
     auto j = proj.spectrum_json();
+    if (!f->plot.empty()) plot_spectrum(f->plot, j);
     if (f->json) {
       std::printf("%s\n", j.dump().c_str());
       return;

@@ -17,7 +17,7 @@ void add_train_classifier(CLI::App* train) {
   auto* cmd = train->add_subcommand(
       "classifier",
       "Train a classifier by cross-entropy (Adam, SGD, or natural gradient: ngd-diag, kfac); "
-      "writes DIR/classifier.pt");
+      "writes DIR/classifier.zoo");
   f->run.add_to(cmd, /*default_epochs=*/1, /*default_batch=*/64);
   cmd->add_option("--arch", f->options.arch, "Architecture")
       ->check(CLI::IsMember({"lenet5", "mlp", "wrn"}))
@@ -94,7 +94,7 @@ void add_train_classifier(CLI::App* train) {
     if (log.contains("test_accuracy")) {
       std::printf(", test accuracy %.2f%%", 100 * log["test_accuracy"].get<double>());
     }
-    std::printf("; wrote %s/classifier.pt in %.1f s\n", run.out_dir.c_str(), seconds_since(t0));
+    std::printf("; wrote %s/classifier.zoo in %.1f s\n", run.out_dir.c_str(), seconds_since(t0));
   });
 }
 

@@ -1,6 +1,6 @@
 #include <cstdio>
 
-#include "nfk/image.h"
+#include "figures.h"
 #include "nfk/zoo_generative.h"
 #include "train_common.h"
 
@@ -16,7 +16,7 @@ void add_train_density(CLI::App* train) {
   auto* cmd = train->add_subcommand(
       "density",
       "Train a MADE density model (exact log p) by maximum likelihood (Adam); writes "
-      "DIR/density.pt and DIR/samples.png");
+      "DIR/density.zoo and DIR/samples.png");
   f->run.add_to(cmd, /*default_epochs=*/5, /*default_batch=*/64);
   cmd->add_option("--arch", f->options.arch, "Architecture")
       ->check(CLI::IsMember({"made"}))
@@ -43,13 +43,13 @@ void add_train_density(CLI::App* train) {
     auto log = train_density(train_set, test, run, f->options, progress.fn());
     progress.finish();
 
-    ZooModule zoo = load_zoo_module(run.out_dir + "/density.pt");
+    ZooModule zoo = load_zoo_module(run.out_dir + "/density.zoo");
     MadeImpl& made = as_made(zoo);
     made.eval();
     std::string images;
-    if (made.options.channels() == 1 || made.options.channels() == 3) {
+    if ((made.options.channels() == 1 || made.options.channels() == 3) && pictures_possible()) {
       torch::manual_seed(run.seed);
-      write_png(run.out_dir + "/samples.png", image_grid(made.sample(64).clamp(0, 1), 8));
+      plot_images(run.out_dir + "/samples.png", made.sample(64).clamp(0, 1), 8);
       images = ", samples.png";
     }
 
@@ -65,7 +65,7 @@ void add_train_density(CLI::App* train) {
     if (log.contains("test_bits_per_dim")) {
       std::printf(" (%.3f bits/dim)", log["test_bits_per_dim"].get<double>());
     }
-    std::printf("; wrote %s/density.pt%s in %.1f s\n", run.out_dir.c_str(), images.c_str(),
+    std::printf("; wrote %s/density.zoo%s in %.1f s\n", run.out_dir.c_str(), images.c_str(),
                 seconds_since(t0));
   });
 }

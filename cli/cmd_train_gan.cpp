@@ -1,7 +1,7 @@
 #include <cstdio>
 
 #include "nfk/gan_eval.h"
-#include "nfk/image.h"
+#include "figures.h"
 #include "train_common.h"
 
 namespace nfk::cli {
@@ -10,12 +10,13 @@ namespace {
 
 // 64 samples of the EMA generator `g`, drawn from epoch_generator(seed, 2, 0), as an 8-wide grid.
 void write_samples(const ZooModule& g, int64_t latent_dim, uint64_t seed, const std::string& path) {
+  if (!pictures_possible()) return;
   torch::NoGradGuard no_grad;
   g.module->eval();
   auto gen = epoch_generator(seed, /*stream=*/2, 0);
   const auto device = g.module->parameters().front().device();
   auto h = at::normal(0.0, 1.0, {64, latent_dim}, gen).to(device);
-  write_png(path, image_grid(g.forward(h).cpu(), /*columns=*/8));
+  plot_images(path, g.forward(h).cpu(), /*columns=*/8);
 }
 
 }  // namespace
@@ -31,7 +32,7 @@ void add_train_gan(CLI::App* train) {
   auto* cmd = train->add_subcommand(
       "gan",
       "Train a DCGAN as a variational EBM (AFV): D(x) = -E(x) models the data, G samples "
-      "from it; writes DIR/discriminator.pt and DIR/generator.pt (EMA)");
+      "from it; writes DIR/discriminator.zoo and DIR/generator.zoo (EMA)");
   f->run.add_to(cmd, /*default_epochs=*/10, /*default_batch=*/64);
   auto& o = f->options;
   cmd->add_option("--latent-dim", o.latent_dim, "Dimension of h ~ N(0, I)")->capture_default_str();
@@ -98,7 +99,7 @@ void add_train_gan(CLI::App* train) {
     ProgressLine progress("train", f->run.quiet);
     auto log = train_gan(train_set, run, f->options, progress.fn(), hooks);
     progress.finish();
-    ZooModule g_ema = load_zoo_module(run.out_dir + "/generator.pt");
+    ZooModule g_ema = load_zoo_module(run.out_dir + "/generator.zoo");
     g_ema.module->to(run.device);
     write_samples(g_ema, f->options.latent_dim, run.seed, run.out_dir + "/samples.png");
     if (f->run.quiet) return;
@@ -111,7 +112,7 @@ void add_train_gan(CLI::App* train) {
         std::printf(", Fisher similarity %.4f", last["fisher_similarity"].get<double>());
       }
     }
-    std::printf("; wrote %s/{discriminator,generator}.pt in %.1f s\n", run.out_dir.c_str(),
+    std::printf("; wrote %s/{discriminator,generator}.zoo in %.1f s\n", run.out_dir.c_str(),
                 seconds_since(t0));
   });
 }

@@ -1,6 +1,6 @@
 #include <cstdio>
 
-#include "nfk/image.h"
+#include "figures.h"
 #include "nfk/zoo_generative.h"
 #include "train_common.h"
 
@@ -11,7 +11,7 @@ namespace {
 // 64 samples, and 32 images (held-out if given) in rows of 8 above their reconstructions.
 void write_pictures(VaeImpl& vae, const torch::Tensor& src, const TrainRun& run) {
   torch::manual_seed(run.seed);
-  write_png(run.out_dir + "/samples.png", image_grid(vae.sample(64), 8));
+  plot_images(run.out_dir + "/samples.png", vae.sample(64), 8);
   auto originals = src.slice(0, 0, std::min<int64_t>(32, src.size(0)));
   auto recon = vae.reconstruct(originals);
   std::vector<torch::Tensor> rows;
@@ -20,7 +20,7 @@ void write_pictures(VaeImpl& vae, const torch::Tensor& src, const TrainRun& run)
     rows.push_back(originals.slice(0, r, e));
     rows.push_back(recon.slice(0, r, e));
   }
-  write_png(run.out_dir + "/reconstructions.png", image_grid(torch::cat(rows), 8));
+  plot_images(run.out_dir + "/reconstructions.png", torch::cat(rows), 8);
 }
 
 }  // namespace
@@ -33,7 +33,7 @@ void add_train_vae(CLI::App* train) {
   auto f = std::make_shared<Flags>();
   auto* cmd = train->add_subcommand(
       "vae",
-      "Train a convolutional VAE by maximising the ELBO (Adam); writes DIR/vae.pt, "
+      "Train a convolutional VAE by maximising the ELBO (Adam); writes DIR/vae.zoo, "
       "DIR/samples.png and DIR/reconstructions.png");
   f->run.add_to(cmd, /*default_epochs=*/5, /*default_batch=*/64);
   cmd->add_option("--latent-dim", f->options.latent_dim, "Dimension of the latent Gaussian")
@@ -63,10 +63,11 @@ void add_train_vae(CLI::App* train) {
     progress.finish();
 
     // Pictures: 64 samples, and 32 held-out (else training) images above their reconstructions.
-    ZooModule zoo = load_zoo_module(run.out_dir + "/vae.pt");
+    ZooModule zoo = load_zoo_module(run.out_dir + "/vae.zoo");
     VaeImpl& vae = as_vae(zoo);
     vae.eval();
-    const bool pictures = vae.options.channels() == 1 || vae.options.channels() == 3;
+    const bool pictures =
+        (vae.options.channels() == 1 || vae.options.channels() == 3) && pictures_possible();
     if (pictures)
       write_pictures(
           vae, test.inputs.defined() && test.inputs.size(0) > 0 ? test.inputs : train_set.inputs,
@@ -87,7 +88,7 @@ void add_train_vae(CLI::App* train) {
                   static_cast<long long>(log["test_iwae_examples"].get<int64_t>()),
                   log["test_iwae"].get<double>());
     }
-    std::printf("; wrote %s/vae.pt%s in %.1f s\n", run.out_dir.c_str(),
+    std::printf("; wrote %s/vae.zoo%s in %.1f s\n", run.out_dir.c_str(),
                 pictures ? ", samples.png, reconstructions.png" : "", seconds_since(t0));
   });
 }

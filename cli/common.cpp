@@ -51,7 +51,7 @@ void ModelFlags::add_to(CLI::App* app) {
                   "vae (elbo(x)), density (log_prob(x)), score (forward(x) -> [B]), ntk "
                   "(forward(x), no centring/scaling)")
       ->required()
-      ->check(CLI::IsMember({"classifier", "gan", "vae", "density", "score", "ntk"}));
+      ->check(CLI::IsMember(nfk::model_kind_names().all()));
   app->add_option(
       "--generator", generator,
       "gan only: generator G(h) -> x whose samples centre the score and give the Fisher");

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "common.h"
 #include "nfk/messages.h"
+#include "nfk/run_options.h"
 #ifdef C10_USE_GLOG
 #include <glog/logging.h>
 #endif
@@ -60,6 +61,7 @@ int main(int argc, char** argv) {
   nfk::cli::add_train_command(app);
   nfk::cli::set_command_line(argc, argv);
   quiet_library_logging();
+  nfk::use_available_cpus();
   nfk::OneLineWarnings warnings([](const std::string& line) {
     // Every rank of a distributed run would say the same: rank 0 speaks for them.
     const char* rank = std::getenv("RANK");

@@ -153,7 +153,7 @@ TEST(Distill, TheTrainerDifferentiatesTheDistillationObjective) {
       auto log = train(name, data, o, teacher, 1, n);
       const double logged = log["epochs"][0]["loss"].get<double>();
 
-      auto student = load_zoo_module(test::temp_dir(name + "_init") + "/student.pt");
+      auto student = load_zoo_module(test::temp_dir(name + "_init") + "/student.zoo");
       student.module->to(torch::kFloat64);
       student.module->eval();
       torch::NoGradGuard no_grad;
@@ -162,7 +162,7 @@ TEST(Distill, TheTrainerDifferentiatesTheDistillationObjective) {
       auto logits = student.forward(x);
       torch::Tensor head_out;
       if (method == DistillMethod::kNfkd) {
-        auto head = load_zoo_module(test::temp_dir(name + "_init") + "/head.pt");
+        auto head = load_zoo_module(test::temp_dir(name + "_init") + "/head.zoo");
         head.module->to(torch::kFloat64);
         head_out = head.forward(features);
       }
@@ -213,7 +213,7 @@ TEST(Distill, ReducedLabelsNeverReadTheHiddenLabels) {
   auto labelled = random_subset(n, o.labels, o.label_seed);
   auto weights = [&](const Dataset& d, const std::string& name) {
     train(name, d, o, teacher, 2, 8);
-    auto m = load_zoo_module(test::temp_dir(name) + "/student.pt");
+    auto m = load_zoo_module(test::temp_dir(name) + "/student.zoo");
     std::vector<torch::Tensor> flat;
     for (const auto& p : m.module->parameters()) flat.push_back(p.flatten());
     return torch::cat(flat);

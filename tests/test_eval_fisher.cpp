@@ -175,8 +175,8 @@ TEST(GanEval, FisherSimilarityMatchesTheExplicitJacobian) {
 GanMonitorPoint explicit_monitor_point(const std::string& snapshot, const torch::Tensor& train,
                                        const torch::Tensor& test, const GanMonitorOptions& o) {
   ModelOptions mo;
-  mo.model_path = snapshot + "/discriminator.pt";
-  mo.generator_path = snapshot + "/generator.pt";
+  mo.model_path = snapshot + "/discriminator.zoo";
+  mo.generator_path = snapshot + "/generator.zoo";
   mo.latent_dim = 6;
   auto model = load_score_model(ModelKind::kGan, mo);
   auto jg = test::explicit_jacobian(model, model.sample(o.samples, o.seed), 1).to(torch::kFloat64);
@@ -205,12 +205,12 @@ TEST(GanEval, MonitorReadsSnapshotsInEpochOrder) {
     std::snprintf(name, sizeof(name), "/snap/epoch_%04lld", static_cast<long long>(epoch));
     std::filesystem::create_directories(dir + name);
     if (epoch == 4) {
-      std::filesystem::copy_file(c.options.model_path, dir + name + "/discriminator.pt",
+      std::filesystem::copy_file(c.options.model_path, dir + name + "/discriminator.zoo",
                                  std::filesystem::copy_options::overwrite_existing);
     } else {
       test::save_zoo(dir + name, "discriminator", "dcgan-d", {{"image_size", 12}, {"width", 4}}, 5);
     }
-    std::filesystem::copy_file(c.options.generator_path, dir + name + "/generator.pt",
+    std::filesystem::copy_file(c.options.generator_path, dir + name + "/generator.zoo",
                                std::filesystem::copy_options::overwrite_existing);
   }
   GanMonitorOptions o;
@@ -246,8 +246,6 @@ TEST(GanEval, MonitorReadsSnapshotsInEpochOrder) {
   }
   // The two discriminators see the sets differently: the points are not one repeated value.
   EXPECT_GT(std::abs(pts[0].test_distance - pts[1].test_distance), 1e-3 * pts[1].test_distance);
-  auto img = gan_monitor_plot(pts, "test");
-  EXPECT_EQ(img.dim(), 3);
   EXPECT_THROW(monitor_gan_snapshots(dir + "/missing", x, x, o), c10::Error);
 }
 

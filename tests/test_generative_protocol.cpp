@@ -16,10 +16,10 @@ TEST(GenerativeZoo, ArchivesRoundTripBitExactly) {
   const auto dir = test::temp_dir("gen_archive");
   auto vae = tiny_vae("gaussian");
   auto made = tiny_made(1, 4, {8, 8});
-  save_zoo_module(dir + "/vae.pt", vae);
-  save_zoo_module(dir + "/made.pt", made);
-  auto vae2 = load_zoo_module(dir + "/vae.pt");
-  auto made2 = load_zoo_module(dir + "/made.pt");
+  save_zoo_module(dir + "/vae.zoo", vae);
+  save_zoo_module(dir + "/made.zoo", made);
+  auto vae2 = load_zoo_module(dir + "/vae.zoo");
+  auto made2 = load_zoo_module(dir + "/made.zoo");
   EXPECT_EQ(vae2.arch, "vae");
   EXPECT_EQ(vae2.options, vae.options);
   EXPECT_EQ(made2.options, made.options);
@@ -39,7 +39,7 @@ TEST(GenerativeZoo, ArchivesRoundTripBitExactly) {
 ScoreModel as_score_model(ModelKind kind, const ZooModule& zoo, const std::string& dir) {
   ModelOptions o;
   o.dtype = torch::kFloat64;
-  o.model_path = dir + "/" + zoo.arch + ".pt";
+  o.model_path = dir + "/" + zoo.arch + ".zoo";
   o.seed = 7;
   save_zoo_module(o.model_path, zoo);
   return load_score_model(kind, o, test::test_inputs(2));

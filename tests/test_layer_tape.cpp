@@ -1,8 +1,8 @@
 // The per-example fast path (layer tape: one backward per batch) against the explicit
 // per-example loop, in float64, for every supported layer type and the zoo; and the fallback
 // to the loop, never a wrong answer, where the tape does not cover a model.
+#include "models/tape_record.h"
 #include "nfk/fisher.h"
-#include "nfk/layer_tape.h"
 #include "nfk/zoo.h"
 #include "support.h"
 

@@ -59,7 +59,7 @@ TEST(TrainClassifier, LossFallsAndResumeRepeatsTheCurve) {
   train_classifier(data, data, tiny_run(dir + "/split", 1), o);
   auto resumed = train_classifier(data, data, tiny_run(dir + "/split", 3), o);
   EXPECT_EQ(resumed["epochs"].dump(), full["epochs"].dump());
-  EXPECT_TRUE(same_weights(dir + "/full/classifier.pt", dir + "/split/classifier.pt"));
+  EXPECT_TRUE(same_weights(dir + "/full/classifier.zoo", dir + "/split/classifier.zoo"));
 }
 
 // The Fisher-similarity monitor of eval/, wired into the loop as the CLI does it.
@@ -96,8 +96,8 @@ TEST(TrainGan, LossesAreFiniteMonitoringRunsAndResumeRepeatsTheCurve) {
   train_gan(data, tiny_run(dir + "/split", 1), o, {}, hooks);
   auto resumed = train_gan(data, tiny_run(dir + "/split", 2), o, {}, hooks);
   EXPECT_EQ(resumed["epochs"].dump(), full["epochs"].dump());
-  EXPECT_TRUE(same_weights(dir + "/full/discriminator.pt", dir + "/split/discriminator.pt"));
-  EXPECT_TRUE(same_weights(dir + "/full/generator.pt", dir + "/split/generator.pt"));
+  EXPECT_TRUE(same_weights(dir + "/full/discriminator.zoo", dir + "/split/discriminator.zoo"));
+  EXPECT_TRUE(same_weights(dir + "/full/generator.zoo", dir + "/split/generator.zoo"));
 
   // The MCMC-inspired generator update with real-example mixing also trains.
   o.mcmc_step = 0.01;
@@ -123,11 +123,11 @@ TEST(Checkpoint, ZooArchivesRoundTripBitExactly) {
   auto dir = test::temp_dir("zoo_rt");
   test::seed(4);
   auto zoo = make_zoo_module("dcgan-g", {{"latent_dim", 5}, {"width", 4}, {"image_size", 8}});
-  save_zoo_module(dir + "/a.pt", zoo);
-  auto back = load_zoo_module(dir + "/a.pt");
-  save_zoo_module(dir + "/b.pt", back);
+  save_zoo_module(dir + "/a.zoo", zoo);
+  auto back = load_zoo_module(dir + "/a.zoo");
+  save_zoo_module(dir + "/b.zoo", back);
   EXPECT_EQ(back.options, zoo.options);
-  EXPECT_TRUE(same_weights(dir + "/a.pt", dir + "/b.pt"));
+  EXPECT_TRUE(same_weights(dir + "/a.zoo", dir + "/b.zoo"));
   auto h = torch::randn({3, 5});
   zoo.module->eval();
   back.module->eval();

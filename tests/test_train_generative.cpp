@@ -83,7 +83,7 @@ TEST(TrainVae, LossDecreasesAndWritesModelAndLog) {
     // The logged estimates are the saved model's, within their Monte Carlo error (the sd of 300
     // fresh draws of each; 30 draws underestimate it and the logged ELBO, a fixed seeded draw,
     // sits at the 0.3% quantile of 2000 draws), and IWAE_8 ≥ ELBO up to that error.
-    auto vae = load_zoo_module(dir + "/vae.pt");
+    auto vae = load_zoo_module(dir + "/vae.zoo");
     torch::NoGradGuard no_grad;
     std::vector<double> elbos, iwaes;
     for (int r = 0; r < 300; ++r) {
@@ -110,7 +110,7 @@ TEST(TrainVae, LossDecreasesAndWritesModelAndLog) {
 
   // The saved model works as nfk kind `vae`.
   ModelOptions mo;
-  mo.model_path = dir + "/vae.pt";
+  mo.model_path = dir + "/vae.zoo";
   auto model = load_score_model(ModelKind::kVae, mo, test.inputs.slice(0, 0, 2));
   EXPECT_TRUE(model.can_sample());
   torch::NoGradGuard no_grad;
@@ -130,7 +130,7 @@ TEST(TrainVae, ResumeRepeatsTheUninterruptedRun) {
   train_vae(train, test, small_run(b, 1), o);
   auto log_b = train_vae(train, test, small_run(b, 2), o);
   EXPECT_EQ(test::without_clock(log_a), test::without_clock(log_b));
-  EXPECT_TRUE(same_parameters(load_zoo_module(a + "/vae.pt"), load_zoo_module(b + "/vae.pt")));
+  EXPECT_TRUE(same_parameters(load_zoo_module(a + "/vae.zoo"), load_zoo_module(b + "/vae.zoo")));
 }
 
 TEST(TrainDensity, LossDecreasesAndReportsBitsPerDim) {
@@ -147,7 +147,7 @@ TEST(TrainDensity, LossDecreasesAndReportsBitsPerDim) {
   EXPECT_EQ(read_json(dir + "/train_log.json"), log);
 
   ModelOptions mo;
-  mo.model_path = dir + "/density.pt";
+  mo.model_path = dir + "/density.zoo";
   auto model = load_score_model(ModelKind::kDensity, mo, test.inputs.slice(0, 0, 2));
   EXPECT_TRUE(model.can_sample());
   {
@@ -174,7 +174,7 @@ TEST(TrainDensity, ResumeRepeatsTheUninterruptedRun) {
   auto log_b = train_density(train, test, small_run(b, 2), o);
   EXPECT_EQ(test::without_clock(log_a), test::without_clock(log_b));
   EXPECT_TRUE(
-      same_parameters(load_zoo_module(a + "/density.pt"), load_zoo_module(b + "/density.pt")));
+      same_parameters(load_zoo_module(a + "/density.zoo"), load_zoo_module(b + "/density.zoo")));
 }
 
 }  // namespace

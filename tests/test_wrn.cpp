@@ -70,7 +70,7 @@ TEST(WideResNet, LogitsShapeOptionsAndRoundTrip) {
   // Global average pooling: other (odd, non-square) sizes work too.
   EXPECT_EQ(zoo.forward(torch::rand({2, 3, 11, 7})).sizes(), (std::vector<int64_t>{2, 10}));
 
-  auto path = test::temp_dir("wrn_rt") + "/wrn.pt";
+  auto path = test::temp_dir("wrn_rt") + "/wrn.zoo";
   save_zoo_module(path, zoo);
   auto back = load_zoo_module(path);
   EXPECT_EQ(back.options, zoo.options);
@@ -119,7 +119,7 @@ ScoreModel tiny_wrn_classifier(const std::string& dir) {
   }
   ModelOptions o;
   o.dtype = torch::kFloat64;
-  o.model_path = dir + "/wrn.pt";
+  o.model_path = dir + "/wrn.zoo";
   save_zoo_module(o.model_path, zoo);
   return load_score_model(ModelKind::kClassifier, o, torch::rand({2, 3, 8, 8}));
 }
@@ -219,7 +219,7 @@ TEST(WideResNet, TrainingReducesTheLoss) {
   EXPECT_TRUE(std::isfinite(first) && std::isfinite(second));
   EXPECT_LT(second, first);
 
-  auto zoo = load_zoo_module(run.out_dir + "/classifier.pt");
+  auto zoo = load_zoo_module(run.out_dir + "/classifier.zoo");
   EXPECT_EQ(zoo.arch, "wrn");
   EXPECT_EQ(zoo.options["depth"], 10);
   EXPECT_EQ(zoo.options["in_channels"], 3);

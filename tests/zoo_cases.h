@@ -15,7 +15,7 @@ inline std::string save_zoo(const std::string& dir, const std::string& name,
                             uint64_t init_seed) {
   seed(init_seed);
   auto zoo = make_zoo_module(arch, options);
-  const std::string path = dir + "/" + name + ".pt";
+  const std::string path = dir + "/" + name + ".zoo";
   save_zoo_module(path, zoo);
   return path;
 }

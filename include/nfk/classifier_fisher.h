@@ -23,6 +23,7 @@
 #include "nfk/fisher.h"
 #include "nfk/linalg.h"
 #include "nfk/model.h"
+#include "nfk/names.h"
 #include "nfk/run_options.h"
 
 namespace nfk {
@@ -30,8 +31,13 @@ namespace nfk {
 /// Which labels the classifier's Fisher takes its expectation over (see the file comment).
 enum class FisherEstimator { kTrue, kMonteCarlo, kEmpirical, kBatched };
 /// "true" | "mc" | "empirical" | "batched"; throws on anything else.
-FisherEstimator parse_fisher_estimator(const std::string& name);
-std::string to_string(FisherEstimator estimator);
+const Names<FisherEstimator>& fisher_estimator_names();  // true, mc, empirical, batched
+inline FisherEstimator parse_fisher_estimator(const std::string& name) {
+  return fisher_estimator_names().parse(name);
+}
+inline std::string to_string(FisherEstimator value) {
+  return fisher_estimator_names().name(value);
+}
 /// Whether the estimator reads the data's labels (empirical, batched).
 bool needs_labels(FisherEstimator estimator);
 
@@ -39,8 +45,13 @@ bool needs_labels(FisherEstimator estimator);
 /// or K-FAC's eigenbases with re-fitted diagonal scalings (EK-FAC).
 enum class FisherForm { kDiag, kKfac, kEkfac };
 /// "diag" | "kfac" | "ekfac"; throws on anything else.
-FisherForm parse_fisher_form(const std::string& name);
-std::string to_string(FisherForm form);
+const Names<FisherForm>& fisher_form_names();  // diag, kfac, ekfac
+inline FisherForm parse_fisher_form(const std::string& name) {
+  return fisher_form_names().parse(name);
+}
+inline std::string to_string(FisherForm value) {
+  return fisher_form_names().name(value);
+}
 
 /// What the classifier's Fisher is taken over. Batch size (also the B of `batched`), seed (the
 /// mc labels), process group and progress come with the call's RunOptions.

@@ -43,7 +43,8 @@ std::vector<ContinualTask> make_continual_benchmark(const ContinualBenchmarkOpti
 
 /// How the network is trained on each task.
 struct ContinualTrainOptions {
-  std::vector<int64_t> hidden = {400, 400};  // MLP widths (tanh, the zoo's mlp)
+  std::vector<int64_t> hidden = {400, 400};  // MLP widths (the zoo's mlp)
+  std::string activation = "tanh";           // of its hidden layers: "tanh" | "relu"
   int64_t epochs = 1;                        // per task
   int64_t batch_size = 128;
   double learning_rate = 1e-3;  // Adam, its state kept across tasks

@@ -26,19 +26,30 @@
 
 #include "nfk/data.h"
 #include "nfk/embed.h"
+#include "nfk/names.h"
 #include "nfk/progress.h"
 #include "nfk/trainer.h"
 
 namespace nfk {
 
 enum class DistillMethod { kNone, kKd, kNfkd };
-DistillMethod parse_distill_method(const std::string& name);  // "none" | "kd" | "nfkd"
-std::string to_string(DistillMethod method);
+const Names<DistillMethod>& distill_method_names();  // none, kd, nfkd
+inline DistillMethod parse_distill_method(const std::string& name) {
+  return distill_method_names().parse(name);
+}
+inline std::string to_string(DistillMethod value) {
+  return distill_method_names().name(value);
+}
 
 /// L_t of NFKD. "l2" | "cosine".
 enum class TargetLoss { kL2, kCosine };
-TargetLoss parse_target_loss(const std::string& name);
-std::string to_string(TargetLoss loss);
+const Names<TargetLoss>& target_loss_names();  // l2, cosine
+inline TargetLoss parse_target_loss(const std::string& name) {
+  return target_loss_names().parse(name);
+}
+inline std::string to_string(TargetLoss value) {
+  return target_loss_names().name(value);
+}
 
 /// L_t(h, q) averaged over the batch, h and q [B, k]: l2 Σ_j (h_j − q_j)²; cosine
 /// 1 − ⟨h, q⟩ / max(‖h‖ ‖q‖, 1e-12).
@@ -94,8 +105,8 @@ struct DistillTeacher {
 /// Trains a student (and, for nfkd, its head "head": a linear map features → k) by Adam on
 /// `train` with the teacher's term as a trainer loss term ("kd" or "nfkd", logged as loss_kd /
 /// loss_nfkd with its weight 1 − α; "ce" is logged unweighted). Logs per epoch the test
-/// accuracy when `test` has labels. Writes run.out_dir/student.pt (a zoo classifier, usable by
-/// every nfk command), head.pt (nfkd) and train_log.json; returns the log.
+/// accuracy when `test` has labels. Writes run.out_dir/student.zoo (a zoo classifier, usable by
+/// every nfk command), head.zoo (nfkd) and train_log.json; returns the log.
 nlohmann::json train_student(const Dataset& train, const Dataset& test, const TrainRun& run,
                              const DistillOptions& options, const DistillTeacher& teacher,
                              const ProgressFn& progress = {});

@@ -13,6 +13,7 @@
 #include "nfk/fisher.h"
 #include "nfk/linalg.h"
 #include "nfk/model.h"
+#include "nfk/names.h"
 #include "nfk/progress.h"
 #include "nfk/run_options.h"
 
@@ -31,8 +32,13 @@ namespace nfk {
 ///   where the layer tape covers the model (a pass costs about one batched backward instead of
 ///   one forward-mode pass per probe), else matrix-free. `Projector::method_note` says why.
 enum class FitMethod { kAuto, kExact, kPerExample, kMatrixFree, kSketch };
-FitMethod parse_fit_method(const std::string& name);  // "auto" | "exact" | "per-example" | ...
-std::string to_string(FitMethod m);
+const Names<FitMethod>& fit_method_names();  // auto, exact, per-example, matrix-free, sketch
+inline FitMethod parse_fit_method(const std::string& name) {
+  return fit_method_names().parse(name);
+}
+inline std::string to_string(FitMethod value) {
+  return fit_method_names().name(value);
+}
 
 struct FitOptions {
   FitMethod method = FitMethod::kAuto;

@@ -22,6 +22,7 @@
 
 #include "nfk/classifier_fisher.h"
 #include "nfk/kfac.h"
+#include "nfk/names.h"
 #include "nfk/trainer.h"
 #include "nfk/zoo.h"
 
@@ -30,8 +31,13 @@ namespace nfk {
 /// How a continual-learning run protects earlier tasks.
 enum class ContinualMethod { kFinetune, kL2, kEwc, kOnlineEwc };
 /// "finetune" | "l2" | "ewc" | "online-ewc"; throws on anything else.
-ContinualMethod parse_continual_method(const std::string& name);
-std::string to_string(ContinualMethod method);
+const Names<ContinualMethod>& continual_method_names();  // finetune, l2, ewc, online-ewc
+inline ContinualMethod parse_continual_method(const std::string& name) {
+  return continual_method_names().parse(name);
+}
+inline std::string to_string(ContinualMethod value) {
+  return continual_method_names().name(value);
+}
 
 struct EwcOptions {
   ContinualMethod method = ContinualMethod::kEwc;

@@ -12,6 +12,7 @@
 #include "nfk/dist.h"
 #include "nfk/linalg.h"
 #include "nfk/model.h"
+#include "nfk/names.h"
 #include "nfk/progress.h"
 #include "nfk/run_options.h"
 
@@ -22,15 +23,22 @@ namespace nfk {
 /// kEmpirical: the data; kAuto: true where the model can sample, else empirical;
 /// kNone: z = 0, I = 1 (forced for kind `ntk`).
 enum class Estimator { kAuto, kTrue, kEmpirical, kNone };
-Estimator parse_estimator(const std::string& name);  // "auto" | "true" | "empirical"
-std::string to_string(Estimator e);
+const Names<Estimator>& estimator_names();  // auto, true, empirical, none
+/// A user's choice: auto, true or empirical ("none" is the ntk kind's, never chosen).
+Estimator parse_estimator(const std::string& name);
+inline std::string to_string(Estimator value) {
+  return estimator_names().name(value);
+}
 
 /// How per-example gradients are formed (SPEC §2 per-example fast path).
 /// kLayerTape: one backward per batch from the layer tape (include/nfk/layer_tape.h);
 /// kLoop: one backward per example (always correct, B times the work);
 /// kAuto: decided once per computation by `choose_gradient_path` on its first batch.
 enum class GradientPath { kAuto, kLayerTape, kLoop };
-std::string to_string(GradientPath path);  // "auto" | "layer-tape" | "loop"
+const Names<GradientPath>& gradient_path_names();  // auto, layer-tape, loop
+inline std::string to_string(GradientPath value) {
+  return gradient_path_names().name(value);
+}
 
 /// A probe's verdict: the path, and why the layer tape is not used ("" when it is).
 struct GradientPathChoice {

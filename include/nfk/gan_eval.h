@@ -49,7 +49,7 @@ struct GanMonitorPoint {
   double train_distance = 0, test_distance = 0;      // ‖mean_real V‖ (AFV Fisher distance)
 };
 
-/// Reads every snapshot `dir/epoch_NNNN/{discriminator,generator}.pt` (written by `nfk train gan
+/// Reads every snapshot `dir/epoch_NNNN/{discriminator,generator}.zoo` (written by `nfk train gan
 /// --snapshot-every`) in epoch order and scores how well the generator matches the real `train`
 /// and `test` images [N, C, S, S] in D's Fisher geometry. A generator that memorises a small
 /// training set keeps a high train similarity while the test similarity falls.
@@ -58,10 +58,6 @@ std::vector<GanMonitorPoint> monitor_gan_snapshots(const std::string& dir,
                                                    const torch::Tensor& test,
                                                    const GanMonitorOptions& options,
                                                    const ProgressFn& progress = {});
-
-/// Train/test Fisher similarity by epoch as a PNG picture [3, H, W] uint8.
-torch::Tensor gan_monitor_plot(const std::vector<GanMonitorPoint>& points,
-                               const std::string& title);
 
 /// A linear map from NFK embeddings back to the GAN's latent code: h ≈ (e − ē) W + h̄, fitted by
 /// ridge regression on generated pairs (h, e(G(h))).

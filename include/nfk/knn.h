@@ -7,10 +7,15 @@
 #include <cstdint>
 #include <string>
 
+#include "nfk/names.h"
+
 namespace nfk {
 
 enum class KnnMetric { kCosine, kEuclidean };
-KnnMetric parse_knn_metric(const std::string& name);  // "cosine" | "euclidean"
+const Names<KnnMetric>& knn_metric_names();  // cosine, euclidean
+inline KnnMetric parse_knn_metric(const std::string& name) {
+  return knn_metric_names().parse(name);
+}
 
 struct KnnOptions {
   int64_t k = 10;

@@ -1,9 +1,10 @@
 #pragma once
 /// Layer tape (SPEC §2 per-example fast path): native modules route each parametric layer call
 /// through `nfk::taped(layer, x)`. With no tape active this is exactly `layer->forward(x)`; while
-/// a `LayerTape` is active on the thread, the call also records the layer, its input and its
-/// output, so that fisher/ can form every per-example gradient from one backward pass
-/// (output gradients × saved inputs, as nngeometry/BackPACK do).
+/// the library's tape (src/models/tape_record.h, internal) is active on the thread, the call also
+/// records the layer, its input and its output, so that fisher/ can form every per-example
+/// gradient from one backward pass (output gradients × saved inputs, as nngeometry/BackPACK do).
+/// A C++ module of the user's own takes the fast path by calling `taped` for its layers.
 ///
 /// Recorded: Linear (also with a weight mask, MADE), Conv2d and ConvTranspose2d (zero padding),
 /// LayerNorm and GroupNorm (affine), BatchNorm1d/2d in eval mode with running statistics, and
@@ -18,8 +19,6 @@
 
 #include <torch/torch.h>
 
-#include <vector>
-
 namespace nfk {
 
 /// The layer types the tape understands.
@@ -31,41 +30,6 @@ enum class TapedLayer {
   kGroupNorm,
   kBatchNorm,
   kEmbedding
-};
-
-/// One recorded layer call.
-struct TapeRecord {
-  TapedLayer layer = TapedLayer::kLinear;
-  torch::nn::Module* module = nullptr;  // the layer (its options: stride, eps, ...)
-  torch::Tensor weight, bias;           // its parameters as used (bias may be undefined)
-  torch::Tensor weight_mask;            // kLinear only: y = x (W ⊙ mask)ᵀ + b; else undefined
-  torch::Tensor input;                  // [B, ...] as given to the layer
-  torch::Tensor output;                 // [B, ...] the layer's output (a node of the graph)
-  // Geometry the per-example formulas need (conv: 2 entries each; norms: eps, groups).
-  std::vector<int64_t> kernel, stride, padding, dilation;
-  int64_t groups = 1;                       // conv groups, GroupNorm groups
-  double eps = 0;                           // norms
-  std::vector<int64_t> normalized_shape;    // kLayerNorm
-  torch::Tensor running_mean, running_var;  // kBatchNorm (eval mode)
-  int64_t padding_idx = -1;                 // kEmbedding (-1: none)
-};
-
-/// Records layer calls made on this thread while it lives (scopes nest; the innermost records).
-class LayerTape {
- public:
-  LayerTape();
-  ~LayerTape();
-  LayerTape(const LayerTape&) = delete;
-  LayerTape& operator=(const LayerTape&) = delete;
-
-  const std::vector<TapeRecord>& records() const { return records_; }
-  void record(TapeRecord r) { records_.push_back(std::move(r)); }
-  /// The innermost active tape on this thread, or nullptr.
-  static LayerTape* active();
-
- private:
-  std::vector<TapeRecord> records_;
-  LayerTape* previous_ = nullptr;
 };
 
 /// layer->forward(x), recorded on the active tape (if any and if the call is supported).

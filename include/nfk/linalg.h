@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "nfk/names.h"
 #include "nfk/progress.h"
 
 namespace nfk {
@@ -73,8 +74,13 @@ class DenseOperator : public LinearOperator {
 ///   more than 10 (bench/README.md);
 /// kAuto: block Krylov, except subspace where a run is checkpointed or resumed.
 enum class SvdSolver { kAuto, kSubspace, kBlockKrylov };
-SvdSolver parse_svd_solver(const std::string& name);  // "auto" | "subspace" | "block-krylov"
-std::string to_string(SvdSolver s);
+const Names<SvdSolver>& svd_solver_names();  // auto, subspace, block-krylov
+inline SvdSolver parse_svd_solver(const std::string& name) {
+  return svd_solver_names().parse(name);
+}
+inline std::string to_string(SvdSolver value) {
+  return svd_solver_names().name(value);
+}
 
 /// How an iteration multiplies by VᵀV (SvdOptions::gram).
 /// kFused: one pass, `apply_gram` (VᵀV Q block by block) where the operator `fuses_gram()`;

@@ -10,14 +10,21 @@
 #include <string>
 #include <vector>
 
+#include "nfk/names.h"
+
 namespace nfk {
 
 /// The model families of SPEC §1.
 enum class ModelKind { kClassifier, kGan, kVae, kDensity, kScore, kNtk };
 
 /// "classifier" | "gan" | "vae" | "density" | "score" | "ntk"; throws on anything else.
-ModelKind parse_model_kind(const std::string& name);
-std::string to_string(ModelKind kind);
+const Names<ModelKind>& model_kind_names();  // classifier, gan, vae, density, score, ntk
+inline ModelKind parse_model_kind(const std::string& name) {
+  return model_kind_names().parse(name);
+}
+inline std::string to_string(ModelKind value) {
+  return model_kind_names().name(value);
+}
 
 /// A callable network with parameters: a TorchScript module or a native zoo module.
 class Network {

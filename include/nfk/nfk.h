@@ -4,10 +4,9 @@
 /// Example: `#include <nfk/nfk.h>` then `nfk::SvdOptions o; o.rank = 16; auto r = nfk::randomized_svd(op, o);`
 /// Layers depend downward only (SPEC §4); each header below can also be included on its own.
 
-// Bottom: data, distribution, progress, pictures, linear algebra.
+// Bottom: data, distribution, progress, linear algebra.
 #include "nfk/data.h"
 #include "nfk/dist.h"
-#include "nfk/image.h"
 #include "nfk/messages.h"
 #include "nfk/output_files.h"
 #include "nfk/linalg.h"
@@ -38,7 +37,6 @@
 #include "nfk/fisher.h"
 #include "nfk/gan_eval.h"
 #include "nfk/kfac.h"
-#include "nfk/plot.h"
 #include "nfk/knn.h"
 #include "nfk/probe.h"
 #include "nfk/semi_supervised.h"

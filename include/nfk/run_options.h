@@ -17,4 +17,11 @@ struct RunOptions {
   ProgressFn progress;           // called with (stage, done, total) as batches finish
 };
 
+/// Gives LibTorch's intra-op pool (GEMMs, OpenMP loops) one thread per CPU this process may run
+/// on (its affinity mask), unless OMP_NUM_THREADS is set, which wins. LibTorch's default is one
+/// thread per physical core, which leaves each core's second hardware thread idle: on a 2-vCPU
+/// VM that is one thread and about half the GEMM rate. The CLI calls it at start; a library
+/// user decides (Python: torch.set_num_threads). Returns the thread count in effect.
+int use_available_cpus();
+
 }  // namespace nfk

@@ -36,7 +36,7 @@ struct ClassifierTrainOptions {
 /// Trains a zoo classifier by cross-entropy on `train` (inputs [N, C, H, W], labels [N]) with
 /// Adam, SGD with momentum, or SGD with momentum along a natural gradient (ngd-diag: the diagonal
 /// classifier Fisher; kfac: K-FAC), a gradient transform that composes with `hooks`' loss terms;
-/// writes run.out_dir/classifier.pt and train_log.json (loss per epoch, test accuracy).
+/// writes run.out_dir/classifier.zoo and train_log.json (loss per epoch, test accuracy).
 /// Returns the log. Example: `nfk::train_classifier(train, test, run, {});`
 nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const TrainRun& run,
                                 const ClassifierTrainOptions& options,
@@ -49,7 +49,7 @@ struct GanTrainOptions {
   int64_t width = 32;               // D and G base width
   std::string loss = "standard";    // "standard" | "least-squares" | "hinge"
   double lr_d = 2e-4, lr_g = 2e-4;  // Adam(β1 = 0, β2 = 0.999)
-  double ema_decay = 0.999;         // EMA generator (saved as generator.pt)
+  double ema_decay = 0.999;         // EMA generator (saved as generator.zoo)
   double mcmc_step = 0;        // > 0: G regresses onto x + η/2 ∇x D(x) + √η·noise_std·ε
   double mcmc_noise = 0.01;    //   (the MCMC-inspired update; 0 = adversarial G loss)
   double real_mix = 0;         // MCMC update: start x from a real example with prob. p
@@ -57,7 +57,7 @@ struct GanTrainOptions {
 };
 
 /// Trains D and G on images `train` [N, C, S, S] in [0, 1] (drop-last batches; shuffles and noise
-/// from epoch_generator stream 1). Writes discriminator.pt, generator.pt (EMA weights) and
+/// from epoch_generator stream 1). Writes discriminator.zoo, generator.zoo (EMA weights) and
 /// train_log.json (per epoch loss_d, loss_g, d_real, d_fake) to run.out_dir; returns the log.
 /// The trainer's modules are "discriminator", "generator_raw" and "generator" (EMA): an
 /// epoch-end hook reaches them by name, e.g. the Fisher-similarity monitor of nfk/gan_eval.h.
@@ -82,7 +82,7 @@ struct VaeTrainOptions {
 /// epoch from (run.seed, epoch), so a resumed run repeats the uninterrupted curve exactly).
 /// Logs per epoch {loss, test_elbo}; at the end test_elbo and test_iwae (log-likelihood
 /// estimate with K = iwae_samples on the first iwae_examples test images) when `test` has
-/// inputs. Writes run.out_dir/vae.pt and train_log.json; returns the log.
+/// inputs. Writes run.out_dir/vae.zoo and train_log.json; returns the log.
 nlohmann::json train_vae(const Dataset& train, const Dataset& test, const TrainRun& run,
                          const VaeTrainOptions& options, const ProgressFn& progress = {},
                          const TrainHooks& hooks = {});
@@ -100,7 +100,7 @@ struct DensityTrainOptions {
 /// nats, on dequantized / dynamically binarized training data; the noise comes from the
 /// epoch's generator). Logs per epoch {loss, test_log_likelihood, test_bits_per_dim}; at the
 /// end the same keys at the top level when `test` has inputs (test noise is fixed).
-/// Writes run.out_dir/density.pt and train_log.json; returns the log.
+/// Writes run.out_dir/density.zoo and train_log.json; returns the log.
 nlohmann::json train_density(const Dataset& train, const Dataset& test, const TrainRun& run,
                              const DensityTrainOptions& options, const ProgressFn& progress = {},
                              const TrainHooks& hooks = {});

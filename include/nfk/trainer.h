@@ -134,7 +134,7 @@ class Trainer {
  public:
   explicit Trainer(TrainLoopOptions options, TrainHooks hooks = {});
 
-  /// Registers a module: checkpointed under `name` (name.pt) and reachable by hooks.
+  /// Registers a module: checkpointed under `name` (name.zoo) and reachable by hooks.
   void add_module(const std::string& name, ZooModule* module);
   /// Registers an optimizer of `trains`'s parameters: checkpointed as name.optim; the loss terms
   /// and gradient transforms of Trainer::optimize(name, ...) see `trains`.

@@ -1,7 +1,7 @@
 #pragma once
 /// nfk's built-in models (native LibTorch). Each implements the model protocol of SPEC §3 and is
 /// saved as a self-describing zoo archive (architecture + options + weights), so `nfk fit
-/// --model DIR/net.pt` loads it without the training code.
+/// --model DIR/net.zoo` loads it without the training code.
 
 #include <torch/torch.h>
 
@@ -43,6 +43,7 @@ struct MlpOptions {
   TORCH_ARG(int64_t, in_features) = 784;
   TORCH_ARG(std::vector<int64_t>, hidden) = std::vector<int64_t>{128, 64};
   TORCH_ARG(int64_t, out_features) = 10;
+  TORCH_ARG(std::string, activation) = "tanh";  // of the hidden layers: "tanh" | "relu"
 };
 
 /// forward(x [B, ...]) → [B, out_features]; with out_features == 1 the output is squeezed to [B].

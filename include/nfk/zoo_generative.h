@@ -6,7 +6,7 @@
 ///              exact log-density (kind `density`: log_prob(x) → [B], sample(n)).
 ///
 /// Both are registered in the zoo (`make_zoo_module("vae", ...)`, `make_zoo_module("made", ...)`)
-/// and saved as self-describing zoo archives, so `nfk fit --model DIR/vae.pt --kind vae` works.
+/// and saved as self-describing zoo archives, so `nfk fit --model DIR/vae.zoo --kind vae` works.
 /// Neither uses batch-norm or anything else that mixes examples: s(x_i) depends on x_i alone
 /// (and, for the VAE, on the noise drawn from the global RNG, which nfk seeds per batch).
 

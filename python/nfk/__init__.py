@@ -4,12 +4,12 @@ Python front end of the nfk C++ library (the same library calls, with the same d
 ``nfk`` command line, so the same arguments and seed give the same numbers, bit for bit)::
 
     import nfk
-    m = nfk.NFK(model="classifier.pt", kind="classifier", rank=32, seed=0).fit(x_train)
+    m = nfk.NFK(model="classifier.zoo", kind="classifier", rank=32, seed=0).fit(x_train)
     m.singular_values_            # sigma [k]
     e = m.transform(x_test)       # e(x) = P^T V_x  [N, k]
     m.spectrum_                   # the dict of `nfk spectrum --json`
-    i = nfk.fisher_diag("classifier.pt", x_train, kind="classifier")       # I [P] (NFK score)
-    f = nfk.fisher("classifier.pt", x_train, estimator="true")              # F_jj of p(y|x)
+    i = nfk.fisher_diag("classifier.zoo", x_train, kind="classifier")       # I [P] (NFK score)
+    f = nfk.fisher("classifier.zoo", x_train, estimator="true")              # F_jj of p(y|x)
     d = nfk.fisher_distance(m, x_a, x_b)                                     # (fisher, embedding)
 
 ``nfk.NFK`` is a scikit-learn transformer (clone, Pipeline, GridSearchCV, pickle); see

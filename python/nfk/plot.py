@@ -74,8 +74,9 @@ def class_distances(distances, labels=None, ax=None, cmap="viridis", annotate=Tr
     if annotate and d.shape[0] <= 12:
         finite = d[np.isfinite(d)]
         mid = (finite.min() + finite.max()) / 2 if finite.size else 0
-        for (i, j), v in np.ndenumerate(d):
-            ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7,
+        for (i, j), v in np.ndenumerate(d):  # whole numbers up to 99999: no exponent in a cell
+            text = f"{v:.0f}" if 10 <= abs(v) < 1e5 else f"{v:.2g}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
                     color="white" if v < mid else "black")
     ax.set_title("class-mean Fisher distances")
     return Display(fig, ax, distances=d, image_=im)
@@ -108,7 +109,7 @@ def image_grid(images, titles=None, row_labels=None, ncols=None, cmap="gray"):
             if img.ndim == 3 and img.shape[-1] == 1:
                 img = img[..., 0]
             if not np.all(np.isnan(img)):
-                ax.imshow(np.clip(img, 0, 1) if img.ndim == 3 else img, cmap=cmap)
+                ax.imshow(np.clip(img, 0, 1), cmap=cmap, vmin=0, vmax=1)  # no per-image rescaling
             else:
                 ax.axis("off")
             if titles is not None and r * cols + c < len(np.ravel(titles)):
@@ -143,11 +144,26 @@ def monitor(history, keys=None, x="epoch", ax=None):
     return Display(fig, ax, history=cols, keys=list(keys))
 
 
+def _array(path):
+    """An array from .npy, or from JSON: a nested list, or {"shape": [...], "values": [...]}
+    (what the CLI writes)."""
+    import json
+
+    if not path.endswith(".json"):
+        return np.load(path)
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    if isinstance(data, dict):
+        return np.asarray(data["values"], dtype=float).reshape(data["shape"])
+    return np.asarray(data, dtype=float)
+
+
 def main(argv=None):
-    """``python -m nfk plot KIND DATA OUT``: the figure of a data file the C++ side wrote (the
-    hook for the CLI's --plot/--grid/--heatmap): ``spectrum S.json`` (``nfk spectrum --json``),
-    ``class-distances D.npy``, ``image-grid X.npy``, ``monitor H.json`` (a list of dicts or a
-    dict of lists). OUT's suffix picks PNG, SVG or PDF. Exit 1 with one line on an error."""
+    """``python -m nfk plot KIND DATA OUT``: the figure of a data file, as the CLI draws its
+    --plot/--grid/--heatmap figures (it runs this file as a script): ``spectrum S.json``
+    (``nfk spectrum --json``), ``class-distances D.npy|.json``, ``image-grid X.npy|.json``
+    ([N, C, H, W] in [0, 1]), ``monitor H.json`` (a list of dicts or a dict of lists). OUT's
+    suffix picks PNG, SVG or PDF. Exit 1 with one line on an error."""
     import argparse
     import json
     import sys
@@ -158,6 +174,7 @@ def main(argv=None):
     parser.add_argument("out")
     parser.add_argument("--labels", nargs="*", help="class names (class-distances)")
     parser.add_argument("--ncols", type=int, help="columns (image-grid)")
+    parser.add_argument("--title", help="the figure's title")
     args = parser.parse_args(argv)
     try:
         import matplotlib
@@ -168,12 +185,18 @@ def main(argv=None):
                 data = json.load(f)
             disp = spectrum(data) if args.kind == "spectrum" else monitor(data)
         else:
-            data = np.load(args.data)
+            data = _array(args.data)
             disp = (class_distances(data, args.labels) if args.kind == "class-distances"
                     else image_grid(data, ncols=args.ncols))
+        if args.title:
+            disp.figure_.suptitle(args.title)
         disp.savefig(args.out)
     except Exception as e:  # one line, as the CLI prints its errors
         print(f"nfk plot: {args.kind} {args.data} -> {args.out}: {type(e).__name__}: {e}",
               file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":  # the CLI runs this file by path (no nfk import needed)
+    raise SystemExit(main())

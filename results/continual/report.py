@@ -120,6 +120,23 @@ def tables(S):
                            f"{fmt(w['validation'])} | {fmt(w['test'])} | "
                            f"{fmt(w['first_task_final'])} | {fmt(w['last_task_final'])} | "
                            f"{fmt(w['just_trained'])} | {w['seconds']:.0f} |")
+    relu = [s for s in S if s["row"].startswith("permuted-relu/")]
+    if relu:
+        out.append("\n### Permuted MNIST-10, the larger protocol (ReLU, 54,000 training images, 2 "
+                   "epochs per task): final average test accuracy\n")
+        out.append("| method | Fisher | λ sweep, seed 0: λ → validation / test | λ chosen | seeds | "
+                   "final average accuracy (mean ± std) | per seed | "
+                   "each task just after training it (mean) | run seconds (seed 0) |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for s in relu:
+            sw = "; ".join(f"{lam_str(w['lambda'])} → {fmt(w['validation'])} / {fmt(w['test'])}"
+                           for w in s["sweep_seed0"])
+            secs = next(w["seconds"] for w in s["sweep_seed0"]
+                        if w["lambda"] == s["lambda_chosen"])
+            out.append(f"| {s['method']} | {s['fisher'] if s['method'] == 'ewc' else '–'} | {sw} | "
+                       f"{lam_str(s['lambda_chosen'])} | {','.join(map(str, s['seeds']))} | "
+                       f"{ms(s)} | {', '.join(fmt(v) for v in s['final_average_test'])} | "
+                       f"{fmt(s['just_trained_mean'])} | {secs:.0f} |")
     for sc, title in [("split-task", "task-incremental (multi-head: the task's two logits)"),
                       ("split-class", "class-incremental (one 10-way head)")]:
         rows = [s for s in S if s["row"].startswith(sc + "/")]

@@ -34,16 +34,22 @@ SPLIT_GRID = [1e1, 1e3, 1e5]
 L2_GRID = [1e-2, 1e-1, 1e0]
 ONLINE_GRID = [1e2, 1e3, 1e4]
 GAMMA = 1.0                            # online EWC's decay (van de Ven et al. 2020 use 1)
-COMMON = ["--hidden", "400,400", "--batch-size", "128", "--lr", "0.001", "--epochs", "1",
+COMMON = ["--hidden", "400,400", "--batch-size", "128", "--lr", "0.001",
           "--fisher-examples", "512", "--validation-fraction", "0.1", "--quiet"]
-BENCH = {  # benchmark flags
+BENCH = {  # benchmark flags (and the network's, where a protocol changes it)
     "permuted": ["--benchmark", "permuted-mnist", "--tasks", "10", "--train-examples", "20000",
-                 "--test-examples", "2000"],
+                 "--test-examples", "2000", "--epochs", "1"],
     "permuted54k": ["--benchmark", "permuted-mnist", "--tasks", "10", "--train-examples", "0",
-                    "--test-examples", "2000"],
-    "split-task": ["--benchmark", "split-mnist", "--tasks", "5", "--scenario", "task"],
-    "split-class": ["--benchmark", "split-mnist", "--tasks", "5", "--scenario", "class"],
+                    "--test-examples", "2000", "--epochs", "1"],
+    # The larger protocol: ReLU instead of tanh, all 54,000 training images, 2 epochs per task.
+    "permuted-relu": ["--benchmark", "permuted-mnist", "--tasks", "10", "--train-examples", "0",
+                      "--test-examples", "2000", "--epochs", "2", "--activation", "relu"],
+    "split-task": ["--benchmark", "split-mnist", "--tasks", "5", "--scenario", "task",
+                   "--epochs", "1"],
+    "split-class": ["--benchmark", "split-mnist", "--tasks", "5", "--scenario", "class",
+                    "--epochs", "1"],
 }
+RELU_GRID = [1e2, 1e3, 1e4]
 
 
 def rows():
@@ -70,6 +76,10 @@ def rows():
     # Evidence on training per task: all 54,000 training images of each permuted task, seed 0.
     r.append(("permuted/ewc-true-54k", "permuted54k", ["--method", "ewc", "--fisher", "true"],
               [1e2]))
+    # The larger protocol (after the rows above): EWC with the true Fisher, and fine-tuning.
+    r.append(("permuted-relu/ewc-true", "permuted-relu", ["--method", "ewc", "--fisher", "true"],
+              RELU_GRID))
+    r.append(("permuted-relu/finetune", "permuted-relu", ["--method", "finetune"], [0.0]))
     return r
 
 
@@ -130,7 +140,7 @@ def jobs():
     order = []
     R = {r[0]: r for r in rows()}
     first = ["permuted/ewc-true", "permuted/finetune", "permuted/ewc-mc", "permuted/ewc-empirical",
-             "permuted/ewc-batched"]
+             "permuted/ewc-batched", "permuted-relu/ewc-true"]
     for name in first:
         order += [(name, "grid"), (name, "seeds12")]
     rest = [r[0] for r in rows() if r[0] not in first]

@@ -58,7 +58,7 @@ def slug(name):
 def teachers(a, results):
     for ds in a.sets:
         out = f"{a.work}/teacher_{ds}"
-        if not os.path.exists(f"{out}/classifier.pt"):
+        if not os.path.exists(f"{out}/classifier.zoo"):
             s = sh([a.nfk, "train", "classifier", "--arch", "lenet5", "--data", f"{ds}:train",
                     "--test-data", f"{ds}:test", "--epochs", str(TEACHER_EPOCHS), "--seed", "0",
                     "--out", out, "--quiet"])
@@ -68,7 +68,7 @@ def teachers(a, results):
             "arch": "lenet5", "epochs": TEACHER_EPOCHS, "test_accuracy": log["test_accuracy"]}
         proj = f"{a.work}/teacher_{ds}.nfk"
         if not os.path.exists(proj):
-            s = sh([a.nfk, "fit", "--model", f"{out}/classifier.pt", "--kind", "classifier",
+            s = sh([a.nfk, "fit", "--model", f"{out}/classifier.zoo", "--kind", "classifier",
                     "--data", f"{ds}:train[:{FIT_EXAMPLES}]", "--rank", str(max(PROBE_K)),
                     "--seed", "0", "--out", proj, "--json"], log=f"{proj}.json")
             results.setdefault("wall_seconds", {})[f"fit_{ds}"] = s
@@ -128,7 +128,7 @@ def teacher_targets(a, ds):
 
 def distill(a, ds, labelled, name, flags, out):
     if not os.path.exists(f"{out}/result.json"):
-        cmd = [a.nfk, "distill", "--teacher", f"{a.work}/teacher_{ds}/classifier.pt",
+        cmd = [a.nfk, "distill", "--teacher", f"{a.work}/teacher_{ds}/classifier.zoo",
                "--data", f"{ds}:train", "--test-data", f"{ds}:test", *STUDENT,
                "--epochs", str(STUDENT_EPOCHS), "--seeds", str(SEEDS), "--labelled", str(labelled),
                "--out", out, "--quiet", *flags]
@@ -205,16 +205,16 @@ def cka(a, results):
                 "--embedding-out", path, "--quiet"])
         return np.load(path).astype(np.float64)
 
-    teacher = embedding(f"{a.work}/teacher_fashion-mnist/classifier.pt", "teacher")
+    teacher = embedding(f"{a.work}/teacher_fashion-mnist/classifier.zoo", "teacher")
     init = f"{a.work}/cka/init"
     if not os.path.exists(f"{init}/result.json"):
-        sh([a.nfk, "distill", "--teacher", f"{a.work}/teacher_fashion-mnist/classifier.pt",
+        sh([a.nfk, "distill", "--teacher", f"{a.work}/teacher_fashion-mnist/classifier.zoo",
             "--data", "fashion-mnist:train", "--test-data", "fashion-mnist:test", *STUDENT,
             "--epochs", "0", "--method", "none", "--out", init, "--quiet"])
     rows = [{"student": "initialisation",
-             "cka": linear_cka(embedding(f"{init}/seed_0/student.pt", "init"), teacher)}]
+             "cka": linear_cka(embedding(f"{init}/seed_0/student.zoo", "init"), teacher)}]
     for name in METHODS:
-        model = f"{a.work}/students/fashion-mnist_1000_{slug(name)}/seed_0/student.pt"
+        model = f"{a.work}/students/fashion-mnist_1000_{slug(name)}/seed_0/student.zoo"
         rows.append({"student": name, "cka": linear_cka(embedding(model, slug(name)), teacher)})
         print(f"cka {name}: {rows[-1]['cka']:.4f}", flush=True)
     results["cka"] = {"set": key, "data": data, "rank": k, "rows": rows}

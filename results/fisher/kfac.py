@@ -44,7 +44,7 @@ BLOCK_NS = [N_BLOCK, 1]  # N = 1: one example, one position: K-FAC is exact (a s
 
 
 def model_path(work, arch):
-    return os.path.join(work, "models", arch, "classifier.pt")
+    return os.path.join(work, "models", arch, "classifier.zoo")
 
 
 def phase_train(a):

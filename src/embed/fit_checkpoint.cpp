@@ -6,9 +6,9 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "nfk/output_files.h"
 #include "detail/input_file.h"
 #include "nfk/data.h"
+#include "nfk/output_files.h"
 
 namespace nfk::detail {
 namespace {
@@ -73,7 +73,7 @@ FitCheckpoint::FitCheckpoint(std::string dir, bool resume, nlohmann::json finger
       f.mean_score = read_npy(dir_ + "/mean_score.npy");
       f.fisher_diag = read_npy(dir_ + "/fisher_diag.npy");
       const std::string est = s.at("estimator");
-      f.estimator = est == "none" ? Estimator::kNone : parse_estimator(est);
+      f.estimator = estimator_names().parse(est);
       f.reference = s.at("reference");
       f.n_reference = count(s.at("n_reference"));
       f.floor_value = from_exact(s.at("floor_value"));

@@ -10,30 +10,13 @@
 
 namespace nfk {
 
-FitMethod parse_fit_method(const std::string& name) {
-  if (name == "auto") return FitMethod::kAuto;
-  if (name == "exact") return FitMethod::kExact;
-  if (name == "per-example") return FitMethod::kPerExample;
-  if (name == "matrix-free") return FitMethod::kMatrixFree;
-  if (name == "sketch") return FitMethod::kSketch;
-  TORCH_CHECK(false, "nfk: unknown method `", name,
-              "` (expected auto, exact, per-example, matrix-free or sketch)");
-}
-
-std::string to_string(FitMethod m) {
-  switch (m) {
-    case FitMethod::kAuto:
-      return "auto";
-    case FitMethod::kExact:
-      return "exact";
-    case FitMethod::kPerExample:
-      return "per-example";
-    case FitMethod::kMatrixFree:
-      return "matrix-free";
-    case FitMethod::kSketch:
-      return "sketch";
-  }
-  TORCH_INTERNAL_ASSERT(false, "unhandled FitMethod");
+const Names<FitMethod>& fit_method_names() {
+  static const Names<FitMethod> names("method", {{FitMethod::kAuto, "auto"},
+                                                 {FitMethod::kExact, "exact"},
+                                                 {FitMethod::kPerExample, "per-example"},
+                                                 {FitMethod::kMatrixFree, "matrix-free"},
+                                                 {FitMethod::kSketch, "sketch"}});
+  return names;
 }
 
 torch::Tensor Projector::explained_variance_ratio() const {

@@ -210,13 +210,6 @@ std::string read_embedded_file(const nlohmann::json& f, const std::string& bytes
   return std::string(data, nbytes);
 }
 
-GradientPath parse_gradient_path(const std::string& name) {
-  for (auto path : {GradientPath::kAuto, GradientPath::kLayerTape, GradientPath::kLoop}) {
-    if (to_string(path) == name) return path;
-  }
-  TORCH_CHECK(false, "unknown gradient path `", name, "`");
-}
-
 }  // namespace
 
 Projector load_projector(const std::string& path) {
@@ -258,7 +251,7 @@ Projector load_projector(const std::string& path) {
              get_int(s, "power_iters", 0, kMaxCount), get_seed(s, "seed")};
     const auto& f = h.at("fisher");
     const std::string est = f.at("estimator");
-    p.fisher.estimator = est == "none" ? Estimator::kNone : parse_estimator(est);
+    p.fisher.estimator = estimator_names().parse(est);
     p.fisher.reference = f.at("reference");
     p.fisher.n_reference = get_int(f, "n_reference", 0, kMaxCount);
     p.fisher.floor_value = get_finite(f, "floor_value");
@@ -294,7 +287,7 @@ Projector load_projector(const std::string& path) {
                                                         get_int(t, "nbytes", 0, kMaxCount)));
     }
     if (version >= 3) {
-      p.gradient_path = parse_gradient_path(h.at("gradient_path"));
+      p.gradient_path = gradient_path_names().parse(h.at("gradient_path"));
       const auto& files = h.at("files");
       TORCH_CHECK(files.is_array() && files.size() <= 2, "malformed file table");
       for (const auto& f : files) {

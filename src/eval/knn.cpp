@@ -1,14 +1,15 @@
+#include "nfk/knn.h"
+
 #include <string>
 
 #include "nfk/data.h"
-#include "nfk/knn.h"
 
 namespace nfk {
 
-KnnMetric parse_knn_metric(const std::string& name) {
-  if (name == "cosine") return KnnMetric::kCosine;
-  if (name == "euclidean") return KnnMetric::kEuclidean;
-  TORCH_CHECK(false, "nfk: unknown kNN metric '", name, "' (cosine or euclidean)");
+const Names<KnnMetric>& knn_metric_names() {
+  static const Names<KnnMetric> names(
+      "kNN metric", {{KnnMetric::kCosine, "cosine"}, {KnnMetric::kEuclidean, "euclidean"}});
+  return names;
 }
 
 KnnResult knn_classify(const torch::Tensor& train, const torch::Tensor& labels,

@@ -9,50 +9,24 @@
 
 namespace nfk {
 
-FisherEstimator parse_fisher_estimator(const std::string& name) {
-  if (name == "true") return FisherEstimator::kTrue;
-  if (name == "mc") return FisherEstimator::kMonteCarlo;
-  if (name == "empirical") return FisherEstimator::kEmpirical;
-  if (name == "batched") return FisherEstimator::kBatched;
-  TORCH_CHECK(false, "nfk: unknown Fisher estimator `", name,
-              "`; use true, mc, empirical or batched");
-}
-
-std::string to_string(FisherEstimator estimator) {
-  switch (estimator) {
-    case FisherEstimator::kTrue:
-      return "true";
-    case FisherEstimator::kMonteCarlo:
-      return "mc";
-    case FisherEstimator::kEmpirical:
-      return "empirical";
-    case FisherEstimator::kBatched:
-      return "batched";
-  }
-  return "?";
+const Names<FisherEstimator>& fisher_estimator_names() {
+  static const Names<FisherEstimator> names("Fisher estimator",
+                                            {{FisherEstimator::kTrue, "true"},
+                                             {FisherEstimator::kMonteCarlo, "mc"},
+                                             {FisherEstimator::kEmpirical, "empirical"},
+                                             {FisherEstimator::kBatched, "batched"}});
+  return names;
 }
 
 bool needs_labels(FisherEstimator estimator) {
   return estimator == FisherEstimator::kEmpirical || estimator == FisherEstimator::kBatched;
 }
 
-FisherForm parse_fisher_form(const std::string& name) {
-  if (name == "diag") return FisherForm::kDiag;
-  if (name == "kfac") return FisherForm::kKfac;
-  if (name == "ekfac") return FisherForm::kEkfac;
-  TORCH_CHECK(false, "nfk: unknown Fisher form `", name, "`; use diag, kfac or ekfac");
-}
-
-std::string to_string(FisherForm form) {
-  switch (form) {
-    case FisherForm::kDiag:
-      return "diag";
-    case FisherForm::kKfac:
-      return "kfac";
-    case FisherForm::kEkfac:
-      return "ekfac";
-  }
-  return "?";
+const Names<FisherForm>& fisher_form_names() {
+  static const Names<FisherForm> names(
+      "Fisher form",
+      {{FisherForm::kDiag, "diag"}, {FisherForm::kKfac, "kfac"}, {FisherForm::kEkfac, "ekfac"}});
+  return names;
 }
 
 namespace detail {

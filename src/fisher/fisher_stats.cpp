@@ -14,25 +14,19 @@ constexpr int64_t kReferenceIndexOffset = int64_t{1} << 40;
 
 }  // namespace
 
-Estimator parse_estimator(const std::string& name) {
-  if (name == "auto") return Estimator::kAuto;
-  if (name == "true") return Estimator::kTrue;
-  if (name == "empirical") return Estimator::kEmpirical;
-  TORCH_CHECK(false, "nfk: unknown estimator `", name, "` (expected auto, true or empirical)");
+const Names<Estimator>& estimator_names() {
+  static const Names<Estimator> names("estimator", {{Estimator::kAuto, "auto"},
+                                                    {Estimator::kTrue, "true"},
+                                                    {Estimator::kEmpirical, "empirical"},
+                                                    {Estimator::kNone, "none"}});
+  return names;
 }
 
-std::string to_string(Estimator e) {
-  switch (e) {
-    case Estimator::kAuto:
-      return "auto";
-    case Estimator::kTrue:
-      return "true";
-    case Estimator::kEmpirical:
-      return "empirical";
-    case Estimator::kNone:
-      return "none";
-  }
-  TORCH_INTERNAL_ASSERT(false, "unhandled Estimator");
+Estimator parse_estimator(const std::string& name) {
+  const Estimator e = estimator_names().parse(name);
+  TORCH_CHECK(e != Estimator::kNone, "nfk: the estimator `none` belongs to kind ntk and is not ",
+              "chosen (expected auto, true or empirical)");
+  return e;
 }
 
 Estimator resolve_estimator(ScoreModel& model, Estimator requested) {

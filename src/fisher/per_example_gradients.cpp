@@ -101,16 +101,11 @@ bool agrees_with_loop(ScoreModel& model, const torch::Tensor& x, int64_t first_i
 
 }  // namespace
 
-std::string to_string(GradientPath path) {
-  switch (path) {
-    case GradientPath::kAuto:
-      return "auto";
-    case GradientPath::kLayerTape:
-      return "layer-tape";
-    case GradientPath::kLoop:
-      return "loop";
-  }
-  TORCH_INTERNAL_ASSERT(false, "unhandled GradientPath");
+const Names<GradientPath>& gradient_path_names() {
+  static const Names<GradientPath> names("gradient path", {{GradientPath::kAuto, "auto"},
+                                                           {GradientPath::kLayerTape, "layer-tape"},
+                                                           {GradientPath::kLoop, "loop"}});
+  return names;
 }
 
 namespace {

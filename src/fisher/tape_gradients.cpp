@@ -9,7 +9,7 @@
 #include <sstream>
 #include <unordered_map>
 
-#include "nfk/layer_tape.h"
+#include "models/tape_record.h"
 
 namespace nfk::detail {
 namespace {

@@ -5,7 +5,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "nfk/layer_tape.h"
+#include "models/tape_record.h"
 #include "nfk/model.h"
 
 namespace nfk::detail {

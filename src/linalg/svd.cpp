@@ -61,17 +61,11 @@ double default_svd_tol(torch::Dtype dtype) {
   return dtype == torch::kFloat64 ? 1e-8 : 2e-4;
 }
 
-SvdSolver parse_svd_solver(const std::string& name) {
-  if (name == "auto") return SvdSolver::kAuto;
-  if (name == "subspace") return SvdSolver::kSubspace;
-  if (name == "block-krylov") return SvdSolver::kBlockKrylov;
-  TORCH_CHECK(false, "nfk: unknown SVD solver '", name, "' (auto | subspace | block-krylov)");
-}
-
-std::string to_string(SvdSolver s) {
-  return s == SvdSolver::kBlockKrylov ? "block-krylov"
-         : s == SvdSolver::kSubspace  ? "subspace"
-                                      : "auto";
+const Names<SvdSolver>& svd_solver_names() {
+  static const Names<SvdSolver> names("SVD solver", {{SvdSolver::kAuto, "auto"},
+                                                     {SvdSolver::kSubspace, "subspace"},
+                                                     {SvdSolver::kBlockKrylov, "block-krylov"}});
+  return names;
 }
 
 namespace detail {

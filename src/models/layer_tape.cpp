@@ -1,8 +1,8 @@
 // The layer tape: each taped() call runs the layer and, when a tape is active and the call is one
 // the per-example formulas cover, records its input, output and geometry.
-#include "nfk/layer_tape.h"
-
 #include <variant>
+
+#include "models/tape_record.h"
 
 namespace nfk {
 namespace {

@@ -42,33 +42,14 @@ const char* method_for(ModelKind kind) {
 
 }  // namespace
 
-ModelKind parse_model_kind(const std::string& name) {
-  if (name == "classifier") return ModelKind::kClassifier;
-  if (name == "gan") return ModelKind::kGan;
-  if (name == "vae") return ModelKind::kVae;
-  if (name == "density") return ModelKind::kDensity;
-  if (name == "score") return ModelKind::kScore;
-  if (name == "ntk") return ModelKind::kNtk;
-  TORCH_CHECK(false, "nfk: unknown model kind `", name,
-              "` (expected classifier, gan, vae, density, score or ntk)");
-}
-
-std::string to_string(ModelKind kind) {
-  switch (kind) {
-    case ModelKind::kClassifier:
-      return "classifier";
-    case ModelKind::kGan:
-      return "gan";
-    case ModelKind::kVae:
-      return "vae";
-    case ModelKind::kDensity:
-      return "density";
-    case ModelKind::kScore:
-      return "score";
-    case ModelKind::kNtk:
-      return "ntk";
-  }
-  TORCH_INTERNAL_ASSERT(false, "unhandled ModelKind");
+const Names<ModelKind>& model_kind_names() {
+  static const Names<ModelKind> names("model kind", {{ModelKind::kClassifier, "classifier"},
+                                                     {ModelKind::kGan, "gan"},
+                                                     {ModelKind::kVae, "vae"},
+                                                     {ModelKind::kDensity, "density"},
+                                                     {ModelKind::kScore, "score"},
+                                                     {ModelKind::kNtk, "ntk"}});
+  return names;
 }
 
 ScoreModel::ScoreModel(ModelKind kind, std::unique_ptr<Network> net,

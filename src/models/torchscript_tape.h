@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "nfk/layer_tape.h"
+#include "models/tape_record.h"
 
 namespace nfk::detail {
 

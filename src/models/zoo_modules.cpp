@@ -43,6 +43,8 @@ MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) {
 }
 
 void MlpImpl::reset() {
+  TORCH_CHECK(options.activation() == "tanh" || options.activation() == "relu",
+              "nfk: unknown MLP activation `", options.activation(), "` (expected tanh or relu)");
   layers = register_module("layers", torch::nn::ModuleList());
   int64_t width = options.in_features();
   for (int64_t h : options.hidden()) {
@@ -64,7 +66,11 @@ torch::nn::LinearImpl& mlp_layer(torch::nn::ModuleList& layers, size_t i) {
 
 torch::Tensor MlpImpl::features(const torch::Tensor& x) {
   auto h = x.flatten(/*start_dim=*/1);
-  for (size_t i = 0; i + 1 < layers->size(); ++i) h = torch::tanh(taped(mlp_layer(layers, i), h));
+  const bool relu = options.activation() == "relu";
+  for (size_t i = 0; i + 1 < layers->size(); ++i) {
+    h = taped(mlp_layer(layers, i), h);
+    h = relu ? torch::relu(h) : torch::tanh(h);
+  }
   return h;
 }
 
@@ -134,7 +140,7 @@ torch::Tensor DcganGeneratorImpl::forward(const torch::Tensor& h) {
 // Builders: options JSON → module; the archive keeps every field (defaults made explicit).
 
 NFK_ZOO_OPTIONS_JSON(LeNet5Options, in_channels, image_size, num_classes)
-NFK_ZOO_OPTIONS_JSON(MlpOptions, in_features, hidden, out_features)
+NFK_ZOO_OPTIONS_JSON(MlpOptions, in_features, hidden, out_features, activation)
 NFK_ZOO_OPTIONS_JSON(DcganDiscriminatorOptions, channels, image_size, width)
 NFK_ZOO_OPTIONS_JSON(DcganGeneratorOptions, latent_dim, channels, image_size, width, batch_norm)
 

@@ -12,7 +12,7 @@ void save_checkpoint(const std::string& dir, int64_t epoch,
                      const std::map<std::string, torch::optim::Optimizer*>& optimizers,
                      const nlohmann::json& log) {
   std::filesystem::create_directories(dir);
-  for (const auto& [name, zoo] : modules) save_zoo_module(dir + "/" + name + ".pt", *zoo);
+  for (const auto& [name, zoo] : modules) save_zoo_module(dir + "/" + name + ".zoo", *zoo);
   for (const auto& [name, opt] : optimizers) {
     torch::serialize::OutputArchive archive;
     opt->save(archive);
@@ -36,9 +36,14 @@ int64_t load_checkpoint(const std::string& dir, const std::map<std::string, ZooM
     TORCH_CHECK(false, "nfk: ", dir, "/state.json: corrupt checkpoint state (", e.what(), ")");
   }
   for (const auto& [name, zoo] : modules) {
-    ZooModule saved = load_zoo_module(dir + "/" + name + ".pt");
-    TORCH_CHECK(saved.arch == zoo->arch && saved.options == zoo->options, "nfk: ", dir, "/", name,
-                ".pt: checkpoint holds ", saved.arch, " ", saved.options.dump(),
+    // Checkpoints written before zoo archives were named .zoo hold name.pt.
+    std::string file = dir + "/" + name + ".zoo";
+    if (!std::filesystem::exists(file) && std::filesystem::exists(dir + "/" + name + ".pt")) {
+      file = dir + "/" + name + ".pt";
+    }
+    ZooModule saved = load_zoo_module(file);
+    TORCH_CHECK(saved.arch == zoo->arch && saved.options == zoo->options, "nfk: ", file,
+                ": checkpoint holds ", saved.arch, " ", saved.options.dump(),
                 ", but this run builds ", zoo->arch, " ", zoo->options.dump());
     torch::NoGradGuard no_grad;
     auto dst = zoo->module->named_parameters(), src = saved.module->named_parameters();

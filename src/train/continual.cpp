@@ -48,6 +48,7 @@ ContinualResult run_continual(const std::vector<ContinualTask>& tasks,
   for (const auto& t : tasks) classes = std::max(classes, t.train.labels.max().item<int64_t>() + 1);
   ZooModule net = make_zoo_module("mlp", {{"in_features", tasks[0].train.inputs[0].numel()},
                                           {"hidden", o.hidden},
+                                          {"activation", o.activation},
                                           {"out_features", classes}});
   torch::optim::Adam opt(net.module->parameters(), torch::optim::AdamOptions(o.learning_rate));
   EwcPenalty ewc(penalty);

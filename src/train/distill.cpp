@@ -11,33 +11,17 @@
 
 namespace nfk {
 
-DistillMethod parse_distill_method(const std::string& name) {
-  if (name == "none") return DistillMethod::kNone;
-  if (name == "kd") return DistillMethod::kKd;
-  if (name == "nfkd") return DistillMethod::kNfkd;
-  TORCH_CHECK(false, "nfk: unknown distillation method `", name, "`; use none, kd or nfkd");
+const Names<DistillMethod>& distill_method_names() {
+  static const Names<DistillMethod> names(
+      "distillation method",
+      {{DistillMethod::kNone, "none"}, {DistillMethod::kKd, "kd"}, {DistillMethod::kNfkd, "nfkd"}});
+  return names;
 }
 
-std::string to_string(DistillMethod method) {
-  switch (method) {
-    case DistillMethod::kNone:
-      return "none";
-    case DistillMethod::kKd:
-      return "kd";
-    case DistillMethod::kNfkd:
-      return "nfkd";
-  }
-  return "?";
-}
-
-TargetLoss parse_target_loss(const std::string& name) {
-  if (name == "l2") return TargetLoss::kL2;
-  if (name == "cosine") return TargetLoss::kCosine;
-  TORCH_CHECK(false, "nfk: unknown NFKD loss `", name, "`; use l2 or cosine");
-}
-
-std::string to_string(TargetLoss loss) {
-  return loss == TargetLoss::kL2 ? "l2" : "cosine";
+const Names<TargetLoss>& target_loss_names() {
+  static const Names<TargetLoss> names("NFKD loss",
+                                       {{TargetLoss::kL2, "l2"}, {TargetLoss::kCosine, "cosine"}});
+  return names;
 }
 
 torch::Tensor nfkd_target_loss(const torch::Tensor& head, const torch::Tensor& target,
@@ -258,8 +242,8 @@ nlohmann::json train_student(const Dataset& train, const Dataset& test, const Tr
   student.module->eval();
   if (test.labels.defined()) log["test_accuracy"] = classifier_accuracy(student, test);
   std::filesystem::create_directories(run.out_dir);
-  save_zoo_module(run.out_dir + "/student.pt", student);
-  if (nfkd) save_zoo_module(run.out_dir + "/head.pt", head);
+  save_zoo_module(run.out_dir + "/student.zoo", student);
+  if (nfkd) save_zoo_module(run.out_dir + "/head.zoo", head);
   write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
   return log;
 }

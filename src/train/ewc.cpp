@@ -15,27 +15,13 @@ torch::Tensor flat_parameters(const ZooModule& model) {
 
 }  // namespace
 
-ContinualMethod parse_continual_method(const std::string& name) {
-  if (name == "finetune") return ContinualMethod::kFinetune;
-  if (name == "l2") return ContinualMethod::kL2;
-  if (name == "ewc") return ContinualMethod::kEwc;
-  if (name == "online-ewc") return ContinualMethod::kOnlineEwc;
-  TORCH_CHECK(false, "nfk: unknown continual-learning method `", name,
-              "`; use finetune, l2, ewc or online-ewc");
-}
-
-std::string to_string(ContinualMethod method) {
-  switch (method) {
-    case ContinualMethod::kFinetune:
-      return "finetune";
-    case ContinualMethod::kL2:
-      return "l2";
-    case ContinualMethod::kEwc:
-      return "ewc";
-    case ContinualMethod::kOnlineEwc:
-      return "online-ewc";
-  }
-  return "?";
+const Names<ContinualMethod>& continual_method_names() {
+  static const Names<ContinualMethod> names("continual-learning method",
+                                            {{ContinualMethod::kFinetune, "finetune"},
+                                             {ContinualMethod::kL2, "l2"},
+                                             {ContinualMethod::kEwc, "ewc"},
+                                             {ContinualMethod::kOnlineEwc, "online-ewc"}});
+  return names;
 }
 
 EwcPenalty::EwcPenalty(EwcOptions options) : options_(std::move(options)) {

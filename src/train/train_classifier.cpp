@@ -98,7 +98,7 @@ nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const
   net.module->eval();
   if (test.labels.defined()) log["test_accuracy"] = classifier_accuracy(net, test);
   std::filesystem::create_directories(run.out_dir);
-  save_zoo_module(run.out_dir + "/classifier.pt", net);
+  save_zoo_module(run.out_dir + "/classifier.zoo", net);
   write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
   return log;
 }

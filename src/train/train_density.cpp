@@ -119,7 +119,7 @@ nlohmann::json train_density(const Dataset& train, const Dataset& test, const Tr
   net.module->eval();
   if (has_test) add_test_metrics(log);
   std::filesystem::create_directories(run.out_dir);
-  save_zoo_module(run.out_dir + "/density.pt", net);
+  save_zoo_module(run.out_dir + "/density.zoo", net);
   write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
   return log;
 }

@@ -49,8 +49,8 @@ EpochEndHook snapshot_hook(const std::string& out_dir, int64_t every) {
                           static_cast<long long>(epochs_done));
             const std::string dir = out_dir + name;
             std::filesystem::create_directories(dir);
-            save_zoo_module(dir + "/discriminator.pt", t.module("discriminator"));
-            save_zoo_module(dir + "/generator.pt", t.module("generator"));
+            save_zoo_module(dir + "/discriminator.zoo", t.module("discriminator"));
+            save_zoo_module(dir + "/generator.zoo", t.module("generator"));
           },
           every};
 }
@@ -137,8 +137,8 @@ nlohmann::json train_gan(const Dataset& train, const TrainRun& run, const GanTra
   d.module->eval();
   g_ema.module->eval();
   std::filesystem::create_directories(run.out_dir);
-  save_zoo_module(run.out_dir + "/discriminator.pt", d);
-  save_zoo_module(run.out_dir + "/generator.pt", g_ema);
+  save_zoo_module(run.out_dir + "/discriminator.zoo", d);
+  save_zoo_module(run.out_dir + "/generator.zoo", g_ema);
   write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
   return log;
 }

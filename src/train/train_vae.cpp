@@ -100,7 +100,7 @@ nlohmann::json train_vae(const Dataset& train, const Dataset& test, const TrainR
     }
   }
   std::filesystem::create_directories(run.out_dir);
-  save_zoo_module(run.out_dir + "/vae.pt", net);
+  save_zoo_module(run.out_dir + "/vae.zoo", net);
   write_file_atomic(run.out_dir + "/train_log.json", log.dump(2) + "\n");
   return log;
 }

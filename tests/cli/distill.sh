@@ -10,7 +10,7 @@ train='mnist:train[:512]'
 test='mnist:test[:256]'
 must "teacher" train classifier --arch lenet5 --data 'mnist:train[:1000]' --epochs 1 \
   --out "$w/teacher" --quiet
-teacher=$w/teacher/classifier.pt
+teacher=$w/teacher/classifier.zoo
 base=(--test-data "$test" --epochs 2 --batch-size 64 --hidden 32 --quiet)
 common=(--teacher "$teacher" --data "$train" "${base[@]}")
 
@@ -25,7 +25,7 @@ acc = r["test_accuracy_mean"]
 assert math.isfinite(acc) and 0.2 < acc <= 1, acc
 assert 0.2 < r["teacher_test_accuracy"] <= 1, r["teacher_test_accuracy"]
 for s in r["seeds"]:
-    assert os.path.isfile(os.path.join(s["out"], "student.pt")), s
+    assert os.path.isfile(os.path.join(s["out"], "student.zoo")), s
     log = json.load(open(os.path.join(s["out"], "train_log.json")))
     assert len(log["epochs"]) == 2 and all(math.isfinite(e["loss"]) for e in log["epochs"]), log
 EOF
@@ -38,7 +38,7 @@ done
 must "distill nfkd, 100 labels" distill "${common[@]}" --method nfkd --rank 4 --labelled 100 \
   --out "$w/nfkd"
 check "distill nfkd: result sane" sane "$w/nfkd/result.json"
-check "distill nfkd: head written" test -f "$w/nfkd/seed_0/head.pt"
+check "distill nfkd: head written" test -f "$w/nfkd/seed_0/head.zoo"
 
 # Q_t rows are nfk transform's rows of the same images, scaled to mean squared norm 1.
 must "transform with the teacher's projector" transform --projector "$w/nfkd/teacher_nfk.nfk" \
@@ -65,7 +65,7 @@ check "targets from a file give the same accuracy" \
   test "$(accuracy "$w/nfkd-file/result.json")" = "$(accuracy "$w/nfkd/result.json")"
 
 # The student is a zoo classifier every nfk command reads.
-must "fit the student's NFK" fit --model "$w/nfkd/seed_0/student.pt" --kind classifier \
+must "fit the student's NFK" fit --model "$w/nfkd/seed_0/student.zoo" --kind classifier \
   --data "$test" --rank 2 --out "$w/student.nfk" --quiet
 # The same command gives the same numbers (and resuming a finished run changes nothing).
 first=$(accuracy "$w/nfkd/result.json")
@@ -100,7 +100,7 @@ must "TorchScript teacher, wrn student" distill --teacher "$w/ts_teacher.pt" --d
   --test-data "$test" --epochs 1 --student-arch wrn --depth 10 --method nfkd --rank 3 \
   --out "$w/ts" --quiet
 check "TorchScript teacher: targets and student written" \
-  test -f "$w/ts/nfk_targets.npy" -a -f "$w/ts/seed_0/student.pt" -a -f "$w/ts/seed_0/head.pt"
+  test -f "$w/ts/nfk_targets.npy" -a -f "$w/ts/seed_0/student.zoo" -a -f "$w/ts/seed_0/head.zoo"
 
 # --- bad input: one line, nothing written -------------------------------------------------------
 expect_fail "missing teacher" 'no such file|not found|does not exist' "$o/r" -- \
