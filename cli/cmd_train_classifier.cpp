@@ -75,6 +75,12 @@ void add_train_classifier(CLI::App* train) {
                   "binds, the step length no longer depends on --lr (0: off)")
       ->check(CLI::Range(0.0, 1e6))
       ->capture_default_str();
+  cmd->add_option("--eval-every", f->options.eval_every,
+                  "Also measure the test accuracy every this many steps (0: at epoch ends only); "
+                  "train_log.json's \"evaluations\" holds {step, epoch, train_seconds, "
+                  "test_accuracy}, train_seconds counting the training steps only")
+      ->check(count_in(0, int64_t{1} << 40))
+      ->capture_default_str();
   cmd->callback([f] {
     f->options.natural.fisher.estimator = parse_fisher_estimator(f->natural_flags.estimator);
     f->options.natural.damping_kind =

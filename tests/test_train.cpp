@@ -62,6 +62,41 @@ TEST(TrainClassifier, LossFallsAndResumeRepeatsTheCurve) {
   EXPECT_TRUE(same_weights(dir + "/full/classifier.zoo", dir + "/split/classifier.zoo"));
 }
 
+// Evaluations inside epochs: one every `eval_every` steps, counted across epochs; one that falls
+// on an epoch's last step sees the same weights as the epoch-end accuracy; a resumed run repeats
+// them (all but the clock).
+TEST(TrainClassifier, EvaluationsEveryNStepsAlignWithTheEpochEnds) {
+  auto data = two_blobs(96, 2), test_set = two_blobs(64, 3);  // 3 steps of 32 per epoch
+  ClassifierTrainOptions o;
+  o.learning_rate = 3e-3;
+  o.eval_every = 2;
+  auto dir = test::temp_dir("train_evals");
+  auto full = train_classifier(data, test_set, tiny_run(dir + "/full", 4), o);
+  const auto& evals = full["evaluations"];
+  ASSERT_EQ(evals.size(), 6u);  // steps 2, 4, ..., 12 of 12
+  for (size_t i = 0; i < evals.size(); ++i) {
+    EXPECT_EQ(evals[i]["step"].get<int64_t>(), 2 * static_cast<int64_t>(i + 1));
+    EXPECT_DOUBLE_EQ(evals[i]["epoch"].get<double>(), 2.0 * static_cast<double>(i + 1) / 3.0);
+    if (i > 0) EXPECT_GE(evals[i]["train_seconds"], evals[i - 1]["train_seconds"]);
+  }
+  // Step 6 ends epoch 2 and step 12 epoch 4: the same weights as those epochs' accuracies.
+  EXPECT_EQ(evals[2]["test_accuracy"], full["epochs"][1]["test_accuracy"]);
+  EXPECT_EQ(evals[5]["test_accuracy"], full["epochs"][3]["test_accuracy"]);
+
+  train_classifier(data, test_set, tiny_run(dir + "/split", 2), o);
+  auto resumed = train_classifier(data, test_set, tiny_run(dir + "/split", 4), o);
+  ASSERT_EQ(resumed["evaluations"].size(), evals.size());
+  for (size_t i = 0; i < evals.size(); ++i) {
+    EXPECT_EQ(resumed["evaluations"][i]["step"], evals[i]["step"]);
+    EXPECT_EQ(resumed["evaluations"][i]["test_accuracy"], evals[i]["test_accuracy"]);
+  }
+  o.eval_every = 0;
+  EXPECT_FALSE(
+      train_classifier(data, test_set, tiny_run(dir + "/none", 1), o).contains("evaluations"));
+  o.eval_every = 2;
+  EXPECT_THROW(train_classifier(data, Dataset{}, tiny_run(dir + "/nolabels", 1), o), c10::Error);
+}
+
 // The Fisher-similarity monitor of eval/, wired into the loop as the CLI does it.
 TrainHooks fisher_monitor(const torch::Tensor& held_out, uint64_t seed) {
   GanTrainingMonitorOptions monitor;

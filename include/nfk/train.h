@@ -31,6 +31,10 @@ struct ClassifierTrainOptions {
   NaturalGradientOptions natural;  // ngd-diag / kfac: estimator, damping, intervals, KL clip
   int64_t wrn_depth = 16;          // wrn only: depth 6n + 4
   int64_t wrn_widen_factor = 1;    // wrn only: widen factor k
+  /// Steps between test-accuracy evaluations inside epochs (0: at epoch ends only), logged as
+  /// "evaluations": [{step, epoch (fractional), train_seconds, test_accuracy}], train_seconds
+  /// counting training steps only (not the evaluations). Needs a labelled test set.
+  int64_t eval_every = 0;
 };
 
 /// Trains a zoo classifier by cross-entropy on `train` (inputs [N, C, H, W], labels [N]) with

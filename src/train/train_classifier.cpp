@@ -1,4 +1,5 @@
 // Classifier training: cross-entropy with Adam on the shared loop.
+#include <chrono>
 #include <filesystem>
 
 #include "nfk/output_files.h"
@@ -89,10 +90,27 @@ nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const
                    {"optimizer", o.optimizer},
                    {"epochs", nlohmann::json::array()}};
   trainer.resume();
+  TORCH_CHECK(o.eval_every >= 0 && (o.eval_every == 0 || test.labels.defined()),
+              "nfk: evaluations every ", o.eval_every, " steps need a labelled test set");
+  const int64_t steps_per_epoch = (train.inputs.size(0) + run.batch_size - 1) / run.batch_size;
+  double train_seconds = 0;  // steps only, this process
   auto step = [&](Trainer& t, const Batch& b) {
+    const auto t0 = std::chrono::steady_clock::now();
     auto loss = torch::nn::functional::cross_entropy(net.forward(b.inputs), b.labels);
     t.optimize(opt_name, loss, b);
-    return StepMetrics{{"loss", loss.item<double>()}};
+    StepMetrics metrics{{"loss", loss.item<double>()}};
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const int64_t done = b.epoch * steps_per_epoch + b.step + 1;
+    if (o.eval_every > 0 && done % o.eval_every == 0) {
+      net.module->eval();
+      t.log()["evaluations"].push_back(
+          {{"step", done},
+           {"epoch", static_cast<double>(done) / static_cast<double>(steps_per_epoch)},
+           {"train_seconds", train_seconds},
+           {"test_accuracy", classifier_accuracy(net, test)}});
+      net.module->train();
+    }
+    return metrics;
   };
   nlohmann::json log = trainer.run(train, step, progress);
   net.module->eval();
