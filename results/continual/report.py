@@ -124,16 +124,17 @@ def tables(S):
     if relu:
         out.append("\n### Permuted MNIST-10, the larger protocol (ReLU, 54,000 training images, 2 "
                    "epochs per task): final average test accuracy\n")
-        out.append("| method | Fisher | λ sweep, seed 0: λ → validation / test | λ chosen | seeds | "
-                   "final average accuracy (mean ± std) | per seed | "
+        out.append("| row | method | Fisher | λ sweep, seed 0: λ → validation / test | λ chosen | "
+                   "seeds | final average accuracy (mean ± std) | per seed | "
                    "each task just after training it (mean) | run seconds (seed 0) |")
-        out.append("|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
         for s in relu:
             sw = "; ".join(f"{lam_str(w['lambda'])} → {fmt(w['validation'])} / {fmt(w['test'])}"
                            for w in s["sweep_seed0"])
             secs = next(w["seconds"] for w in s["sweep_seed0"]
                         if w["lambda"] == s["lambda_chosen"])
-            out.append(f"| {s['method']} | {s['fisher'] if s['method'] == 'ewc' else '–'} | {sw} | "
+            out.append(f"| {s['row'].split('/')[1]} | {s['method']} | "
+                       f"{s['fisher'] if s['method'] == 'ewc' else '–'} | {sw} | "
                        f"{lam_str(s['lambda_chosen'])} | {','.join(map(str, s['seeds']))} | "
                        f"{ms(s)} | {', '.join(fmt(v) for v in s['final_average_test'])} | "
                        f"{fmt(s['just_trained_mean'])} | {secs:.0f} |")

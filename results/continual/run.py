@@ -80,6 +80,12 @@ def rows():
     r.append(("permuted-relu/ewc-true", "permuted-relu", ["--method", "ewc", "--fisher", "true"],
               RELU_GRID))
     r.append(("permuted-relu/finetune", "permuted-relu", ["--method", "finetune"], [0.0]))
+    # Seed 0 only: below the grid's low end, and the mc / empirical Fisher at the chosen λ.
+    r.append(("permuted-relu/ewc-true-low", "permuted-relu", ["--method", "ewc", "--fisher", "true"],
+              [30]))
+    for est in ["mc", "empirical"]:
+        r.append((f"permuted-relu/ewc-{est}-one-seed", "permuted-relu",
+                  ["--method", "ewc", "--fisher", est], [1e2]))
     return r
 
 
@@ -147,7 +153,7 @@ def jobs():
     rest = [n for n in rest if n.startswith("split")] + [n for n in rest if not n.startswith("split")]
     order += [(n, "grid") for n in rest]
     order += [(n, "seeds12") for n in sorted(rest, key=lambda n: n.startswith("split"))
-              if not n.endswith(("54k", "-fine", "-high"))]
+              if not n.endswith(("54k", "-fine", "-high", "-low", "-one-seed"))]
     for name, kind in order:
         _, bench, flags, grid = R[name]
         base = BENCH[bench] + COMMON + flags
