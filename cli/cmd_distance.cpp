@@ -3,10 +3,10 @@
 
 #include "commands.h"
 #include "common.h"
-#include "nfk/output_files.h"
+#include "figures.h"
 #include "nfk/data.h"
 #include "nfk/distance.h"
-#include "figures.h"
+#include "nfk/output_files.h"
 
 namespace nfk::cli {
 namespace {
@@ -63,11 +63,7 @@ void class_distances(const Flags& f, Projector& proj, ScoreModel& model, Progres
   {
     OutputGroup outputs;  // both or neither
     if (!f.out.empty()) write_npy(f.out, d);
-    if (!f.heatmap.empty()) {
-      std::vector<std::string> names;
-      for (int64_t c = 0; c < d.size(0); ++c) names.push_back(std::to_string(c));
-      plot_class_distances(f.heatmap, d, names);
-    }
+    if (!f.heatmap.empty()) plot_class_distances(f.heatmap, d);
     outputs.commit();
   }
   if (f.json) {

@@ -48,7 +48,8 @@ class TempDir {
     std::error_code ec;
     std::string t = (fs::temp_directory_path(ec) / "nfk_figure_XXXXXX").string();
     TORCH_CHECK(!ec && ::mkdtemp(t.data()) != nullptr,
-                "nfk: cannot make a temporary folder for a figure (", t, "): ", std::strerror(errno));
+                "nfk: cannot make a temporary folder for a figure (", t,
+                "): ", std::strerror(errno));
     path_ = t;
   }
   ~TempDir() {
@@ -109,11 +110,13 @@ void draw(const std::string& kind, const nlohmann::json& data, const std::string
   const std::string why = figures_unavailable();
   TORCH_CHECK(why.empty(), "nfk: cannot draw ", path, ": ", why);
   TempDir tmp;
-  const std::string data_file = tmp.file(kind + ".json"), figure = tmp.file("figure" + suffix_of(path));
+  const std::string data_file = tmp.file(kind + ".json"),
+                    figure = tmp.file("figure" + suffix_of(path));
   {
     std::ofstream out(data_file);
     out << data.dump();
-    TORCH_CHECK(out.good(), "nfk: cannot draw ", path, ": writing its data to ", data_file, " failed");
+    TORCH_CHECK(out.good(), "nfk: cannot draw ", path, ": writing its data to ", data_file,
+                " failed");
   }
   std::vector<std::string> argv = {python(), plot_script(), kind, data_file, figure};
   argv.insert(argv.end(), extra.begin(), extra.end());
@@ -148,7 +151,8 @@ std::string figures_unavailable() {
     const int status = run({py, "-c", "import matplotlib, numpy"}, tmp.file("probe.log"));
     if (status == 0) return std::string();
     return "figures are drawn by Python 3 with matplotlib and numpy (Debian: python3-matplotlib), "
-           "and " + py + (status == -1 ? " does not run" : " cannot import them") +
+           "and " +
+           py + (status == -1 ? " does not run" : " cannot import them") +
            "; set NFK_PYTHON to a Python that can";
   }();
   return why;
@@ -181,11 +185,8 @@ void plot_monitor(const std::string& path, const nlohmann::json& history,
   draw("monitor", history, path, {"--title", title});
 }
 
-void plot_class_distances(const std::string& path, const torch::Tensor& distances,
-                          const std::vector<std::string>& labels) {
-  std::vector<std::string> extra = {"--labels"};
-  extra.insert(extra.end(), labels.begin(), labels.end());
-  draw("class-distances", to_json(distances), path, extra);
+void plot_class_distances(const std::string& path, const torch::Tensor& distances) {
+  draw("class-distances", to_json(distances), path);  // plot.py labels the classes 0..C-1
 }
 
 void plot_images(const std::string& path, const torch::Tensor& images, int64_t columns) {

@@ -31,9 +31,8 @@ bool pictures_possible();
 void plot_spectrum(const std::string& path, const nlohmann::json& spectrum);
 /// Metrics by epoch: `history` is a list of objects with an "epoch" field.
 void plot_monitor(const std::string& path, const nlohmann::json& history, const std::string& title);
-/// A heatmap of a [C, C] distance matrix with its class labels.
-void plot_class_distances(const std::string& path, const torch::Tensor& distances,
-                          const std::vector<std::string>& labels);
+/// A heatmap of a [C, C] distance matrix, classes labelled 0..C-1.
+void plot_class_distances(const std::string& path, const torch::Tensor& distances);
 /// Images [N, C, H, W] in [0, 1] (C = 1 or 3), `columns` per row.
 void plot_images(const std::string& path, const torch::Tensor& images, int64_t columns);
 

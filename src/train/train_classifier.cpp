@@ -92,7 +92,9 @@ nlohmann::json train_classifier(const Dataset& train, const Dataset& test, const
   trainer.resume();
   TORCH_CHECK(o.eval_every >= 0 && (o.eval_every == 0 || test.labels.defined()),
               "nfk: evaluations every ", o.eval_every, " steps need a labelled test set");
-  const int64_t steps_per_epoch = (train.inputs.size(0) + run.batch_size - 1) / run.batch_size;
+  const int64_t examples = train.inputs.size(0), batch = run.batch_size;
+  const int64_t steps_per_epoch =  // as the loop steps
+      loop.drop_last ? examples / batch : (examples + batch - 1) / batch;
   double train_seconds = 0;  // steps only, this process
   auto step = [&](Trainer& t, const Batch& b) {
     const auto t0 = std::chrono::steady_clock::now();
