@@ -157,5 +157,7 @@ expect_fail "fisher --form kfac --stats" 'stats' "$o/f.npz" -- \
   fisher "${clf[@]}" --conditional --form kfac --stats --data "$w/x.npy" --out "$o/f.npz"
 expect_fail "fisher --conditional NaN in the data" 'nan' "$o/f.npy" -- \
   fisher "${clf[@]}" --conditional --data "$w/x_nan.npy" --out "$o/f.npy"
+expect_fail "train classifier --eval-every without a test set" 'eval-every.*test-data' "$o/run" -- \
+  train classifier --arch mlp --data 'mnist:train[:64]' --epochs 1 --eval-every 5 --out "$o/run"
 
 finish
