@@ -154,7 +154,7 @@ def tables(S):
                        f"{lam_str(s['lambda_chosen'])} | {','.join(map(str, s['seeds']))} | "
                        f"{ms(s)} | {fmt(s['just_trained_mean'])} | "
                        f"{sw} |")
-    out.append("\n### Wall time of each nfk call (seconds, 1 thread, shared 2-core machine)\n")
+    out.append("\n### Wall time of each nfk call (seconds, 1 thread, idle 2-core machine, two calls at a time)\n")
     out.append("| row | λ-grid call (seed 0) | chosen-λ call (seeds 1, 2) |")
     out.append("|---|---|---|")
     for s in S:
