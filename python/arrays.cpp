@@ -1,4 +1,5 @@
-// NumPy arrays ↔ CPU tensors for nfk._nfk (copies both ways).
+// NumPy arrays ↔ CPU tensors for nfk._nfk: copies both ways, except for inputs in a private
+// (copy-on-write) file mapping, which are read in place.
 #include <cstring>
 #include <string>
 #include <vector>
@@ -39,8 +40,43 @@ torch::Tensor to_tensor(const py::array& a) {
   return torch::from_blob(const_cast<void*>(a.data()), shape, dtype).clone();
 }
 
+namespace {
+
+/// True for a C-contiguous floating-point np.memmap opened copy-on-write (mode "c"): nfk's
+/// spooled batches (nfk._io._spool) or a user's np.load(..., mmap_mode="c"). Writes to such an
+/// array (by a model that modifies its input in place) stay private, so it can be read in place.
+/// (pybind11 hands a function a base-class ndarray view of a memmap argument: the memmap is
+/// found along the views' `base` chain.)
+bool is_private_float_mapping(const py::array& a) {
+  if (!(a.flags() & py::array::c_style)) return false;
+  if (a.dtype().kind() != 'f' || !a.dtype().attr("isnative").cast<bool>()) return false;
+  const py::module_ numpy = py::module_::import("numpy");
+  const py::object memmap = numpy.attr("memmap"), ndarray = numpy.attr("ndarray");
+  for (py::object o = a; py::isinstance(o, ndarray); o = o.attr("base")) {
+    if (py::isinstance(o, memmap)) return py::str(o.attr("mode")).cast<std::string>() == "c";
+  }
+  return false;
+}
+
+/// A CPU tensor over `a`'s memory (float32 or float64), keeping `a` alive as long as the tensor.
+torch::Tensor borrow(const py::array& a) {
+  const torch::Dtype dtype = dtype_of(a);
+  std::vector<int64_t> shape(a.shape(), a.shape() + a.ndim());
+  PyObject* owner = a.ptr();
+  Py_INCREF(owner);
+  return torch::from_blob(
+      const_cast<void*>(a.data()), shape,
+      [owner](void*) {
+        py::gil_scoped_acquire gil;  // the tensor may die in a thread without the GIL
+        Py_DECREF(owner);
+      },
+      torch::TensorOptions().dtype(dtype));
+}
+
+}  // namespace
+
 torch::Tensor to_inputs(const py::array& a, const std::string& what) {
-  torch::Tensor x = to_tensor(a);
+  torch::Tensor x = is_private_float_mapping(a) ? borrow(a) : to_tensor(a);
   return nfk::dataset_from_array(x, what).inputs;
 }
 

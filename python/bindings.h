@@ -2,8 +2,9 @@
 // Shared by the translation units of nfk._nfk (python/nfk_module.cpp registers them all): array
 // conversion, CallScope (warnings and Ctrl-C for one binding call), and the bind_* functions.
 //
-// Arrays cross the boundary as NumPy arrays (copied), so the module needs LibTorch's C++ library
-// only, never PyTorch's Python bindings; torch tensors are turned into arrays on the Python side.
+// Arrays cross the boundary as NumPy arrays (copied, but for spooled inputs: to_inputs), so the
+// module needs LibTorch's C++ library only, never PyTorch's Python bindings; torch tensors are
+// turned into arrays on the Python side.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <torch/torch.h>
@@ -24,7 +25,9 @@ namespace py = pybind11;
 // --- arrays (arrays.cpp) -----------------------------------------------------------------------
 
 /// Inputs [N, ...] from an array exactly as `nfk` reads an .npy file (load_dataset): uint8 images
-/// scaled to [0, 1] float32, other integers to float32, NaN/Inf rejected.
+/// scaled to [0, 1] float32, other integers to float32, NaN/Inf rejected. A copy of `a`, except
+/// for a floating np.memmap opened copy-on-write, which is read in place (it stays alive as long
+/// as the tensor): the inputs of an iterable of batches, spooled to a file by the Python layer.
 torch::Tensor to_inputs(const py::array& a, const std::string& what);
 
 /// Class labels int64 [N] from a 1-d int64 array (the Python layer converts other integers).

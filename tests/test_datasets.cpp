@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,13 @@ TEST_F(DataTest, LoadDatasetRejectsNonFiniteNamingTheFile) {
   EXPECT_EQ(nfk::load_dataset(path("nan.npy") + "[:1]").inputs.numel(), 1);
   EXPECT_NO_THROW(nfk::check_finite(torch::ones({3}), "ok"));
   EXPECT_NO_THROW(nfk::check_finite(torch::ones({3}, torch::kInt64), "ints"));
+  // check_finite reads row blocks of about 2^22 values: an Inf in a later block is found and
+  // counted, at its flat index in the whole tensor.
+  auto big = torch::zeros({5, int64_t{1} << 21});
+  big[4][7] = std::numeric_limits<float>::infinity();
+  EXPECT_CONTAINS(error_of([&] { nfk::check_finite(big, "big"); }),
+                  "nfk: big: data holds 0 NaN and 1 Inf values (first at flat index " +
+                      std::to_string((int64_t{4} << 21) + 7) + ")");
 }
 
 TEST_F(DataTest, LoadDatasetErrors) {

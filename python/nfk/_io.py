@@ -7,6 +7,7 @@ batches -> the kind of its first batch.
 import numbers
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -87,7 +88,8 @@ def iter_batches(X, name="X"):
 
 def as_inputs(X, name="X"):
     """(array, data source string, _Like) for the whole of X. An iterable of batches is read once
-    and its batches concatenated (a fit needs all its data for every pass)."""
+    into a temporary file that is mapped back (see _spool): every pass of a fit needs all the
+    data, and the process never holds it."""
     if type(X).__module__.startswith("scipy.sparse"):
         raise TypeError(f"nfk: {name}: sparse input is not supported (a network takes dense "
                         "inputs: X.toarray())")
@@ -95,20 +97,53 @@ def as_inputs(X, name="X"):
         arr, source = _as_array(X, name)
         _check_not_empty(arr, name)
         return arr, source, like(X)
-    arrays, first = [], None
-    for arr, kind in iter_batches(X, name):
+    return _spool(X, name)
+
+
+def _as_library_floats(arr):
+    """`arr` (a converted batch) as the floats the library makes of it: uint8 / 255 and other
+    integers as float32 (the same correctly rounded operations as nfk::array_to_inputs)."""
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / np.float32(255)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.float32)
+    return arr
+
+
+def _spool(X, name):
+    """(array, "", _Like) of an iterable of batches, streamed into an unnamed temporary file in
+    tempfile.gettempdir() (TMPDIR) as the library's floats and mapped back copy-on-write
+    (np.memmap mode "c"). The extension reads such an array in place, so the data live in the
+    page cache, not in the process, however many passes a fit makes over them; the file is
+    gone once the array is."""
+    first = shape = dtype = None
+    n = 0
+    with tempfile.TemporaryFile(prefix="nfk-batches-") as f:
+        for i, (arr, kind) in enumerate(iter_batches(X, name)):
+            if first is None:
+                first, shape, dtype = kind, arr.shape[1:], arr.dtype
+            elif arr.shape[1:] != shape:
+                raise ValueError(f"nfk: {name}: batch {i} has examples of shape {arr.shape[1:]}, "
+                                 f"the first batch {shape}")
+            elif arr.dtype != dtype:  # uint8 is scaled, floats are not
+                raise TypeError(f"nfk: {name}: batch {i} is {arr.dtype}, the first batch {dtype}")
+            floats = np.ascontiguousarray(_as_library_floats(arr))
+            try:
+                f.write(memoryview(floats).cast("B"))
+            except OSError as e:
+                raise OSError(f"nfk: {name}: could not write the batches to a temporary file in "
+                              f"{tempfile.gettempdir()}: {e.strerror} (set TMPDIR to a folder "
+                              "with room)") from None
+            n += arr.shape[0]
         if first is None:
-            first = kind
-        elif arrays and arr.shape[1:] != arrays[0].shape[1:]:
-            raise ValueError(f"nfk: {name}: batch {len(arrays)} has examples of shape "
-                             f"{arr.shape[1:]}, the first batch {arrays[0].shape[1:]}")
-        elif arrays and arr.dtype != arrays[0].dtype:  # uint8 is scaled, floats are not
-            raise TypeError(f"nfk: {name}: batch {len(arrays)} is {arr.dtype}, the first batch "
-                            f"{arrays[0].dtype}")
-        arrays.append(arr)
-    if not arrays:
-        raise ValueError(f"nfk: {name}: the iterable of batches is empty")
-    return np.concatenate(arrays), "", first
+            raise ValueError(f"nfk: {name}: the iterable of batches is empty")
+        # (a view of one byte with the data's shape: the checks without the data)
+        _check_not_empty(np.broadcast_to(np.empty((), np.uint8), (n,) + shape), name)
+        f.flush()
+        # mmap keeps its own handle on the file: closing f here leaves the mapping valid.
+        mapped = np.memmap(f, dtype=_as_library_floats(np.empty(0, dtype)).dtype, mode="c",
+                           shape=(n,) + shape)
+    return mapped, "", first
 
 
 def _check_not_empty(arr, name):

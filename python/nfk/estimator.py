@@ -59,8 +59,10 @@ class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ``"mnist:test[:1000]"``), or an iterable of batches (a ``torch.utils.data.DataLoader``, a
     generator; each batch a tensor or an (x, y, ...) tuple). Results follow the input: NumPy in,
     NumPy out; a tensor in, a tensor out on its device, in the model's dtype. ``transform``
-    streams an iterable batch by batch; ``fit`` reads it once and holds its inputs (every
-    pass of the SVD needs them). ``y`` is ignored.
+    streams an iterable batch by batch; ``fit`` reads it once, into an unnamed temporary file
+    (in TMPDIR) that the library maps and reads in place on every pass of the SVD: the inputs
+    stay out of the process's memory, and every pass sees the same examples in the same order
+    (a shuffled loader's one order; the training embedding's rows follow it). ``y`` is ignored.
 
     Attributes after ``fit``: ``singular_values_`` sigma [k], ``components_`` P^T [k, P],
     ``explained_variance_ratio_`` [k], ``mean_score_`` z [P], ``fisher_diag_`` I [P],

@@ -1,6 +1,7 @@
 #include <c10/util/Exception.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -210,13 +211,21 @@ Dataset dataset_from_array(const torch::Tensor& x, const std::string& what) {
 
 void check_finite(const torch::Tensor& t, const std::string& what) {
   if (!t.defined() || !t.is_floating_point() || t.numel() == 0) return;
-  const torch::Tensor bad = ~torch::isfinite(t);
-  if (!bad.any().item<bool>()) return;
-  const int64_t n_nan = torch::isnan(t).sum().item<int64_t>();
-  const int64_t n_bad = bad.sum().item<int64_t>();
-  const int64_t first = bad.reshape(-1).nonzero()[0][0].item<int64_t>();
-  TORCH_CHECK(false, "nfk: ", what, ": data holds ", n_nan, " NaN and ", n_bad - n_nan,
-              " Inf values (first at flat index ", first, ")");
+  // Row blocks of about 2^22 values: the check's temporaries stay small whatever the data's size
+  // (inputs may be a file mapping the process does not hold).
+  const torch::Tensor rows = t.reshape({t.size(0), -1});
+  const int64_t per_block =
+      std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, rows.size(1)));
+  for (int64_t begin = 0; begin < rows.size(0); begin += per_block) {
+    const torch::Tensor block = rows.narrow(0, begin, std::min(per_block, rows.size(0) - begin));
+    if (torch::isfinite(block).all().item<bool>()) continue;
+    const torch::Tensor bad = ~torch::isfinite(rows);
+    const int64_t n_nan = torch::isnan(rows).sum().item<int64_t>();
+    const int64_t n_bad = bad.sum().item<int64_t>();
+    const int64_t first = bad.reshape(-1).nonzero()[0][0].item<int64_t>();
+    TORCH_CHECK(false, "nfk: ", what, ": data holds ", n_nan, " NaN and ", n_bad - n_nan,
+                " Inf values (first at flat index ", first, ")");
+  }
 }
 
 }  // namespace nfk
