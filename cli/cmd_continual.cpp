@@ -33,9 +33,7 @@ void run(const ContinualFlags& f) {
   const std::string result_path = f.out + "/result.json";
   TORCH_CHECK(!fs::exists(f.out) || fs::is_directory(f.out), "nfk: --out ", f.out,
               " exists and is not a folder; give a folder for result.json");
-  fs::create_directories(f.out);
-  check_outputs({result_path}, {});
-  const auto tasks = make_continual_benchmark(f.bench);
+  const auto tasks = make_continual_benchmark(f.bench);  // (data first: bad input makes no folder)
   EwcOptions penalty;
   penalty.method = parse_continual_method(f.method);
   penalty.fisher.estimator = parse_fisher_estimator(f.fisher);
@@ -44,6 +42,8 @@ void run(const ContinualFlags& f) {
   penalty.gamma = f.gamma;
   penalty.fisher_examples = f.fisher_examples;
   penalty.batch_size = f.fisher_batch_size;
+  fs::create_directories(f.out);
+  check_outputs({result_path}, {});
   const bool penalised = penalty.method != ContinualMethod::kFinetune;
   const std::vector<double> grid = penalised ? f.lambdas : std::vector<double>{0};
   if (!f.quiet) {

@@ -30,26 +30,24 @@ void TrainFlags::add_to(CLI::App* app, int64_t default_epochs, int64_t default_b
   app->add_flag("--quiet", quiet, "No progress line or summary");
 }
 
-TrainRun TrainFlags::to_run() const {
+TrainFlags::Prepared TrainFlags::prepare() const {
   TORCH_CHECK(epochs >= 0, "nfk: --epochs must be >= 0, got ", epochs);
   TORCH_CHECK(batch_size > 0, "nfk: --batch-size must be positive, got ", batch_size);
   TORCH_CHECK(checkpoint_every > 0, "nfk: --checkpoint-every must be positive");
+  Prepared p;
+  p.run.out_dir = out;
+  p.run.epochs = epochs;
+  p.run.batch_size = batch_size;
+  p.run.seed = seed;
+  p.run.checkpoint_every = checkpoint_every;
+  p.run.resume = !no_resume;
+  p.run.device = parse_device(device);
+  p.train = load_dataset(data);
+  if (!test_data.empty()) p.test = load_dataset(test_data);
   std::error_code ec;
   std::filesystem::create_directories(out, ec);
   check_writable(out + "/train_log.json");
-  TrainRun run;
-  run.out_dir = out;
-  run.epochs = epochs;
-  run.batch_size = batch_size;
-  run.seed = seed;
-  run.checkpoint_every = checkpoint_every;
-  run.resume = !no_resume;
-  run.device = parse_device(device);
-  return run;
-}
-
-std::pair<Dataset, Dataset> TrainFlags::load_sets() const {
-  return {load_dataset(data), test_data.empty() ? Dataset{} : load_dataset(test_data)};
+  return p;
 }
 
 void add_train_command(CLI::App& app) {

@@ -85,12 +85,11 @@ void add_train_classifier(CLI::App* train) {
     f->options.natural.fisher.estimator = parse_fisher_estimator(f->natural_flags.estimator);
     f->options.natural.damping_kind =
         f->natural_flags.tikhonov ? KfacDamping::kFactoredTikhonov : KfacDamping::kExact;
-    // Before to_run() makes the output folder: a refused run leaves nothing behind.
+    // Before prepare() makes the output folder: a refused run leaves nothing behind.
     TORCH_CHECK(f->options.eval_every == 0 || !f->run.test_data.empty(),
                 "nfk: --eval-every needs --test-data (a labelled test set)");
     const auto t0 = std::chrono::steady_clock::now();
-    auto run = f->run.to_run();
-    auto [train_set, test] = f->run.load_sets();
+    auto [run, train_set, test] = f->run.prepare();
     ProgressLine progress("train", f->run.quiet);
     auto log = train_classifier(train_set, test, run, f->options, progress.fn());
     progress.finish();

@@ -37,8 +37,7 @@ void add_train_density(CLI::App* train) {
   cmd->callback([f] {
     const auto t0 = std::chrono::steady_clock::now();
     f->options.dequantize = !f->no_dequantize;
-    auto run = f->run.to_run();
-    auto [train_set, test] = f->run.load_sets();
+    auto [run, train_set, test] = f->run.prepare();
     ProgressLine progress("train", f->run.quiet);
     auto log = train_density(train_set, test, run, f->options, progress.fn());
     progress.finish();

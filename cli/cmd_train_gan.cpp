@@ -1,7 +1,7 @@
 #include <cstdio>
 
-#include "nfk/gan_eval.h"
 #include "figures.h"
+#include "nfk/gan_eval.h"
 #include "train_common.h"
 
 namespace nfk::cli {
@@ -68,8 +68,7 @@ void add_train_gan(CLI::App* train) {
       ->capture_default_str();
   cmd->callback([f] {
     const auto t0 = std::chrono::steady_clock::now();
-    auto run = f->run.to_run();
-    auto [train_set, held_out] = f->run.load_sets();
+    auto [run, train_set, held_out] = f->run.prepare();
     TrainHooks hooks;
     if (held_out.inputs.defined() && f->monitor.every > 0) {
       auto monitor = f->monitor;

@@ -56,8 +56,7 @@ void add_train_vae(CLI::App* train) {
       ->capture_default_str();
   cmd->callback([f] {
     const auto t0 = std::chrono::steady_clock::now();
-    auto run = f->run.to_run();
-    auto [train_set, test] = f->run.load_sets();
+    auto [run, train_set, test] = f->run.prepare();
     ProgressLine progress("train", f->run.quiet);
     auto log = train_vae(train_set, test, run, f->options, progress.fn());
     progress.finish();

@@ -18,10 +18,14 @@ struct TrainFlags {
   bool no_resume = false, quiet = false;
 
   void add_to(CLI::App* app, int64_t default_epochs, int64_t default_batch);
-  /// The run's TrainRun; creates the output folder and checks it is writable.
-  TrainRun to_run() const;
-  /// The --data set and the --test-data set (empty Dataset if none was given).
-  std::pair<Dataset, Dataset> load_sets() const;
+  /// What a trainer needs, in the order that leaves nothing behind on bad input: the flags
+  /// checked, then the --data and --test-data sets loaded (test: an empty Dataset if none was
+  /// given), and only then the output folder made and checked writable.
+  struct Prepared {
+    TrainRun run;
+    Dataset train, test;
+  };
+  Prepared prepare() const;
 };
 
 void add_train_classifier(CLI::App* train);

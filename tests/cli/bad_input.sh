@@ -159,5 +159,16 @@ expect_fail "fisher --conditional NaN in the data" 'nan' "$o/f.npy" -- \
   fisher "${clf[@]}" --conditional --data "$w/x_nan.npy" --out "$o/f.npy"
 expect_fail "train classifier --eval-every without a test set" 'eval-every.*test-data' "$o/run" -- \
   train classifier --arch mlp --data 'mnist:train[:64]' --epochs 1 --eval-every 5 --out "$o/run"
+# Every trainer loads its data before it makes the output folder: bad --data or --test-data
+# leaves nothing behind.
+for family in classifier gan vae density; do
+  expect_fail "train $family with unreadable --data" 'cannot read' "$o/run_$family" -- \
+    train "$family" --data "$w/none.npy" --epochs 1 --out "$o/run_$family"
+  expect_fail "train $family with NaN in --test-data" 'NaN' "$o/run_$family" -- \
+    train "$family" --data 'mnist:train[:64]' --test-data "$w/x_nan.npy" --epochs 1 \
+    --out "$o/run_$family"
+done
+NFK_DATA_DIR="$w/no-data" expect_fail "continual without the benchmark's data" 'mnist' \
+  "$o/continual" -- continual --benchmark permuted-mnist --tasks 2 --out "$o/continual" --quiet
 
 finish
