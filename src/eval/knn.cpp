@@ -50,9 +50,10 @@ KnnResult knn_classify(const torch::Tensor& train, const torch::Tensor& labels,
     auto votes = y.index({i_bk});  // [B, k]
     auto counts = torch::zeros({end - start, classes}, torch::kLong)
                       .scatter_add_(1, votes, torch::ones_like(votes));
-    auto rank = torch::arange(o.k, torch::kLong).expand_as(votes).contiguous();
-    auto first = torch::full({end - start, classes}, o.k, torch::kLong)
-                     .scatter_reduce_(1, votes, rank, "amin");
+    // Each class's nearest rank (k: none), written from the farthest neighbour to the nearest
+    // so that the nearest stays (scatter_reduce's "amin" would do it too, with a beta warning).
+    auto first = torch::full({end - start, classes}, o.k, torch::kLong);
+    for (int64_t j = o.k - 1; j >= 0; --j) first.scatter_(1, votes.slice(1, j, j + 1), j);
     r.predicted.slice(0, start, end).copy_((counts * (o.k + 1) - first).argmax(1));
     r.neighbors.slice(0, start, end).copy_(i_bk);
     r.distances.slice(0, start, end).copy_(d_bk);
