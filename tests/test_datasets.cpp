@@ -71,6 +71,8 @@ TEST_F(DataTest, LoadDatasetRejectsNonFiniteNamingTheFile) {
   EXPECT_EQ(nfk::load_dataset(path("nan.npy") + "[:1]").inputs.numel(), 1);
   EXPECT_NO_THROW(nfk::check_finite(torch::ones({3}), "ok"));
   EXPECT_NO_THROW(nfk::check_finite(torch::ones({3}, torch::kInt64), "ints"));
+  EXPECT_NO_THROW(nfk::check_finite(torch::tensor(1.0), "a scalar"));
+  EXPECT_CONTAINS(error_of([&] { nfk::check_finite(torch::tensor(NAN), "nan"); }), "1 NaN");
   // check_finite reads row blocks of about 2^22 values: an Inf in a later block is found and
   // counted, at its flat index in the whole tensor.
   auto big = torch::zeros({5, int64_t{1} << 21});

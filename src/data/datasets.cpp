@@ -213,7 +213,7 @@ void check_finite(const torch::Tensor& t, const std::string& what) {
   if (!t.defined() || !t.is_floating_point() || t.numel() == 0) return;
   // Row blocks of about 2^22 values: the check's temporaries stay small whatever the data's size
   // (inputs may be a file mapping the process does not hold).
-  const torch::Tensor rows = t.reshape({t.size(0), -1});
+  const torch::Tensor rows = t.dim() == 0 ? t.reshape({1, 1}) : t.reshape({t.size(0), -1});
   const int64_t per_block =
       std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, rows.size(1)));
   for (int64_t begin = 0; begin < rows.size(0); begin += per_block) {
