@@ -9,9 +9,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 COLORS = {"sgd": "tab:blue", "adam": "tab:orange", "ngd-diag": "tab:green", "kfac": "tab:red",
-          "kfac-empirical": "tab:purple", "sgd-long": "tab:cyan", "adam-long": "tab:brown"}
-BASE = {"kfac-empirical": "kfac", "sgd-long": "sgd", "adam-long": "adam"}
-EXTRA = ["kfac-empirical", "sgd-long", "adam-long"]
+          "kfac-empirical": "tab:purple", "sgd-long": "tab:cyan", "adam-long": "tab:brown",
+          "kfac-long": "tab:pink"}
+BASE = {"kfac-empirical": "kfac", "sgd-long": "sgd", "adam-long": "adam", "kfac-long": "kfac"}
+EXTRA = ["kfac-empirical", "sgd-long", "adam-long", "kfac-long"]
 
 
 def main(a, grid, optimizers, archs, targets, epochs, common, best_tag, reach, run_dir):
@@ -67,7 +68,7 @@ def main(a, grid, optimizers, archs, targets, epochs, common, best_tag, reach, r
         lines.append("|---|---|---|---|---|---|---|---|")
         for opt in optimizers + EXTRA:
             r = get(arch, opt, chosen.get(f"{arch}/{opt}"))
-            if r is None and opt in ("sgd-long", "adam-long"):
+            if r is None and opt.endswith("-long"):
                 continue
             if r is None:
                 lines.append(f"| {opt} | (not run) | | | | | | |")

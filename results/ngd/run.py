@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 EPOCHS = {"mlp": 6, "lenet5": 4}
-LONG = 20  # epochs of the MLP SGD/Adam runs that check whether 98 % is reachable
+LONG = 20  # epochs of the MLP SGD/Adam/K-FAC runs that check whether 98 % is reachable
 COMMON = ["--data", "mnist:train", "--test-data", "mnist:test", "--batch-size", "128",
           "--seed", "0", "--checkpoint-every", "1000", "--no-resume", "--quiet"]
 # Natural-gradient settings shared by ngd-diag and kfac. With the KL clip active the update
@@ -94,7 +94,8 @@ def adopt(out, cmd):
 
 
 def command(a, arch, opt, flags, out, epochs=None):
-    optimizer = {"kfac-empirical": "kfac", "sgd-long": "sgd", "adam-long": "adam"}.get(opt, opt)
+    optimizer = {"kfac-empirical": "kfac", "sgd-long": "sgd", "adam-long": "adam",
+                 "kfac-long": "kfac"}.get(opt, opt)
     return [a.nfk, "train", "classifier", "--arch", arch, "--optimizer", optimizer, "--epochs",
             str(epochs or EPOCHS[arch])] + COMMON + flags + ["--out", out]
 
@@ -121,12 +122,13 @@ def jobs(a):
         flags = [("empirical" if f == "true" else f) for f in dict(g)[tag]]
         out = run_dir(a.work, arch, "kfac-empirical", tag)
         yield out, command(a, arch, "kfac-empirical", flags, out)
-    # Does the MLP reach 98 % at all? SGD and Adam (cheap here) at their chosen lr, LONG epochs.
-    for opt in ["sgd", "adam"]:
+    # Does the MLP reach 98 % at all, and when? SGD, Adam and K-FAC at their chosen setting,
+    # LONG epochs (K-FAC's added last: it costs ~2x their epoch).
+    for opt in ["sgd", "adam", "kfac"]:
         tag = best_tag(a, "mlp", opt)
         if tag is not None:
             out = run_dir(a.work, "mlp", opt + "-long", tag)
-            yield out, command(a, "mlp", opt + "-long", dict(BASE_GRIDS[opt])[tag], out, LONG)
+            yield out, command(a, "mlp", opt + "-long", dict(grid(a, "mlp", opt))[tag], out, LONG)
 
 
 def next_job(a):
