@@ -19,8 +19,9 @@ Data ``X`` may be a NumPy array, a torch tensor, a data source string as the CLI
 (``"mnist:test[:1000]"``, ``"x.npy"``) or an iterable of batches (a DataLoader; tensors or
 (x, y) tuples), read once and streamed: ``transform`` embeds batch by batch; ``fit`` and the
 Fisher functions spool the batches to an unnamed temporary file (TMPDIR) that the library reads
-in place, so the inputs never sit in the process's memory. Arrays are read as ``nfk`` reads an .npy file: uint8 is scaled to [0, 1] float32,
-other integers become float32, and floats are cast to the model dtype. Results follow the input:
+in place, so the inputs never sit in the process's memory. Arrays are read as ``nfk`` reads an
+.npy file: uint8 is scaled to [0, 1] float32, other integers become float32, and floats are cast
+to the model dtype. Results follow the input:
 NumPy in, NumPy out; torch in, torch out on the input's device. Models are TorchScript or nfk
 zoo files given by path, or an in-memory ``torch.jit.ScriptModule`` (an ``nn.Module`` is
 scripted first).
