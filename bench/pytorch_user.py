@@ -1,17 +1,23 @@
 #!/usr/bin/python3
 """Reference: what a PyTorch user writes for the NFK's low-rank SVD (issue 17): torch.func /
-functorch per-sample gradients (vmap(grad)) of the classifier free-energy score
-s(x) = logsumexp f(x), empirical Fisher (z, I from the data, I floored at 1e-8·mean), and the
-randomized SVD of V = (J − 1zᵀ) I^{-1/2} by torch GEMMs (Halko et al. Alg. 4.4: VᵀΩ, L power
-iterations Q ← qr(Vᵀ qr(V Q)), B = V Q, svd(B)). "resident" keeps V in memory; "streamed"
-recomputes V's blocks for every product (memory flat in N). Prints one JSON object.
+functorch per-sample gradients (vmap(grad)) of the model's score (classifier: the free energy
+s(x) = logsumexp f(x); score kind: forward(x)), empirical Fisher (z, I from the data, I floored
+at 1e-8·mean), and the randomized SVD of V = (J − 1zᵀ) I^{-1/2} by torch GEMMs (Halko et al.
+Alg. 4.4: VᵀΩ, L power iterations Q ← qr(Vᵀ qr(V Q)), B = V Q, svd(B)). "resident" keeps V in
+memory; "streamed" recomputes V's blocks for every product (memory flat in N). Prints one JSON
+object.
 
-Usage: pytorch_user.py --model lenet5_ts.pt --n 4096 --mode resident|streamed
-                       [--rank 32 --oversample 32 --power-iters 10 --batch-size 256]
-       pytorch_user.py --make-model lenet5_ts.pt [--train-images 10000]   # LeNet-5, seeded,
-       trained one epoch on the first MNIST training images, saved as TorchScript (nfk fits the
-       same file)
-"seconds" is the fit alone (data in memory), as nfk's profile total_s.
+Usage: pytorch_user.py --model NET_ts.pt --net lenet5|dcgan-d|wrn-40-2 --n 4096
+                       --mode resident|streamed [--rank 32 --oversample 32 --power-iters 10
+                       --batch-size 256]
+       pytorch_user.py --make-model NET_ts.pt --net NET [--train-images 10000]   # the net,
+       seeded (LeNet-5 trained one epoch on the first MNIST training images, the others as
+       initialised), saved as TorchScript: nfk fits the same file
+Data: MNIST training images [:N] for LeNet-5; for the 3×32×32 nets the fit bench's uniform noise
+(bench/user_nets.py `noise`, seed 0), which nfk reads from `--save-noise FILE.npy`.
+"seconds" is the fit alone (data in memory), as nfk's profile total_s. "trace" holds, after each
+power iteration i, the σ of B = V Q_i and the seconds so far: the run a user would have made with
+L = i (its final product is that B), for the time to reach an accuracy.
 """
 import argparse
 import json
@@ -21,7 +27,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from functorch_alg4 import LeNet5, mnist  # the same net as nfk's zoo LeNet-5, MNIST reader
+from functorch_alg4 import mnist  # MNIST reader
+from user_nets import NETS, noise  # the bench's nets, as nfk's zoo defines them
 
 try:  # torch 2.x
     from torch.func import functional_call, grad, vmap
@@ -32,9 +39,12 @@ except ImportError:  # torch 1.13: functorch, and the stateless functional_call
 DATA = os.environ.get("NFK_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", "data"))
 
 
-def make_model(path, train_images, seed=0):
+def make_model(path, net_name, train_images, seed=0):
     torch.manual_seed(seed)
-    net = LeNet5()
+    net = NETS[net_name][0]()
+    if net_name != "lenet5":  # no labelled data for the 3×32×32 nets: as initialised
+        torch.jit.script(net.eval()).save(path)
+        return
     x = mnist(train_images, DATA)
     y = labels(train_images)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -62,7 +72,9 @@ def labels(n):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
+    ap.add_argument("--net", choices=sorted(NETS), default="lenet5")
     ap.add_argument("--make-model")
+    ap.add_argument("--save-noise", help="write the noise data of --n examples here and exit")
     ap.add_argument("--train-images", type=int, default=10000)
     ap.add_argument("--n", type=int, default=4096)
     ap.add_argument("--mode", choices=["resident", "streamed"], default="resident")
@@ -74,21 +86,27 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(os.cpu_count())  # as many as nfk's OpenMP uses
     if a.make_model:
-        make_model(a.make_model, a.train_images)
+        make_model(a.make_model, a.net, a.train_images)
+        return
+    if a.save_noise:
+        noise(a.n, a.save_noise)
         return
 
+    constructor, _, score_of, data = NETS[a.net]
     module = torch.jit.load(a.model).eval()
-    net = LeNet5()
+    net = constructor()
     net.load_state_dict(module.state_dict())
     net.eval()
     names = [name for name, _ in net.named_parameters()]
     params = {name: p.detach() for name, p in net.named_parameters()}
+    buffers = dict(net.named_buffers())  # batch norm's running statistics (eval mode)
     n_params = sum(p.numel() for p in params.values())
-    x_all = mnist(a.n, DATA)
+    x_all = mnist(a.n, DATA) if data == "mnist" else noise(a.n)
     batches = list(torch.split(x_all, a.batch_size))
 
     def score(ps, x):  # one example → scalar
-        return torch.logsumexp(functional_call(net, ps, (x.unsqueeze(0),)), dim=1).squeeze(0)
+        out = functional_call(net, {**ps, **buffers}, (x.unsqueeze(0),))
+        return score_of(out).squeeze(0)
 
     per_sample = vmap(grad(score), in_dims=(None, 0))
 
@@ -137,19 +155,24 @@ def main():
     omega = torch.randn(a.n, u, generator=g)
     q = torch.linalg.qr(apply_t(omega))[0]
     passes += 1
-    for _ in range(a.power_iters):
-        q = torch.linalg.qr(apply_t(torch.linalg.qr(apply(q))[0]))[0]
-        passes += 2
-    b = apply(q)
-    passes += 1
-    sigma = torch.linalg.svdvals(b)[: a.rank]
+    trace = []
+    for i in range(a.power_iters + 1):
+        b = apply(q)  # the first half of iteration i + 1, and B for a run with L = i
+        passes += 1
+        sigma = torch.linalg.svdvals(b)[: a.rank]
+        trace.append({"iterations": i, "passes": passes,
+                      "seconds": time.perf_counter() - t0, "singular_values": sigma.tolist()})
+        if i == a.power_iters:
+            break
+        q = torch.linalg.qr(apply_t(torch.linalg.qr(b)[0]))[0]
+        passes += 1
     seconds = time.perf_counter() - t0
     print(json.dumps({
-        "impl": "pytorch-user", "mode": a.mode, "net": "lenet5", "torch": torch.__version__,
+        "impl": "pytorch-user", "mode": a.mode, "net": a.net, "torch": torch.__version__,
         "n": a.n, "n_params": n_params, "rank": a.rank, "oversample": a.oversample,
         "power_iters": a.power_iters, "passes": passes, "dtype": "float32",
         "threads": torch.get_num_threads(), "seconds": seconds,
-        "singular_values": sigma.tolist()}))
+        "singular_values": sigma.tolist(), "trace": trace}))
 
 
 if __name__ == "__main__":

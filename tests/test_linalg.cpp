@@ -19,10 +19,12 @@ torch::Tensor decaying_matrix(int64_t n, int64_t p, uint64_t seed) {
   return u.mm(torch::diag(s)).mm(v.t());
 }
 
-// A resident V that hides ‖V‖_F², as a streaming operator does: the SVDs estimate it.
+// A resident V that hides ‖V‖_F² and offers no transpose, as a streaming operator does: the
+// SVDs estimate the norm and iterate in V's column space.
 struct UnknownNormOperator : DenseOperator {
   using DenseOperator::DenseOperator;
   double squared_frobenius() override { return -1; }
+  std::unique_ptr<LinearOperator> transposed() override { return nullptr; }
 };
 
 // The total-variance estimates of the randomized SVDs are Hutchinson's: (1/u) Σ_j ‖Vᵀω_j‖² for

@@ -1,6 +1,8 @@
 // Fewer passes over V (issue 17): the one-pass VᵀV product, block Krylov, the convergence stop
 // and the float32 rule, against the dense float64 truth of matrices with a chosen spectrum.
 #include <cmath>
+#include <memory>
+#include <vector>
 
 #include "nfk/embed.h"
 #include "nfk/fisher.h"
@@ -25,10 +27,17 @@ double max_rel_error(const torch::Tensor& sigma, const torch::Tensor& truth) {
   return ((sigma.to(torch::kFloat64) - t).abs() / t).max().item<double>();
 }
 
-// Counts every product by kind, as a resident V that hides ‖V‖_F².
+// A resident V that counts every product by kind; `transpose` lets the SVDs iterate on Vᵀ,
+// whose products are counted in `t_counts` (the transpose itself ends with the SVD's call).
 struct CountingOperator : DenseOperator {
-  using DenseOperator::DenseOperator;
+  CountingOperator(torch::Tensor v, bool transpose = false)
+      : DenseOperator(v), v_(v), transpose_(transpose) {}
+  torch::Tensor v_;
+  bool transpose_;
+  std::shared_ptr<CountingOperator> t_counts;  // stands for the transposes made
   int applies = 0, applies_t = 0, grams = 0;
+  std::unique_ptr<LinearOperator> transposed() override;
+  int products() const { return applies + applies_t + grams; }
   torch::Tensor apply(const torch::Tensor& q) override {
     ++applies;
     return DenseOperator::apply(q);
@@ -42,6 +51,26 @@ struct CountingOperator : DenseOperator {
     return DenseOperator::apply_gram(q);
   }
 };
+
+// Forwards to a CountingOperator of Vᵀ that outlives it.
+struct ForwardingOperator : LinearOperator {
+  explicit ForwardingOperator(std::shared_ptr<CountingOperator> inner) : inner_(inner) {}
+  int64_t rows() const override { return inner_->rows(); }
+  int64_t cols() const override { return inner_->cols(); }
+  torch::Tensor apply(const torch::Tensor& q) override { return inner_->apply(q); }
+  torch::Tensor apply_t(const torch::Tensor& m) override { return inner_->apply_t(m); }
+  torch::Tensor apply_gram(const torch::Tensor& q) override { return inner_->apply_gram(q); }
+  bool fuses_gram() const override { return true; }
+  double squared_frobenius() override { return inner_->squared_frobenius(); }
+  torch::TensorOptions options() const override { return inner_->options(); }
+  std::shared_ptr<CountingOperator> inner_;
+};
+
+std::unique_ptr<LinearOperator> CountingOperator::transposed() {
+  if (!transpose_) return nullptr;
+  t_counts = std::make_shared<CountingOperator>(v_.t());
+  return std::make_unique<ForwardingOperator>(t_counts);
+}
 
 SvdOptions options(SvdSolver solver, GramProducts gram, int64_t rank, int64_t iters, double tol) {
   SvdOptions o;
@@ -143,6 +172,46 @@ TEST(FewerPasses, ConvergenceStopReachesItsToleranceOnAKnownSpectrum) {
   auto capped = randomized_svd(op, options(SvdSolver::kSubspace, GramProducts::kAuto, k, 4, 1e-9));
   EXPECT_EQ(capped.iterations, 4);
   EXPECT_GE(capped.estimated_error, max_rel_error(capped.singular_values, truth));
+}
+
+// A wide V (N < P) resident: the SVDs iterate on Vᵀ, in the N-long space, with the same passes,
+// and return V's factors with the same sign convention as the run in V's column space.
+TEST(FewerPasses, WideVIteratesOnItsTransposeWithTheSameResult) {
+  const int64_t n = 90, p = 400, k = 10, iters = 6;
+  auto v = with_spectrum(n, p, torch::pow(0.8, torch::arange(n, torch::kFloat64)), 11);
+  auto e = exact_svd(v, k);
+  for (auto solver : {SvdSolver::kSubspace, SvdSolver::kBlockKrylov}) {
+    for (auto gram : {GramProducts::kFused, GramProducts::kTwoPass}) {
+      SCOPED_TRACE(to_string(solver) + (gram == GramProducts::kFused ? " fused" : " two-pass"));
+      CountingOperator wide(v, /*transpose=*/true), plain(v);
+      auto r = randomized_svd(wide, options(solver, gram, k, iters, /*tol=*/0));
+      auto q = randomized_svd(plain, options(solver, gram, k, iters, /*tol=*/0));
+      ASSERT_NE(wide.t_counts, nullptr);
+      EXPECT_EQ(wide.products(), 0);                   // every product went to Vᵀ
+      EXPECT_EQ(wide.t_counts->products(), r.passes);  // one pass each
+      EXPECT_EQ(r.passes, q.passes);               // as many as in V's column space
+      EXPECT_EQ(plain.products(), q.passes);
+      EXPECT_LE(max_rel_error(r.singular_values, e.singular_values), 1e-10);
+      ASSERT_EQ(r.right.sizes(), (std::vector<int64_t>{p, k}));
+      ASSERT_EQ(r.left.sizes(), (std::vector<int64_t>{n, k}));
+      test::expect_close(r.right, e.right, 1e-8, "P, signs fixed as the exact SVD's");
+      test::expect_close(r.left, e.left, 1e-8, "Phi");
+      test::expect_close(r.right, q.right, 1e-8, "P as in V's column space");
+      test::expect_close(v.mm(r.right), r.left * r.singular_values, 1e-9, "VP = Phi sigma");
+      EXPECT_TRUE(r.total_variance_exact);
+    }
+  }
+  // A checkpointed run keeps V's column space (its states are P-long bases).
+  CountingOperator wide(v, /*transpose=*/true);
+  auto o = options(SvdSolver::kSubspace, GramProducts::kTwoPass, k, iters, 0);
+  int states = 0;
+  auto r = randomized_svd(wide, o, {}, nullptr, [&](const SvdState& s) {
+    EXPECT_EQ(s.q_pu.size(0), p);
+    ++states;
+  });
+  EXPECT_EQ(wide.t_counts, nullptr);
+  EXPECT_EQ(states, iters + 1);
+  EXPECT_LE(max_rel_error(r.singular_values, e.singular_values), 1e-10);
 }
 
 // The float32 rule: one-pass VᵀV products are trusted down to σ_k/σ_1 = √eps (3.45e-4 in

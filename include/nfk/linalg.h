@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -42,6 +43,9 @@ class LinearOperator {
   virtual double squared_frobenius() { return -1; }
   /// dtype and device of the products.
   virtual torch::TensorOptions options() const = 0;
+  /// Vᵀ as an operator with fused products where that is as cheap as V's own (null if not):
+  /// the SVDs then iterate in the smaller of the two spaces (see `randomized_svd`).
+  virtual std::unique_ptr<LinearOperator> transposed() { return nullptr; }
 };
 
 /// A materialised V [N, P] as an operator: products are single GEMMs.
@@ -58,6 +62,10 @@ class DenseOperator : public LinearOperator {
   torch::Tensor dense() override { return v_np_; }
   double squared_frobenius() override;
   torch::TensorOptions options() const override { return v_np_.options(); }
+  /// A view of V's transpose; its `apply_gram` is V(VᵀM) by column blocks of V.
+  std::unique_ptr<LinearOperator> transposed() override {
+    return std::make_unique<DenseOperator>(v_np_.t());
+  }
 
  private:
   torch::Tensor v_np_;
@@ -145,6 +153,9 @@ using SvdCheckpointFn = std::function<void(const SvdState&)>;
 /// Passes over V: L + 2 with fused VᵀV products, 2·L + 2 with two-pass ones (block Krylov
 /// two-pass: 2·L + 1, its last V·basis is the Rayleigh–Ritz). With `tol` > 0 it stops early
 /// once the top-k σ have converged (SvdResult::iterations, passes, estimated_error).
+/// Where V is wider than tall (N < P) and `op.transposed()` exists (V resident), a run that is
+/// not checkpointed iterates on Vᵀ instead: the same passes over V, but its bases and their
+/// orthogonalisation are N rather than P long.
 /// Signs are fixed so that the largest-magnitude entry of each P column is positive.
 /// `checkpoint` (if set) gets the state after the first pass and after every power iteration;
 /// `resume` (if not null) continues from such a state instead of starting over (subspace solver

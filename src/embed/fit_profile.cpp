@@ -52,6 +52,16 @@ void TimedOperator::add(Stopwatch& started, int64_t products, int64_t columns) {
   }
 }
 
+std::unique_ptr<LinearOperator> TimedOperator::transposed() {
+  auto inner_t = inner_.transposed();
+  if (!inner_t) return nullptr;
+  // The flops stay 2·N·P per column: the transpose's GEMM rows are V's columns.
+  auto timed = std::make_unique<TimedOperator>(*inner_t, profile_, device_,
+                                               gemm_rows_ > 0 ? inner_.cols() : 0);
+  timed->owned_ = std::move(inner_t);
+  return timed;
+}
+
 torch::Tensor TimedOperator::apply(const torch::Tensor& q_pu) {
   Stopwatch watch(device_);
   auto out = inner_.apply(q_pu);

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <memory>
 #include <utility>
 
 #include "nfk/embed.h"
@@ -43,10 +44,13 @@ class TimedOperator : public LinearOperator {
   bool fuses_gram() const override { return inner_.fuses_gram(); }
   torch::Tensor dense() override { return inner_.dense(); }
   double squared_frobenius() override { return inner_.squared_frobenius(); }
+  /// The inner operator's transpose, timed into the same profile.
+  std::unique_ptr<LinearOperator> transposed() override;
 
  private:
   void add(Stopwatch& started, int64_t products, int64_t columns);
 
+  std::unique_ptr<LinearOperator> owned_;  // the inner operator where transposed() made it
   LinearOperator& inner_;
   FitProfile& profile_;
   torch::Device device_;

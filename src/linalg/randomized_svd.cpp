@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <utility>
 
 #include "linalg/svd_common.h"
 
@@ -74,13 +76,22 @@ SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const Progress
   SvdOptions o_resolved = o;
   if (o.tol < 0) o_resolved.tol = default_svd_tol(dtype);
   const bool resumable = resume != nullptr || static_cast<bool>(checkpoint);
-  if (o.solver == SvdSolver::kBlockKrylov || (o.solver == SvdSolver::kAuto && !resumable)) {
-    TORCH_CHECK(!resumable,
-                "nfk::randomized_svd: the block Krylov solver cannot be checkpointed or resumed "
-                "(use the subspace solver)");
-    return detail::block_krylov_svd(op, o_resolved, progress);
-  }
-  return detail::subspace_svd(op, o_resolved, progress, resume, checkpoint);
+  TORCH_CHECK(!resumable || o.solver != SvdSolver::kBlockKrylov,
+              "nfk::randomized_svd: the block Krylov solver cannot be checkpointed or resumed "
+              "(use the subspace solver)");
+  auto solve = [&](LinearOperator& a) {
+    if (o.solver == SvdSolver::kBlockKrylov || (o.solver == SvdSolver::kAuto && !resumable)) {
+      return detail::block_krylov_svd(a, o_resolved, progress);
+    }
+    return detail::subspace_svd(a, o_resolved, progress, resume, checkpoint);
+  };
+  // A checkpoint's basis lives in V's column space, so only unresumable runs transpose.
+  std::unique_ptr<LinearOperator> vt = n < p && !resumable ? op.transposed() : nullptr;
+  if (!vt) return solve(op);
+  auto r = solve(*vt);  // Vᵀ = R Σ Lᵀ: its left vectors are V's right ones
+  std::swap(r.left, r.right);
+  detail::fix_signs(r);
+  return r;
 }
 
 namespace detail {
