@@ -189,7 +189,7 @@ TEST(FewerPasses, WideVIteratesOnItsTransposeWithTheSameResult) {
       ASSERT_NE(wide.t_counts, nullptr);
       EXPECT_EQ(wide.products(), 0);                   // every product went to Vᵀ
       EXPECT_EQ(wide.t_counts->products(), r.passes);  // one pass each
-      EXPECT_EQ(r.passes, q.passes);               // as many as in V's column space
+      EXPECT_EQ(r.passes, q.passes);                   // as many as in V's column space
       EXPECT_EQ(plain.products(), q.passes);
       EXPECT_LE(max_rel_error(r.singular_values, e.singular_values), 1e-10);
       ASSERT_EQ(r.right.sizes(), (std::vector<int64_t>{p, k}));
