@@ -15,7 +15,8 @@ namespace {
 struct FisherFlags {
   ModelFlags model;
   std::string data, out, mean_out, labels, estimator, form = "diag";
-  int64_t reference_samples = 0, batch_size = 256, mc_samples = 1, top_k = 20;
+  int64_t reference_samples = 0, batch_size = 256, mc_samples = 1, top_k = 20, power_iters = 6;
+  std::string tol = "auto";
   double fisher_floor = 1e-8, sloppy = 1e-3;
   bool conditional = false, stats = false, json = false, quiet = false;
   DistFlags dist;
@@ -65,7 +66,10 @@ nlohmann::json capacity_json(const FisherCapacity& c) {
           {"effective_rank_ratio", c.effective_rank_ratio},
           {"top_k_share", c.top_k_share},
           {"sloppy_threshold", c.sloppy_threshold},
-          {"sloppy_fraction", c.sloppy_fraction}};
+          {"sloppy_fraction", c.sloppy_fraction},
+          {"svd_iterations", c.iterations},
+          {"svd_estimated_error",
+           c.estimated_error >= 0 ? nlohmann::json(c.estimated_error) : nullptr}};
 }
 
 // --form kfac|ekfac: the factors as one .npz, and a summary.
@@ -131,6 +135,8 @@ void run_conditional_fisher(const FisherFlags& f, dist::Group& group) {
     CapacityOptions c;
     c.top_k = f.top_k;
     c.sloppy_relative = f.sloppy;
+    c.power_iters = f.power_iters;
+    c.tol = parse_svd_tol(f.tol);
     RunOptions single = run;
     single.group = nullptr;  // the spectrum runs on every rank alike (rows are not sharded)
     capacity = fisher_capacity(model, data, o, single, diag.diag, c, diag.path.path);
@@ -175,6 +181,12 @@ void run_conditional_fisher(const FisherFlags& f, dist::Group& group) {
       capacity.effective_rank_entropy, capacity.effective_rank_ratio, capacity.top_k_share);
   std::printf("  sloppy: %.2f%% of parameters below %.3g (%.3g x mean diagonal)\n",
               100 * capacity.sloppy_fraction, capacity.sloppy_threshold, f.sloppy);
+  if (capacity.estimated_error >= 0) {
+    std::printf(
+        "  eigenvalue SVD: %lld iterations, estimated max relative error of the top-k "
+        "sqrt(eigenvalues) %.1e\n",
+        static_cast<long long>(capacity.iterations), capacity.estimated_error);
+  }
 }
 
 }  // namespace
@@ -212,6 +224,15 @@ void add_fisher_command(CLI::App& app) {
   cmd->add_option("--top-k", f->top_k, "--stats: eigenvalues computed")
       ->check(count_in(1, 4096))
       ->capture_default_str();
+  cmd->add_option("--power-iters", f->power_iters, "--stats: the eigenvalue SVD's most iterations")
+      ->check(count_in(0, 1000))
+      ->capture_default_str();
+  cmd->add_option("--tol", f->tol,
+                  "--stats: stop the eigenvalue SVD once its estimated max relative error of the "
+                  "top-k sqrt(eigenvalues) is at most this; auto: 2e-4 in float32, 1e-8 in "
+                  "float64; 0: every iteration")
+      ->check(svd_tol_in())
+      ->capture_default_str();
   cmd->add_option("--sloppy", f->sloppy, "--stats: 'sloppy' below this x mean diagonal")
       ->check(finite_in(0, 1))
       ->capture_default_str();
@@ -231,8 +252,12 @@ void add_fisher_command(CLI::App& app) {
   cmd->add_option("--mean-out", f->mean_out, "NFK score: also write the mean score z [P] as .npy");
   cmd->add_flag("--quiet", f->quiet, "No progress line or summary");
   f->dist.add_to(cmd);
-  cmd->callback([f] {
+  cmd->callback([f, cmd] {
     run_distributed(f->dist, [&](dist::Group& group) {
+      TORCH_CHECK(f->stats || cmd->count("--top-k") + cmd->count("--power-iters") +
+                                      cmd->count("--tol") + cmd->count("--sloppy") ==
+                                  0,
+                  "nfk: --top-k, --power-iters, --tol and --sloppy set up --stats: add it");
       check_outputs({f->out, f->mean_out},
                     {f->data, f->labels, f->model.model, f->model.generator});
       if (f->conditional) {

@@ -66,7 +66,7 @@ void run_fit(const FitFlags& f, dist::Group& group) {
   FitOptions o;
   o.method = parse_fit_method(f.method);
   o.svd = {f.rank, f.oversample, f.power_iters};
-  o.svd.tol = f.tol == "auto" ? -1.0 : std::stod(f.tol);
+  o.svd.tol = parse_svd_tol(f.tol);
   o.svd.solver = nfk::parse_svd_solver(f.solver);
   o.fisher.estimator = parse_estimator(f.estimator);
   o.fisher.reference_samples = f.reference_samples;
@@ -166,18 +166,7 @@ void add_fit_command(CLI::App& app) {
                   "Stop the randomized SVD once the estimated relative error of the top-k "
                   "singular values (from successive iterates) is at most this; auto: 2e-4 in "
                   "float32, 1e-8 in float64; 0: always make --power-iters iterations")
-      ->check(CLI::Validator(
-          [](std::string& v) -> std::string {
-            if (v == "auto") return "";
-            try {
-              size_t used = 0;
-              const double t = std::stod(v, &used);
-              if (used == v.size() && std::isfinite(t) && t >= 0 && t < 1) return "";
-            } catch (const std::exception&) {
-            }
-            return "must be auto or a number in [0, 1), got " + v;
-          },
-          "auto|[0,1)"))
+      ->check(svd_tol_in())
       ->capture_default_str();
   cmd->add_option("--solver", f->solver,
                   "The randomized SVD's iteration: subspace (power iterations, keeps the last "

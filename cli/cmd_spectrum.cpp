@@ -3,8 +3,8 @@
 #include "commands.h"
 #include "common.h"
 #include "figures.h"
-#include "nfk/output_files.h"
 #include "nfk/embed.h"
+#include "nfk/output_files.h"
 
 namespace nfk::cli {
 
@@ -38,6 +38,20 @@ void add_spectrum_command(CLI::App& app) {
                 f->projector.c_str(), j["kind"].get<std::string>().c_str(),
                 j["method"].get<std::string>().c_str(), static_cast<long long>(proj.n_examples),
                 static_cast<long long>(proj.n_params()));
+    if (proj.profile.estimated_error >= 0 && proj.method != FitMethod::kExact) {
+      char stop[64] = "no tolerance: every iteration ran";
+      if (proj.svd.tol > 0) std::snprintf(stop, sizeof stop, "tolerance %.1e", proj.svd.tol);
+      std::printf(
+          "  SVD: %s, %lld iterations, %lld passes over V; estimated max relative error "
+          "of the top-k sigma %.1e (%s)\n",
+          to_string(proj.svd.solver).c_str(), static_cast<long long>(proj.profile.iterations),
+          static_cast<long long>(proj.profile.passes), proj.profile.estimated_error, stop);
+    }
+    if (!proj.total_variance_exact) {
+      std::printf(
+          "  The total variance is a Hutchinson estimate from the SVD's probes, so the "
+          "ratios below are estimates too (fit with --method exact for exact ones)\n");
+    }
     std::printf("%5s %14s %14s %10s %10s\n", "i", "sigma", "sigma^2", "ratio", "cumulative");
     double cum = 0;
     for (int64_t i = 0; i < proj.rank(); ++i) {

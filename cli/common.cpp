@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
+#include <string>
 #include <vector>
 
 #include "nfk/output_files.h"
@@ -25,6 +27,25 @@ CLI::Validator count_in(int64_t lo, int64_t hi) {
         return {};
       },
       "INT in " + range);
+}
+
+CLI::Validator svd_tol_in() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        if (v == "auto") return "";
+        try {
+          size_t used = 0;
+          const double t = std::stod(v, &used);
+          if (used == v.size() && std::isfinite(t) && t >= 0 && t < 1) return "";
+        } catch (const std::exception&) {
+        }
+        return "must be auto or a number in [0, 1), got " + v;
+      },
+      "auto|[0,1)");
+}
+
+double parse_svd_tol(const std::string& text) {
+  return text == "auto" ? -1.0 : std::stod(text);
 }
 
 CLI::Validator finite_in(double lo_exclusive, double hi) {

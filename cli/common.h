@@ -17,6 +17,10 @@ namespace nfk::cli {
 /// [lo, hi]; a finite number in (lo, hi].
 CLI::Validator count_in(int64_t lo, int64_t hi);
 CLI::Validator finite_in(double lo_exclusive, double hi);
+/// An SVD tolerance: auto or a number in [0, 1); `parse_svd_tol` maps auto to -1 (the dtype's
+/// default in SvdOptions).
+CLI::Validator svd_tol_in();
+double parse_svd_tol(const std::string& text);
 
 /// --device/--tf32: where a command computes, and whether float32 may use TF32 on CUDA.
 struct DeviceFlags {

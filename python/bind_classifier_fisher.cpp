@@ -56,13 +56,15 @@ py::dict classifier_fisher_diag(nfk::ScoreModel& model, const py::array& x,
 py::dict fisher_capacity(nfk::ScoreModel& model, const py::array& x, const py::object& labels,
                          const std::string& estimator, int64_t mc_samples, int64_t batch_size,
                          const py::array& diag, int64_t top_k, double sloppy_relative,
-                         const py::object& progress) {
+                         int64_t power_iters, double tol, const py::object& progress) {
   CallScope scope;
   auto c = make_call(model, x, labels, estimator, mc_samples, batch_size, progress);
   auto d_p = to_tensor(diag);
   nfk::CapacityOptions o;
   o.top_k = top_k;
   o.sloppy_relative = sloppy_relative;
+  o.power_iters = power_iters;
+  o.tol = tol;
   nfk::FisherCapacity cap;
   {
     py::gil_scoped_release release;
@@ -76,6 +78,9 @@ py::dict fisher_capacity(nfk::ScoreModel& model, const py::array& x, const py::o
   d["top_k_share"] = cap.top_k_share;
   d["sloppy_threshold"] = cap.sloppy_threshold;
   d["sloppy_fraction"] = cap.sloppy_fraction;
+  d["iterations"] = cap.iterations;
+  d["estimated_error"] = cap.estimated_error >= 0 ? py::object(py::float_(cap.estimated_error))
+                                                  : py::object(py::none());
   scope.finish();
   return d;
 }
@@ -161,7 +166,8 @@ void bind_classifier_fisher(py::module_& m) {
         py::arg("progress") = py::none());
   m.def("fisher_capacity", &fisher_capacity, py::arg("model"), py::arg("x"), py::arg("labels"),
         py::arg("estimator"), py::arg("mc_samples"), py::arg("batch_size"), py::arg("diag"),
-        py::arg("top_k"), py::arg("sloppy_relative"), py::arg("progress") = py::none());
+        py::arg("top_k"), py::arg("sloppy_relative"), py::arg("power_iters"), py::arg("tol"),
+        py::arg("progress") = py::none());
   m.def("fisher_vector_product", &fisher_vector_product, py::arg("model"), py::arg("x"),
         py::arg("labels"), py::arg("estimator"), py::arg("mc_samples"), py::arg("batch_size"),
         py::arg("v"), py::arg("progress") = py::none());

@@ -32,9 +32,9 @@ nfk::RunOptions run_options(const nfk::ScoreModel& model, int64_t batch_size,
 /// embedding Φ diag(σ) [N, k] and the plan (`nfk fit --json`'s "plan").
 py::tuple fit(nfk::ScoreModel& model, const py::array& x, int64_t rank,
               const std::string& estimator, int64_t reference_samples, double fisher_floor,
-              int64_t oversample, int64_t power_iters, double tol, const std::string& method,
-              int64_t memory_budget_mib, int64_t batch_size, const std::string& data_source,
-              const py::object& progress) {
+              int64_t oversample, int64_t power_iters, double tol, const std::string& solver,
+              const std::string& method, int64_t memory_budget_mib, int64_t batch_size,
+              const std::string& data_source, const py::object& progress) {
   CallScope scope;
   const torch::Tensor inputs = to_inputs(x, data_source.empty() ? "inputs" : data_source);
   TORCH_CHECK(memory_budget_mib >= 0 && memory_budget_mib <= (INT64_MAX >> 20),
@@ -46,6 +46,7 @@ py::tuple fit(nfk::ScoreModel& model, const py::array& x, int64_t rank,
   o.svd.oversample = oversample;
   o.svd.power_iters = power_iters;
   o.svd.tol = tol;
+  o.svd.solver = nfk::parse_svd_solver(solver);
   o.fisher = fisher_options(estimator, reference_samples, fisher_floor);
   o.memory_budget = memory_budget_mib << 20;
   o.run = run_options(model, batch_size, progress);
@@ -180,8 +181,9 @@ void bind_fit(py::module_& m) {
         py::arg("a"), py::arg("b"), py::arg("batch_size"), py::arg("progress") = py::none());
   m.def("fit", &fit, py::arg("model"), py::arg("x"), py::arg("rank"), py::arg("estimator"),
         py::arg("reference_samples"), py::arg("fisher_floor"), py::arg("oversample"),
-        py::arg("power_iters"), py::arg("tol"), py::arg("method"), py::arg("memory_budget_mib"),
-        py::arg("batch_size"), py::arg("data_source"), py::arg("progress") = py::none());
+        py::arg("power_iters"), py::arg("tol"), py::arg("solver"), py::arg("method"),
+        py::arg("memory_budget_mib"), py::arg("batch_size"), py::arg("data_source"),
+        py::arg("progress") = py::none());
   m.def("transform", &transform, py::arg("projector"), py::arg("model"), py::arg("x"),
         py::arg("batch_size"), py::arg("progress") = py::none());
   m.def("fisher_stats", &fisher_stats, py::arg("model"), py::arg("x"), py::arg("estimator"),

@@ -77,7 +77,15 @@ TEST(Projector, FileRoundTripsAndTransformsNewData) {
   EXPECT_EQ(q.kind, ModelKind::kGan);
   EXPECT_EQ(q.method, FitMethod::kMatrixFree);
   EXPECT_EQ(q.fisher.reference, "generator samples");
+  // How the SVD went is kept: its solver and tolerance, iterations, passes, estimated error.
+  EXPECT_GT(p.profile.passes, 0);
+  EXPECT_EQ(q.svd.solver, p.svd.solver);
+  EXPECT_EQ(q.svd.tol, p.svd.tol);
+  EXPECT_EQ(q.profile.iterations, p.profile.iterations);
+  EXPECT_EQ(q.profile.passes, p.profile.passes);
+  EXPECT_EQ(q.profile.estimated_error, p.profile.estimated_error);
   EXPECT_EQ(q.spectrum_json().dump(), p.spectrum_json().dump());
+  EXPECT_EQ(q.spectrum_json()["svd"]["passes"], p.profile.passes);
 
   // New data through the reloaded model: e(x) = Pᵀ V_x with V_x built explicitly.
   auto reloaded = load_projector_model(q);

@@ -78,6 +78,46 @@ TEST(FitPlan, ResidentFitsReportTheExactTotalVariance) {
   EXPECT_NEAR(r.projector.total_variance, truth, 1e-10 * truth);
 }
 
+// A wide V streamed whose Krylov basis would not fit in V's column space (P·c values, c =
+// min(u·(L + 1), N) columns, beyond 1 GiB) but does in its row space (N·c): the plan runs block
+// Krylov on Vᵀ; such a fit (two-pass products through V's own operator) has the exact fit's σ.
+TEST(FitPlan, WideStreamedVRunsBlockKrylovOnItsTranspose) {
+  auto dir = test::temp_dir("plan_wide");
+  Case c = test::small_cnn_classifier(dir);
+  auto model = load_score_model(c.kind, c.options, c.x);
+  const int64_t p = model.num_parameters(), n = 10000;
+  FitOptions o;
+  o.svd = {/*rank=*/3, /*oversample=*/2, /*power_iters=*/2500};  // c = N = 10,000 columns
+  o.memory_budget = 1000;                                        // bytes: V is streamed
+  ASSERT_GT(p * n * 8, int64_t{1} << 30);
+  ASSERT_LE(n * n * 8, int64_t{1} << 30);
+  std::vector<int64_t> shape = c.x.sizes().vec();
+  shape[0] = n;
+  auto plan = plan_fit(model, c.x.slice(0, 0, 1).expand(shape), o);
+  ASSERT_EQ(plan.method, FitMethod::kPerExample);
+  ASSERT_FALSE(plan.v_resident);
+  EXPECT_EQ(plan.svd.solver, SvdSolver::kBlockKrylov);
+  EXPECT_TRUE(plan.svd.transpose_wide);
+  EXPECT_NE(plan.describe().find("block-krylov on V^T"), std::string::npos) << plan.describe();
+  EXPECT_NE(plan.to_json()["reasons"].dump().find("block Krylov on V^T"), std::string::npos);
+  // 24 examples: the column space's basis fits, so the plan keeps it ...
+  auto x = c.x.slice(0, 0, 24);
+  o.svd.power_iters = 6;
+  EXPECT_FALSE(plan_fit(model, x, o).svd.transpose_wide);
+  // ... and a fit asked to iterate on Vᵀ anyway gets the exact σ.
+  o.svd.solver = SvdSolver::kBlockKrylov;
+  o.svd.transpose_wide = true;
+  auto r = fit(model, x, o);
+  EXPECT_FALSE(r.projector.profile.fused);  // V(VᵀX) streamed: two passes
+  FitOptions e;
+  e.svd.rank = 3;
+  e.method = FitMethod::kExact;
+  auto exact = fit(model, x, e);
+  test::expect_close(r.projector.singular_values, exact.projector.singular_values, 1e-8, "sigma");
+  EXPECT_GE(principal_cosines(r.projector.basis, exact.projector.basis).min().item<double>(),
+            1 - 1e-8);
+}
+
 TEST(Fit, ModelHeldInMemoryFitsAndEmbedsWithoutAFile) {
   test::seed(0);
   auto zoo = make_zoo_module("lenet5", {{"image_size", 12}, {"num_classes", 3}});

@@ -214,6 +214,38 @@ TEST(FewerPasses, WideVIteratesOnItsTransposeWithTheSameResult) {
   EXPECT_LE(max_rel_error(r.singular_values, e.singular_values), 1e-10);
 }
 
+// A wide V without a fused transpose (streamed) iterates on Vᵀ only when asked
+// (transpose_wide): block Krylov then makes two passes per iteration through V's own products.
+TEST(FewerPasses, TransposeWideIteratesOnVtThroughTwoPassProducts) {
+  const int64_t n = 90, p = 400, k = 10, iters = 4;  // 5 blocks of 16 < N: the space not full
+  auto v = with_spectrum(n, p, torch::pow(0.8, torch::arange(n, torch::kFloat64)), 13);
+  auto e = exact_svd(v, k);
+  auto o = options(SvdSolver::kBlockKrylov, GramProducts::kAuto, k, iters, /*tol=*/0);
+  CountingOperator plain(v);
+  auto columns = randomized_svd(plain, o);
+  EXPECT_EQ(plain.grams, iters);  // V's column space, fused
+  o.transpose_wide = true;
+  CountingOperator wide(v);
+  auto r = randomized_svd(wide, o);
+  EXPECT_EQ(wide.grams, 0);
+  EXPECT_EQ(wide.applies + wide.applies_t, r.passes);
+  EXPECT_EQ(r.passes, 2 * iters + 2);  // two-pass block Krylov
+  EXPECT_FALSE(r.fused);
+  EXPECT_LE(max_rel_error(r.singular_values, e.singular_values), 1e-10);
+  test::expect_close(r.right, e.right, 1e-8, "P, signs fixed as the exact SVD's");
+  test::expect_close(r.left, e.left, 1e-8, "Phi");
+  EXPECT_LE(max_rel_error(columns.singular_values, e.singular_values), 1e-10);
+  // A tall V (N > P) is already in its smaller space: the flag changes nothing.
+  auto tall = v.t().contiguous();
+  CountingOperator a(tall), b(tall);
+  auto o3 = options(SvdSolver::kBlockKrylov, GramProducts::kAuto, k, 3, /*tol=*/0);
+  auto without = randomized_svd(a, o3);
+  o3.transpose_wide = true;
+  auto with = randomized_svd(b, o3);
+  EXPECT_TRUE(torch::equal(without.singular_values, with.singular_values));
+  EXPECT_EQ(b.grams, 3);
+}
+
 // The float32 rule: one-pass VᵀV products are trusted down to σ_k/σ_1 = √eps (3.45e-4 in
 // float32); below it kAuto falls back to two passes, and its σ are then as good as the two-pass
 // run's.

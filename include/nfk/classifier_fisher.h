@@ -142,13 +142,18 @@ struct FisherCapacity {
   double top_k_share = 0;             // Σ_{i≤k} λ_i / trace
   double sloppy_threshold = 0;        // absolute: relative threshold × mean diagonal
   double sloppy_fraction = 0;         // share of parameters with F_jj < sloppy_threshold
+  int64_t iterations = 0;             // the eigenvalue SVD's iterations
+  double estimated_error = -1;        // its estimate of the top-k √λ's max relative error
 };
 
 /// Options of `fisher_capacity`.
 struct CapacityOptions {
   int64_t top_k = 20;  // eigenvalues by the randomized SVD of ClassifierFisherRows
   int64_t oversample = 10;
-  int64_t power_iters = 6;
+  int64_t power_iters = 6;  // the SVD's most iterations
+  /// The SVD stops once its estimate of the top-k σ = √λ's max relative error is at most this
+  /// (λ's is about twice it); < 0: 2e-4 in float32, 1e-8 in float64; 0: every iteration.
+  double tol = -1;
   double sloppy_relative = 1e-3;  // "sloppy": F_jj below this × mean(F_jj)
 };
 

@@ -119,6 +119,11 @@ struct SvdOptions {
   double tol = -1;
   SvdSolver solver = SvdSolver::kAuto;
   GramProducts gram = GramProducts::kAuto;
+  /// Where V is wide (N < P) and its operator has no fused transpose (V streamed): iterate on
+  /// Vᵀ all the same, through V's own products (two passes per iteration, N-long bases). The
+  /// fit's plan sets it for block Krylov when its P-long basis would not fit in memory. Not for
+  /// operators whose rows are sharded across processes.
+  bool transpose_wide = false;
 };
 
 /// Truncated SVD V ≈ Φ diag(σ) Pᵀ.
@@ -151,11 +156,11 @@ using SvdCheckpointFn = std::function<void(const SvdState&)>;
 /// Matrix-free randomized SVD (u = k + oversample columns per product, orthonormalised after
 /// every product): VᵀΩ, then at most L iterations of the solver, then V Q and a small SVD.
 /// Passes over V: L + 2 with fused VᵀV products, 2·L + 2 with two-pass ones (block Krylov
-/// two-pass: 2·L + 1, its last V·basis is the Rayleigh–Ritz). With `tol` > 0 it stops early
-/// once the top-k σ have converged (SvdResult::iterations, passes, estimated_error).
+/// two-pass: its last V·basis is the Rayleigh–Ritz, no separate final product). With `tol` > 0 it
+/// stops early once the top-k σ have converged (SvdResult::iterations, passes, estimated_error).
 /// Where V is wider than tall (N < P) and `op.transposed()` exists (V resident), a run that is
 /// not checkpointed iterates on Vᵀ instead: the same passes over V, but its bases and their
-/// orthogonalisation are N rather than P long.
+/// orthogonalisation are N rather than P long (`SvdOptions::transpose_wide`: also without one).
 /// Signs are fixed so that the largest-magnitude entry of each P column is positive.
 /// `checkpoint` (if set) gets the state after the first pass and after every power iteration;
 /// `resume` (if not null) continues from such a state instead of starting over (subspace solver

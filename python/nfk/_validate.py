@@ -6,6 +6,7 @@ import os
 _KINDS = ("classifier", "gan", "vae", "density", "score", "ntk")
 _ESTIMATORS = ("auto", "true", "empirical")
 _METHODS = ("auto", "exact", "per-example", "matrix-free", "sketch")
+_SOLVERS = ("auto", "subspace", "block-krylov")
 _DTYPES = ("float32", "float64")
 _DEVICES = ("cpu", "cuda")
 _INT64_MAX = 2**63 - 1
@@ -51,6 +52,15 @@ def _check_positive_float(name, value):
         raise ValueError(f"nfk: {name} must be a finite number > 0, got {_shown(value)}")
     value = number
     return value
+
+
+def _check_tol(value):
+    """An SVD tolerance: "auto" (-1.0: the dtype's default) or a number in [0, 1)."""
+    tol = -1.0 if isinstance(value, str) and value == "auto" else value
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not (
+            tol == -1.0 or 0 <= tol < 1):
+        raise ValueError(f"nfk: tol must be 'auto' or a number in [0, 1), got {_shown(value)}")
+    return float(tol)
 
 
 def _check_choice(name, value, choices):

@@ -8,8 +8,8 @@ from . import _nfk, _state
 from ._io import as_inputs, is_batches, iter_batches, n_features
 from ._model_file import _load_model
 from ._progress import progress
-from ._validate import (_ESTIMATORS, _INT64_MAX, _METHODS, _check_choice, _check_int,
-                        _check_path, _fisher_options, _model_options, _shown)
+from ._validate import (_ESTIMATORS, _INT64_MAX, _METHODS, _SOLVERS, _check_choice, _check_int,
+                        _check_path, _check_tol, _fisher_options, _model_options, _shown)
 
 _NOT_FITTED = "nfk: this NFK is not fitted yet: call fit(X) first (or NFK.load a projector)"
 
@@ -48,6 +48,8 @@ class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         oversample, power_iters: randomized SVD probes beyond k (10) and the most iterations (10).
         tol: stop iterating once the estimated relative error of the top-k sigma is at most tol
             ("auto": 2e-4 in float32, 1e-8 in float64; 0: run all power_iters).
+        solver: the randomized SVD's iteration, ``"auto"``, ``"subspace"`` or ``"block-krylov"``
+            (``nfk fit --solver``).
         dtype: ``"float32"`` or ``"float64"``; device: ``"cpu"`` or ``"cuda"``.
         batch_size (256), seed (0), reference_samples (0: as many as the data),
         fisher_floor (1e-8, relative to mean I), memory_budget_mib (4096).
@@ -80,7 +82,8 @@ class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, model=None, kind="classifier", rank=32, *, estimator="auto",
-                 method="auto", oversample=10, power_iters=10, tol="auto", dtype="float32",
+                 method="auto", oversample=10, power_iters=10, tol="auto", solver="auto",
+                 dtype="float32",
                  device="cpu",
                  batch_size=256, seed=0, reference_samples=0, fisher_floor=1e-8,
                  memory_budget_mib=4096, generator=None, latent_dim=0, output=-1, verbose=1):
@@ -92,6 +95,7 @@ class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.oversample = oversample
         self.power_iters = power_iters
         self.tol = tol
+        self.solver = solver
         self.dtype = dtype
         self.device = device
         self.batch_size = batch_size
@@ -126,10 +130,8 @@ class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         method = _check_choice("method", self.method, _METHODS)
         oversample = _check_int("oversample", self.oversample, 0, _INT64_MAX >> 1)
         power_iters = _check_int("power_iters", self.power_iters, 0, _INT64_MAX >> 2)
-        tol = -1.0 if isinstance(self.tol, str) and self.tol == "auto" else self.tol
-        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not (
-                tol == -1.0 or 0 <= tol < 1):
-            raise ValueError(f"nfk: tol must be 'auto' or a number in [0, 1), got {self.tol!r}")
+        tol = _check_tol(self.tol)
+        solver = _check_choice("solver", self.solver, _SOLVERS)
         memory_budget_mib = _check_int("memory_budget_mib", self.memory_budget_mib, 0,
                                        _INT64_MAX >> 20)
         x, source, like = as_inputs(X)
@@ -142,7 +144,7 @@ class NFK(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         with progress(self.verbose, "fit") as bars:
             projector, embedding, plan = _nfk.fit(
                 score_model, x, rank=rank, oversample=oversample, power_iters=power_iters,
-                tol=float(tol), method=method, memory_budget_mib=memory_budget_mib, data_source=source,
+                tol=float(tol), solver=solver, method=method, memory_budget_mib=memory_budget_mib, data_source=source,
                 progress=bars, **fo)
         self.projector_, self._model, self._files = projector, score_model, files
         self.plan_ = json.loads(plan)

@@ -83,6 +83,28 @@ def test_capacity_matches_dense_eigh(setup):
     cap = nfk.fisher_capacity(net, x, top_k=3, **OPTS)
     assert cap.trace == pytest.approx(f.trace().item(), rel=1e-10)
     torch.testing.assert_close(cap.top_eigenvalues, eig, rtol=1e-8, atol=1e-12)
+    assert 1 <= cap.iterations <= 6 and cap.estimated_error is not None
+
+
+def test_capacity_tolerance_and_cap():
+    """tol=0 makes every one of power_iters iterations; a loose tol stops sooner, with an
+    estimate at most tol and eigenvalues within about 2 tol of the dense ones. A wider net and
+    more examples than `setup`, so that 13 columns a block do not fill the Fisher rows' space."""
+    torch.manual_seed(5)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 20), torch.nn.Tanh(),
+                              torch.nn.Linear(20, 3)).double().eval()
+    x = torch.randn(60, 6, dtype=torch.float64)
+    eig = torch.linalg.eigvalsh(_dense(net, x, None, "true")).flip(0)[:3]
+    full = nfk.fisher_capacity(net, x, top_k=3, power_iters=4, tol=0, **OPTS)
+    assert full.iterations == 4
+    loose = nfk.fisher_capacity(net, x, top_k=3, power_iters=30, tol=1e-3, **OPTS)
+    assert loose.iterations < 13 and loose.estimated_error <= 1e-3  # 13 blocks fill 180 rows
+    assert ((loose.top_eigenvalues - eig).abs() / eig).max() <= 2.1e-3
+    tight = nfk.fisher_capacity(net, x, top_k=3, power_iters=30, tol=1e-8, **OPTS)
+    assert tight.iterations >= loose.iterations
+    torch.testing.assert_close(tight.top_eigenvalues, eig, rtol=2e-8, atol=0)
+    with pytest.raises(ValueError, match="tol"):
+        nfk.fisher_capacity(net, x, top_k=3, tol=1.5, **OPTS)
 
 
 def test_kfac_is_exact_for_one_example(setup):

@@ -27,7 +27,7 @@ LONG_FIT = textwrap.dedent("""
                     verbose=0)
     sigma = short.fit(x).singular_values_
     m = nfk.NFK(model, "classifier", rank=4, method=method, power_iters=100000, tol=0,
-                batch_size=16, verbose=0)
+                solver="subspace", batch_size=16, verbose=0)
     print("fitting", flush=True)
     try:
         m.fit(x)

@@ -19,18 +19,23 @@ GradientPathChoice probe_gradients(ScoreModel& model, const torch::Tensor& input
   return choose_gradient_path(model, inputs.slice(/*dim=*/0, 0, rows), /*first_index=*/0);
 }
 
-// The SVD's solver, products and tolerance: block Krylov where its basis (P·u·(L + 1) values)
-// takes at most 1 GiB or a quarter of the memory budget, whichever is more; a checkpointed fit runs
-// the resumable form (subspace, two passes, all L iterations: a resumed run is the uninterrupted
-// one bit for bit).
-SvdOptions plan_svd(const FitOptions& o, int64_t n, int64_t p, int64_t value_bytes,
+// The SVD's solver, products and tolerance: block Krylov where its basis (P·c values, c =
+// min(u·(L + 1), N, P) columns) takes at most 1 GiB or a quarter of the memory budget, whichever
+// is more, or else, for a wide V (N < P) in one process, where its basis in V's row space (N·c)
+// does: then it iterates on Vᵀ, two passes per iteration when V is streamed, as slowly decaying
+// spectra converge in far fewer Krylov iterations than subspace iterations. A checkpointed fit
+// runs the resumable form (subspace, two passes, all L iterations: a resumed run is the
+// uninterrupted one bit for bit).
+SvdOptions plan_svd(const FitOptions& o, int64_t n, int64_t p, int64_t value_bytes, bool sharded,
                     std::vector<std::string>& reasons) {
   SvdOptions svd = o.svd;
   svd.seed = o.run.seed;
   const auto dtype = value_bytes == 8 ? torch::kFloat64 : torch::kFloat32;
   if (svd.tol < 0) svd.tol = default_svd_tol(dtype);
   const int64_t u = std::min(svd.rank + svd.oversample, std::min(n, p));
-  const int64_t krylov_bytes = p * u * (svd.power_iters + 1) * value_bytes;
+  // The Krylov space stops growing at min(N, P) columns.
+  const int64_t cols = std::min(u * (svd.power_iters + 1), std::min(n, p));
+  const int64_t krylov_bytes = p * cols * value_bytes;
   if (!o.checkpoint_dir.empty()) {
     svd.solver = SvdSolver::kSubspace;
     svd.gram = GramProducts::kTwoPass;
@@ -39,12 +44,22 @@ SvdOptions plan_svd(const FitOptions& o, int64_t n, int64_t p, int64_t value_byt
                       std::to_string(svd.power_iters) +
                       " iterations: checkpointed, so that a resumed fit is the uninterrupted one");
   } else if (svd.solver == SvdSolver::kAuto) {
-    const bool fits = krylov_bytes <= std::max(o.memory_budget / 4, int64_t{1} << 30);
-    svd.solver = fits ? SvdSolver::kBlockKrylov : SvdSolver::kSubspace;
-    reasons.push_back(std::string(fits ? "block Krylov" : "subspace iteration") + ": its basis (" +
-                      mib(krylov_bytes) + " at " + std::to_string(svd.power_iters) +
-                      " iterations) " + (fits ? "fits" : "exceeds") +
-                      " 1 GiB or a quarter of the memory budget");
+    const int64_t room = std::max(o.memory_budget / 4, int64_t{1} << 30);
+    const int64_t rows_bytes = n * cols * value_bytes;
+    const bool fits = krylov_bytes <= room;
+    const bool fits_rows = !fits && n < p && !sharded && rows_bytes <= room;
+    svd.solver = fits || fits_rows ? SvdSolver::kBlockKrylov : SvdSolver::kSubspace;
+    svd.transpose_wide = fits_rows;
+    const std::string basis = "its basis (" + mib(krylov_bytes) + " at " +
+                              std::to_string(svd.power_iters) + " iterations) ";
+    if (fits_rows) {
+      reasons.push_back("block Krylov on V^T: " + basis +
+                        "exceeds 1 GiB or a quarter of the memory budget, in V's row space (" +
+                        mib(rows_bytes) + ") it fits");
+    } else {
+      reasons.push_back(std::string(fits ? "block Krylov" : "subspace iteration") + ": " + basis +
+                        (fits ? "fits" : "exceeds") + " 1 GiB or a quarter of the memory budget");
+    }
   }
   return svd;
 }
@@ -99,7 +114,7 @@ FitPlan plan_fit(ScoreModel& model, const torch::Tensor& inputs, const FitOption
   const bool tape = gradients.path == GradientPath::kLayerTape;
 
   std::vector<std::string> svd_reasons;
-  plan.svd = plan_svd(o, n, p, value_bytes, svd_reasons);
+  plan.svd = plan_svd(o, n, p, value_bytes, group != nullptr, svd_reasons);
   plan.method = o.method;
   const bool fits =
       (plan.method == FitMethod::kExact ? plan.v_bytes : plan.v_bytes_per_rank) <= o.memory_budget;
@@ -189,8 +204,9 @@ std::string FitPlan::describe() const {
                   gradient_path_reason + ")")
     << "\n";
   if (method != FitMethod::kExact && method != FitMethod::kSketch) {
-    s << "  SVD: " << to_string(svd.solver) << ", k = " << svd.rank << " + " << svd.oversample
-      << " probes, VtV products "
+    s << "  SVD: " << to_string(svd.solver)
+      << (svd.transpose_wide ? " on V^T (N-long bases, two passes over V per iteration)" : "")
+      << ", k = " << svd.rank << " + " << svd.oversample << " probes, VtV products "
       << (svd.gram == GramProducts::kTwoPass ? "in two passes"
                                              : "in one pass where V's operator fuses them")
       << ", ";
@@ -232,7 +248,8 @@ nlohmann::json FitPlan::to_json() const {
             {"rank", svd.rank},
             {"oversample", svd.oversample},
             {"power_iters", svd.power_iters},
-            {"tol", svd.tol}}}};
+            {"tol", svd.tol},
+            {"transpose_wide", svd.transpose_wide}}}};
 }
 
 }  // namespace nfk

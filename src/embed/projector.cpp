@@ -57,7 +57,14 @@ nlohmann::json Projector::spectrum_json() const {
           {"kind", to_string(kind)},
           {"estimator", to_string(fisher.estimator)},
           {"n_examples", n_examples},
-          {"n_params", n_params()}};
+          {"n_params", n_params()},
+          {"svd",
+           {{"solver", to_string(svd.solver)},
+            {"tol", svd.tol >= 0 ? nlohmann::json(svd.tol) : nullptr},
+            {"iterations", profile.iterations},
+            {"passes", profile.passes},
+            {"estimated_error",
+             profile.estimated_error >= 0 ? nlohmann::json(profile.estimated_error) : nullptr}}}};
 }
 
 void check_projector_model(const Projector& projector, ScoreModel& model,

@@ -97,7 +97,12 @@ void save_projector(const std::string& path, const Projector& p) {
                             {{"rank", p.svd.rank},
                              {"oversample", p.svd.oversample},
                              {"power_iters", p.svd.power_iters},
-                             {"seed", p.svd.seed}}},
+                             {"seed", p.svd.seed},
+                             {"tol", p.svd.tol},
+                             {"solver", to_string(p.svd.solver)},
+                             {"iterations", p.profile.iterations},
+                             {"passes", p.profile.passes},
+                             {"estimated_error", p.profile.estimated_error}}},
                            {"fisher",
                             {{"estimator", to_string(p.fisher.estimator)},
                              {"reference", p.fisher.reference},
@@ -249,6 +254,13 @@ Projector load_projector(const std::string& path) {
     const auto& s = h.at("svd");
     p.svd = {get_int(s, "rank", 1, kMaxCount), get_int(s, "oversample", 0, kMaxCount),
              get_int(s, "power_iters", 0, kMaxCount), get_seed(s, "seed")};
+    if (s.contains("estimated_error")) {  // how the SVD went (nfk after 2026-12: optional)
+      p.svd.tol = get_finite(s, "tol");
+      p.svd.solver = svd_solver_names().parse(s.at("solver"));
+      p.profile.iterations = get_int(s, "iterations", 0, kMaxCount);
+      p.profile.passes = get_int(s, "passes", 0, kMaxCount);
+      p.profile.estimated_error = get_finite(s, "estimated_error");
+    }
     const auto& f = h.at("fisher");
     const std::string est = f.at("estimator");
     p.fisher.estimator = estimator_names().parse(est);

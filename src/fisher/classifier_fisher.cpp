@@ -133,8 +133,11 @@ FisherCapacity fisher_capacity(ScoreModel& model, const ClassifierData& data,
   svd.rank = k;
   svd.oversample = capacity.oversample;
   svd.power_iters = capacity.power_iters;
+  svd.tol = capacity.tol;
   svd.seed = run.seed;
   auto result = randomized_svd(w, svd, run.progress);
+  out.iterations = result.iterations;
+  out.estimated_error = result.estimated_error;
   auto lambda = result.singular_values.to(torch::kCPU, torch::kFloat64).square();
   out.top_eigenvalues = lambda;
   const double total = lambda.sum().item<double>();

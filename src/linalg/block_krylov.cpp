@@ -17,6 +17,19 @@ torch::Tensor orthogonalize_against(const torch::Tensor& basis, torch::Tensor y)
   return orthonormal_basis(z);
 }
 
+// Aᵀ B [a, b] in float64 for A [r, a], B [r, b] of any dtype, by row blocks (a float64 copy of
+// a tall A would take twice its memory).
+torch::Tensor gram_block(const torch::Tensor& a, const torch::Tensor& b) {
+  if (a.scalar_type() == torch::kFloat64) return a.t().mm(b).to(torch::kCPU);
+  const int64_t rows = a.size(0), block = int64_t{1} << 16;
+  auto out = torch::zeros({a.size(1), b.size(1)}, a.options().dtype(torch::kFloat64));
+  for (int64_t s = 0; s < rows; s += block) {
+    const int64_t e = std::min(rows, s + block);
+    out.addmm_(a.slice(0, s, e).to(torch::kFloat64).t(), b.slice(0, s, e).to(torch::kFloat64));
+  }
+  return out.to(torch::kCPU);
+}
+
 struct KrylovRun {
   LinearOperator& op;
   const SvdOptions& o;
@@ -81,6 +94,10 @@ struct KrylovRun {
     auto basis = torch::empty({p, max_cols}, z0_pu.options());
     auto m_all = torch::empty({n, max_cols}, z0_pu.options());
     basis.narrow(1, 0, u).copy_(z0_pu);
+    // G = MᵀM in float64, a block column per iteration: its eigenvalues are σ(M)², as exact as
+    // an SVD of M itself, without the SVD's N·cols² cost each iteration (M is tall when the SVD
+    // iterates on a wide V's transpose).
+    auto g = torch::zeros({max_cols, max_cols}, torch::dtype(torch::kFloat64));
     ConvergenceMonitor monitor;
     int64_t start = 0, width = u, cols = 0, iterations = 0;
     while (true) {
@@ -88,7 +105,10 @@ struct KrylovRun {
       auto m_nw = finite(op.apply(basis.narrow(1, start, width)));
       m_all.narrow(1, start, width).copy_(m_nw);
       cols = start + width;
-      monitor.update(at::linalg_svdvals(m_all.narrow(1, 0, cols)).slice(0, 0, o.rank));
+      auto column = gram_block(m_all.narrow(1, 0, cols), m_nw);
+      g.narrow(0, 0, cols).narrow(1, start, width).copy_(column);
+      g.narrow(0, start, width).narrow(1, 0, cols).copy_(column.t());
+      monitor.update(gram_ritz_sigma(g.narrow(0, 0, cols).narrow(1, 0, cols), o.rank));
       if (monitor.converged(o.tol) || cols >= max_cols || iterations == o.power_iters) break;
       tick();
       auto y_pw = finite(op.apply_t(orthonormal_basis(m_nw)));  // VᵀV Z_j, up to R⁻¹
@@ -98,7 +118,8 @@ struct KrylovRun {
       start = cols;
       ++iterations;
     }
-    auto r = svd_from_basis(basis.narrow(1, 0, cols), m_all.narrow(1, 0, cols), o.rank, op, total);
+    auto r = svd_from_gram(basis.narrow(1, 0, cols), m_all.narrow(1, 0, cols),
+                           g.narrow(0, 0, cols).narrow(1, 0, cols), o.rank, op, total);
     r.iterations = iterations;
     r.estimated_error = monitor.estimate();
     return r;

@@ -10,6 +10,25 @@
 
 namespace nfk {
 namespace detail {
+namespace {
+
+// Vᵀ through V's own products: apply is V's apply_t and the reverse; its Gram V(VᵀX) reads V
+// twice (no fused form).
+class TransposedView : public LinearOperator {
+ public:
+  explicit TransposedView(LinearOperator& v) : v_(v) {}
+  int64_t rows() const override { return v_.cols(); }
+  int64_t cols() const override { return v_.rows(); }
+  torch::Tensor apply(const torch::Tensor& x_nu) override { return v_.apply_t(x_nu); }
+  torch::Tensor apply_t(const torch::Tensor& m_pu) override { return v_.apply(m_pu); }
+  double squared_frobenius() override { return v_.squared_frobenius(); }
+  torch::TensorOptions options() const override { return v_.options(); }
+
+ private:
+  LinearOperator& v_;
+};
+
+}  // namespace
 
 SvdResult block_krylov_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress);
 SvdResult subspace_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn& progress,
@@ -60,6 +79,28 @@ SvdResult svd_from_basis(const torch::Tensor& q_pu, const torch::Tensor& b_nu, i
   return r;
 }
 
+SvdResult svd_from_gram(const torch::Tensor& q_pu, const torch::Tensor& b_nu,
+                        const torch::Tensor& g_uu, int64_t rank, LinearOperator& op,
+                        double total_estimate) {
+  auto g = g_uu.to(torch::kCPU, torch::kFloat64);
+  auto [evals, evecs] = torch::linalg::eigh((g + g.t()) * 0.5, "L");  // ascending
+  const int64_t u = evals.size(0);
+  auto sigma = evals.slice(0, u - rank, u).flip(0).clamp_min(0).sqrt();  // [k] descending
+  const double top = sigma[0].item<double>();
+  const auto dtype = c10::typeMetaToScalarType(b_nu.dtype());
+  if (!(top > 0) || sigma[rank - 1].item<double>() < fused_gram_min_ratio(dtype) * top) {
+    return svd_from_basis(q_pu, b_nu, rank, op, total_estimate);
+  }
+  auto w = evecs.narrow(1, u - rank, rank).flip(1);  // [u, k]
+  SvdResult r;
+  r.singular_values = sigma.to(b_nu.options());
+  r.right = q_pu.mm(w.to(q_pu.options())).contiguous();
+  r.left = (b_nu.mm(w.to(b_nu.options())) / r.singular_values).contiguous();
+  set_total_variance(r, op, total_estimate);
+  fix_signs(r);
+  return r;
+}
+
 }  // namespace detail
 
 using detail::finite;
@@ -87,6 +128,9 @@ SvdResult randomized_svd(LinearOperator& op, const SvdOptions& o, const Progress
   };
   // A checkpoint's basis lives in V's column space, so only unresumable runs transpose.
   std::unique_ptr<LinearOperator> vt = n < p && !resumable ? op.transposed() : nullptr;
+  if (!vt && n < p && !resumable && o.transpose_wide) {
+    vt = std::make_unique<detail::TransposedView>(op);
+  }
   if (!vt) return solve(op);
   auto r = solve(*vt);  // Vᵀ = R Σ Lᵀ: its left vectors are V's right ones
   std::swap(r.left, r.right);

@@ -28,6 +28,13 @@ void set_total_variance(SvdResult& r, LinearOperator& op, double estimate);
 SvdResult svd_from_basis(const torch::Tensor& q_pu, const torch::Tensor& b_nu, int64_t rank,
                          LinearOperator& op, double total_estimate);
 
+/// The same result from G = BᵀB [u, u] (float64, B = V Q) instead of an SVD of B: σ² and W from
+/// eigh(G), right vectors Q·W, left B·W/σ. Where σ_k/σ_1 is below √eps of B's dtype the left
+/// vectors would lose their orthogonality, so it takes svd_from_basis's SVD of B instead.
+SvdResult svd_from_gram(const torch::Tensor& q_pu, const torch::Tensor& b_nu,
+                        const torch::Tensor& g_uu, int64_t rank, LinearOperator& op,
+                        double total_estimate);
+
 /// The stopping rule of the iterative SVDs: fed the Ritz estimates of the top-k σ after each
 /// iteration, it estimates the remaining relative error as the last change d_i = max_j
 /// |σ_j^(i) − σ_j^(i−1)| / σ_j^(i), extrapolated with the observed contraction ρ = d_i / d_{i−1}

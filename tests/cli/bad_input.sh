@@ -148,6 +148,10 @@ expect_fail "fisher --conditional 19 labels for 20 inputs" 'one per input' "$o/f
   --data "$w/x.npy" --out "$o/f.npy"
 expect_fail "fisher --estimator mc without --conditional" 'conditional' "$o/f.npy" -- \
   fisher "${clf[@]}" --estimator mc --data "$w/x.npy" --out "$o/f.npy"
+expect_fail "fisher --tol without --stats" 'add it' "$o/f.npy" -- \
+  fisher "${clf[@]}" --conditional --data "$w/x.npy" --tol 1e-3 --out "$o/f.npy"
+expect_fail "fisher --stats --tol out of range" 'tol' "$o/f.npy" -- \
+  fisher "${clf[@]}" --conditional --stats --data "$w/x.npy" --tol 2 --out "$o/f.npy"
 expect_fail "fisher --conditional on a discriminator" 'classifier' "$o/f.npy" -- \
   fisher --model "$w/disc.pt" --kind gan --conditional --data "$w/x.npy" --out "$o/f.npy"
 expect_fail "fisher --form kfac with the batched estimator" 'batched' "$o/f.npz" -- \
