@@ -168,6 +168,7 @@ SvdResult subspace_svd(LinearOperator& op, const SvdOptions& o, const ProgressFn
     total = resume->total_variance;
     first_iteration = resume->iteration;
     step = 1 + (fused ? 1 : 2) * first_iteration;
+    passes = step;  // the whole run's passes, as the uninterrupted run reports them
   } else {
     // Probes come from a CPU float64 stream so every device and dtype sees the same numbers.
     auto gen = at::detail::createCPUGenerator(o.seed);
